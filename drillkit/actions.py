@@ -1,0 +1,693 @@
+"""Built-in fault and recovery actions: real faults on real processes, and the runbooks' steps.
+
+Every action acts only through the Stack, which refuses containers without this run's label.
+Runbook references: seed 000 (procedures 1-3), 002 (database failure, data corruption, breach),
+003 (database incidents, force logout), 001 (resource exhaustion).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from pathlib import Path
+
+import docker.errors
+import psycopg
+import requests
+
+from drillkit import engine
+from drillkit.context import DrillContext
+from drillkit.errors import EnvironmentBroken, StepFailed
+from drillkit.registry import FAULTS, RECOVERY, Duration, Service
+from drillkit.stack import nsenter
+from drillkit.wait import wait_for
+
+# ---------------------------------------------------------------------------------------------
+# generic steps: a team's own runbook commands
+# ---------------------------------------------------------------------------------------------
+
+
+@FAULTS("service-exec")
+@RECOVERY("service-exec")
+def service_exec(
+    ctx: DrillContext,
+    service: Service,
+    command: str,
+    user: str = "root",
+    expect_exit: int = 0,
+    timeout: Duration = Duration(60.0),
+) -> str:
+    """Run a shell command inside a service; the step fails unless it exits with expect_exit."""
+    res = ctx.stack.exec(service, command, user=user, timeout_s=timeout)
+    if res.exit_code != expect_exit:
+        raise StepFailed(
+            "service-exec",
+            f"`{command}` in {service} exited {res.exit_code} "
+            f"(expected {expect_exit}): {res.output[-400:]}",
+        )
+    return res.output
+
+
+@FAULTS("host-exec")
+@RECOVERY("host-exec")
+def host_exec(
+    ctx: DrillContext, command: str, expect_exit: int = 0, timeout: Duration = Duration(60.0)
+) -> str:
+    """Run a shell command on the host (env DRILLKIT_RUN_ID, DRILLKIT_APP_URL are set)."""
+    import subprocess
+
+    env = {**os.environ, "DRILLKIT_RUN_ID": ctx.stack.run_id, "DRILLKIT_APP_URL": ctx.stack.app_url}
+    try:
+        proc = subprocess.run(
+            ["sh", "-c", command], capture_output=True, text=True, timeout=timeout, env=env
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise StepFailed("host-exec", f"`{command}` overran {timeout:g} s") from exc
+    if proc.returncode != expect_exit:
+        raise StepFailed("host-exec", f"`{command}` exited {proc.returncode}: {proc.stderr[-400:]}")
+    return proc.stdout
+
+
+@FAULTS("hold")
+@RECOVERY("hold")
+def hold(ctx: DrillContext, duration: Duration) -> str:
+    """Let the fault last (or let an operator observe) for a fixed time: a drill parameter, not a
+    wait for a condition."""
+    time.sleep(duration)
+    return f"held {duration:g} s"
+
+
+# ---------------------------------------------------------------------------------------------
+# process faults
+# ---------------------------------------------------------------------------------------------
+
+
+@FAULTS("kill-postmaster")
+def kill_postmaster(ctx: DrillContext, service: Service = Service("primary")) -> str:
+    """SIGKILL the PostgreSQL postmaster (its container then exits, as a crashed database would)."""
+    res = ctx.stack.exec(service, "kill -KILL $(head -1 /pgdata/postmaster.pid)", timeout_s=10)
+    if res.exit_code != 0:
+        raise StepFailed("kill-postmaster", f"kill failed in {service}: {res.output}")
+    c = ctx.stack.container(service)
+    wait_for(lambda: (c.reload(), c.status != "running")[1], what=f"{service} to die", timeout_s=10)
+    return f"postmaster of {service} killed with SIGKILL; container {c.status}"
+
+
+@FAULTS("kill-container")
+def kill_container(ctx: DrillContext, service: Service) -> str:
+    """SIGKILL a service's whole container; it stays dead."""
+    c = ctx.stack.container(service)
+    c.kill(signal="SIGKILL")
+    wait_for(lambda: (c.reload(), c.status != "running")[1], what=f"{service} to die", timeout_s=10)
+    return f"container {c.name} killed"
+
+
+@FAULTS("stop-services")
+def stop_services(ctx: DrillContext, services: list[str]) -> str:
+    """Stop several services at once (a complete outage)."""
+    threads = [
+        threading.Thread(target=lambda s=s: ctx.stack.container(s).kill("SIGKILL"))
+        for s in services
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return f"killed {', '.join(services)}"
+
+
+@FAULTS("pause-service")
+def pause_service(ctx: DrillContext, service: Service, duration: Duration) -> str:
+    """Freeze a service (SIGSTOP via the cgroup freezer) for exactly `duration`: an outage of known
+    length, used to measure the harness's own clock accuracy."""
+    c = ctx.stack.container(service)
+    c.pause()
+    t_paused = ctx.clock()
+    done = threading.Event()
+
+    def resume() -> None:
+        done.wait(max(0.0, duration - (ctx.clock() - t_paused)))
+        with contextlib.suppress(docker.errors.APIError):
+            c.unpause()
+        ctx.figure("true_outage_s", ctx.clock() - t_paused)
+
+    timer = threading.Thread(target=resume, daemon=True)
+    timer.start()
+    ctx.cleanups.append(lambda: (done.set(), timer.join()))
+    return f"{service} paused for {duration:g} s"
+
+
+# ---------------------------------------------------------------------------------------------
+# database recovery steps
+# ---------------------------------------------------------------------------------------------
+
+
+@RECOVERY("check-service-status")
+def check_service_status(ctx: DrillContext, service: Service) -> str:
+    """The runbook's first look: container state and pg_isready (never fails the step)."""
+    c = ctx.stack.container(service)
+    line = f"{service}: container {c.status}"
+    if c.status == "running":
+        res = ctx.stack.exec(service, "pg_isready -h /run/postgresql", timeout_s=5)
+        line += f"; pg_isready: {res.output.strip()}"
+    return line
+
+
+@RECOVERY("restart-service")
+def restart_service(ctx: DrillContext, service: Service) -> str:
+    """Start (or restart) a service's container and wait until it serves again."""
+    c = ctx.stack.container(service)
+    if c.status == "running":
+        c.restart(timeout=10)
+    else:
+        c.start()
+    _wait_service(ctx, service)
+    return f"{service} restarted"
+
+
+def _wait_service(ctx: DrillContext, service: str, timeout_s: float = 60) -> None:
+    if service == "app":
+        ctx.stack.wait_app(timeout_s)
+    else:
+        ctx.stack.wait_pg(service, timeout_s)
+
+
+@RECOVERY("restart-services")
+def restart_services(ctx: DrillContext, order: list[str]) -> str:
+    """Start services one after another in dependency order, each ready before the next."""
+    for service in order:
+        restart_service(ctx, Service(service))
+    return f"restarted in order: {', '.join(order)}"
+
+
+@RECOVERY("wait-app-healthy")
+def wait_app_healthy(ctx: DrillContext, timeout: Duration = Duration(60.0)) -> str:
+    """Verify the app answers its health check (it reconnects to the database by itself)."""
+    ctx.stack.wait_app(timeout)
+    return ctx.stack.app_health().text.strip()
+
+
+@RECOVERY("promote-replica")
+def promote_replica(ctx: DrillContext, service: Service = Service("replica")) -> str:
+    """pg_promote() on the standby; it becomes the writable primary."""
+    rows = ctx.stack.sql(service, "SELECT pg_promote(wait => true, wait_seconds => 30)")
+    if not rows or rows[0][0] is not True:
+        raise StepFailed("promote-replica", f"pg_promote on {service} returned {rows}")
+    ctx.stack.wait_pg(service, 30, writable=True)
+    ctx.state["primary"] = service
+    return f"{service} promoted"
+
+
+@RECOVERY("point-app")
+def point_app(ctx: DrillContext, hosts: list[str]) -> str:
+    """Rewrite the app's database host list and reload it (SIGHUP)."""
+    ctx.stack.set_db_hosts(hosts)
+    ctx.stack.reload_app()
+    return f"app pointed at {', '.join(hosts)}"
+
+
+@RECOVERY("fence")
+def fence(
+    ctx: DrillContext, service: Service = Service("primary"), follow: Service = Service("replica")
+) -> str:
+    """Fence the old primary: make it a standby (standby.signal in its data directory), so that if
+    it ever comes back it is read-only and cannot take writes."""
+    c = ctx.stack.container(service)
+    if c.status == "running":
+        c.stop(timeout=10)
+    script = (
+        "touch /pgdata/standby.signal && "
+        f"echo \"primary_conninfo = 'host={follow} user=replicator application_name={service}'\" "
+        ">> /pgdata/postgresql.auto.conf"
+    )
+    out = ctx.stack.run_tool(service, ["sh", "-c", script])
+    ctx.state["fenced"] = service
+    return f"{service} fenced (standby.signal written) {out}".strip()
+
+
+@RECOVERY("set-maintenance")
+def set_maintenance(ctx: DrillContext, enabled: bool) -> str:
+    """Maintenance mode: the app refuses writes with 503 (seed 002 data-corruption step 1)."""
+    ctx.stack.set_maintenance(enabled)
+    if enabled:
+        r = requests.post(
+            ctx.stack.app_url + "/api/orders",
+            json={},
+            timeout=5,
+            headers={"Idempotency-Key": "maintenance-check"},
+        )
+        if r.status_code != 503:
+            raise StepFailed("set-maintenance", f"app still accepts writes ({r.status_code})")
+        return f"maintenance on: writes answer {r.status_code} {r.text.strip()}"
+    return "maintenance off"
+
+
+@RECOVERY("assess-corruption")
+def assess_corruption(ctx: DrillContext, service: Service = Service("primary")) -> str:
+    """Assess scope: pg_amcheck over the app database, and the checksum failure counters."""
+    res = ctx.stack.exec(
+        service, "pg_amcheck -h /run/postgresql -d app --heapallindexed 2>&1", timeout_s=60
+    )
+    rows = ctx.stack.sql(
+        service,
+        "SELECT datname, checksum_failures FROM pg_stat_database WHERE checksum_failures > 0",
+    )
+    report = f"pg_amcheck exit {res.exit_code}\n{res.output.strip()}\nchecksum failures: {rows}"
+    ctx.evidence("corruption assessment", report)
+    ctx.figure("pg_amcheck_exit", res.exit_code)
+    for line in res.output.splitlines():
+        if "invalid page" in line or "checksum" in line or "corrupt" in line:
+            ctx.result.pg_errors.append(line.strip())
+    return report
+
+
+@RECOVERY("switch-wal")
+def switch_wal(ctx: DrillContext, service: Service = Service("primary")) -> str:
+    """Close the current WAL segment and wait until it is archived (nothing recent is left behind)."""
+    rows = ctx.stack.sql(service, "SELECT pg_walfile_name(pg_switch_wal())")
+    wal = rows[0][0]
+
+    def archived() -> bool:
+        last = ctx.stack.sql(service, "SELECT last_archived_wal FROM pg_stat_archiver")[0][0]
+        return last is not None and last >= wal
+
+    wait_for(archived, what=f"WAL {wal} to be archived", timeout_s=30)
+    return f"WAL switched and archived up to {wal}"
+
+
+@RECOVERY("stop-service")
+def stop_service(ctx: DrillContext, service: Service) -> str:
+    c = ctx.stack.container(service)
+    if c.status == "running":
+        c.stop(timeout=20)
+    return f"{service} stopped"
+
+
+@RECOVERY("restore-backup")
+def restore_backup(
+    ctx: DrillContext,
+    service: Service = Service("primary"),
+    target: str = "latest",
+    replay_wal: bool = True,
+) -> str:
+    """pgBackRest restore into the service's data directory, replaying archived WAL.
+
+    target: 'latest' (end of the archive), 'before-destruction' (the transaction id recorded by the
+    destructive fault, exclusive), or 'backup' (the backup's consistent point only).
+    """
+    c = ctx.stack.container(service)
+    if c.status == "running":
+        c.stop(timeout=20)
+    args = ["pgbackrest", "--stanza=main", "--delta", "restore"]
+    if target == "before-destruction":
+        xid = ctx.state.get("destruction_xid")
+        if xid is None:
+            raise StepFailed("restore-backup", "no destructive transaction was recorded")
+        args += ["--type=xid", f"--target={xid}", "--target-exclusive", "--target-action=promote"]
+    elif target == "backup" or not replay_wal:
+        args += ["--type=immediate", "--target-action=promote"]
+    elif target != "latest":
+        raise StepFailed("restore-backup", f"unknown target {target!r}")
+    out = ctx.stack.run_tool(service, args)
+    c.start()
+    ctx.stack.wait_pg(service, 120, writable=True)
+    ctx.figure("restore_target", target)
+    return f"restored {service} ({target}): {out.strip()[-300:]}"
+
+
+@RECOVERY("rebuild-replica")
+def rebuild_replica(ctx: DrillContext, service: Service = Service("replica")) -> str:
+    """Discard the standby's data and re-clone it from the (restored) primary."""
+    ctx.stack.rebuild_replica(service)
+    return f"{service} re-cloned and streaming"
+
+
+@RECOVERY("reconcile-from-audit")
+def reconcile_from_audit(ctx: DrillContext) -> str:
+    """Seed 002 'Data Reconciliation': re-apply writes made after the restore point from the app's
+    append-only audit log (its own file, not the restored database)."""
+    since = ctx.state.get("destruction_wall")
+    if since is None:
+        raise StepFailed("reconcile-from-audit", "no restore point time recorded")
+    # the figure "before reconciliation" is what a restore alone would have cost
+    from drillkit.runner import ledger_outcome
+
+    before = ledger_outcome(ctx)
+    ctx.figure("lost_before_reconciliation", len(before.lost_or_altered))
+    from drillkit.measure import rpo
+
+    ctx.figure(
+        "rpo_before_reconciliation_s",
+        round(rpo(before.lost_or_altered, ctx.result.markers["fault"]), 3),
+    )
+    r = requests.post(
+        ctx.stack.app_url + "/api/admin/replay-audit",
+        json={
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(since))
+            + f".{int(since % 1 * 1e6):06d}Z"
+        },
+        headers={"Authorization": f"Bearer {ctx.stack.secrets['admin_token']}"},
+        timeout=60,
+    )
+    if r.status_code != 200:
+        raise StepFailed(
+            "reconcile-from-audit", f"replay-audit answered {r.status_code}: {r.text[:200]}"
+        )
+    return f"replayed from audit log: {r.text.strip()}"
+
+
+# ---------------------------------------------------------------------------------------------
+# data faults
+# ---------------------------------------------------------------------------------------------
+
+
+@FAULTS("corrupt-page")
+def corrupt_page(
+    ctx: DrillContext, table: str = "orders", block: int = 0, service: Service = Service("primary")
+) -> str:
+    """Overwrite 64 bytes in the middle of a heap page of `table` on disk (checksums are on).
+
+    The cluster is stopped first (a page cached in shared buffers would hide the damage) and started
+    again after, as after a host crash.
+    """
+    path = ctx.stack.sql(service, f"SELECT pg_relation_filepath('{table}'::regclass)")[0][0]
+    c = ctx.stack.container(service)
+    c.stop(timeout=20)
+    offset = block * 8192 + 4096
+    script = (
+        f"printf 'DRILLKIT-CORRUPTION-%.0s' $(seq 1 4) | "
+        f"dd of=/pgdata/{path} bs=1 seek={offset} count=64 conv=notrunc status=none"
+    )
+    ctx.stack.run_tool(service, ["sh", "-c", script])
+    c.start()
+    ctx.stack.wait_pg(service, 60)
+    try:
+        ctx.stack.sql(service, f"SELECT count(*) FROM {table}")
+        seen = "no error on a full scan"
+    except psycopg.Error as exc:
+        seen = f"SQLSTATE {exc.sqlstate}: {str(exc).strip()}"
+        ctx.result.pg_errors.append(seen)
+    ctx.evidence("corruption injected", f"{table} block {block} ({path}) offset {offset}: {seen}")
+    return seen
+
+
+@FAULTS("destructive-statement")
+def destructive_statement(
+    ctx: DrillContext, sql: str = "DELETE FROM orders", service: Service = Service("primary")
+) -> str:
+    """Run a destructive statement (a bulk DELETE, DROP TABLE) and record its transaction id and
+    time: the point-in-time recovery target."""
+    with ctx.stack.connect(service) as conn:
+        conn.autocommit = False
+        with conn.cursor() as cur:
+            cur.execute("SELECT txid_current(), extract(epoch from clock_timestamp())")
+            xid, wall = cur.fetchone()  # type: ignore[misc]
+            cur.execute(sql)  # type: ignore[arg-type]
+            count = cur.rowcount
+        conn.commit()
+    ctx.state["destruction_xid"] = int(xid)
+    ctx.state["destruction_wall"] = float(wall)
+    ctx.figure("destroyed_rows", count)
+    return f"`{sql}` destroyed {count} rows in transaction {xid}"
+
+
+# ---------------------------------------------------------------------------------------------
+# network faults: iptables inside the containers' network namespaces (no tc netem here)
+# ---------------------------------------------------------------------------------------------
+
+
+def _ip(ctx: DrillContext, service: str) -> str:
+    c = ctx.stack.container(service)
+    return str(c.attrs["NetworkSettings"]["Networks"][ctx.stack.net.name]["IPAddress"])
+
+
+def _rules(ctx: DrillContext, a: str, b: str) -> list[tuple[str, list[str]]]:
+    tag = ["-m", "comment", "--comment", f"drillkit:{ctx.stack.run_id}"]
+    ip_a, ip_b = _ip(ctx, a), _ip(ctx, b)
+    return [
+        (a, ["INPUT", "-s", ip_b, *tag, "-j", "DROP"]),
+        (a, ["OUTPUT", "-d", ip_b, *tag, "-j", "DROP"]),
+        (b, ["INPUT", "-s", ip_a, *tag, "-j", "DROP"]),
+        (b, ["OUTPUT", "-d", ip_a, *tag, "-j", "DROP"]),
+    ]
+
+
+@FAULTS("partition")
+@RECOVERY("partition")
+def partition(ctx: DrillContext, a: Service, b: Service) -> str:
+    """Cut every packet between two services, both directions (iptables DROP in both namespaces)."""
+    for service, rule in _rules(ctx, a, b):
+        proc = nsenter(ctx.stack.container(service), "iptables", "-w", "-I", *rule)
+        if proc.returncode != 0:
+            raise EnvironmentBroken(f"iptables in {service}: {proc.stderr.strip()}")
+    ctx.state.setdefault("partitions", []).append((a, b))
+    return f"partitioned {a} <-> {b}"
+
+
+@RECOVERY("heal-partition")
+def heal_partition(ctx: DrillContext, a: Service, b: Service) -> str:
+    """Remove the partition's rules."""
+    for service, rule in _rules(ctx, a, b):
+        c = ctx.stack.container(service)
+        if c.status != "running":
+            continue
+        nsenter(c, "iptables", "-w", "-D", *rule)
+    with contextlib.suppress(ValueError):
+        ctx.state.get("partitions", []).remove((a, b))
+    return f"healed {a} <-> {b}"
+
+
+@RECOVERY("watch-replication-lag")
+def watch_replication_lag(
+    ctx: DrillContext, duration: Duration, replica: Service = Service("replica")
+) -> str:
+    """Sample the replica's lag (bytes of WAL behind the primary) for `duration`; keep the maximum."""
+    end = ctx.clock() + duration
+    max_lag = 0
+    while ctx.clock() < end:
+        max_lag = max(max_lag, _lag_bytes(ctx, replica))
+        time.sleep(0.1)
+    ctx.figure(
+        "max_replication_lag_bytes",
+        max(max_lag, ctx.result.extra.get("max_replication_lag_bytes", 0)),
+    )
+    return f"max lag {max_lag} bytes"
+
+
+def _lag_bytes(ctx: DrillContext, replica: str) -> int:
+    primary_lsn = ctx.stack.sql(ctx.primary, "SELECT pg_current_wal_lsn()::text")[0][0]
+    rows = ctx.stack.sql(
+        replica,
+        f"SELECT pg_wal_lsn_diff('{primary_lsn}', "
+        "coalesce(pg_last_wal_replay_lsn(), '0/0'))::bigint",
+    )
+    return int(rows[0][0])
+
+
+@RECOVERY("wait-replica-caught-up")
+def wait_replica_caught_up(
+    ctx: DrillContext, replica: Service = Service("replica"), timeout: Duration = Duration(60.0)
+) -> str:
+    """Wait until the replica has replayed everything the primary had written when the step began."""
+    target = ctx.stack.sql(ctx.primary, "SELECT pg_current_wal_lsn()::text")[0][0]
+
+    def caught_up() -> bool:
+        rows = ctx.stack.sql(replica, f"SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn")
+        return bool(rows[0][0])
+
+    wait_for(caught_up, what=f"{replica} to replay up to {target}", timeout_s=timeout)
+    return f"{replica} replayed past {target}"
+
+
+# ---------------------------------------------------------------------------------------------
+# credential faults and rotation (seed 000 procedure 2, seed 002 security breach, seed 003)
+# ---------------------------------------------------------------------------------------------
+
+
+@FAULTS("leak-credentials")
+def leak_credentials(ctx: DrillContext) -> str:
+    """The app's database password and token-signing secret leak. The attacker (a client the drill
+    controls) opens a database session with the password and forges a token with the secret."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    secrets = ctx.stack.secrets
+    ctx.state["leaked_db_password"] = secrets["app_db_password"]
+    ctx.state["leaked_jwt_secret"] = secrets["jwt_secret"]
+    conn = ctx.stack.connect(ctx.primary, user="app", password=secrets["app_db_password"])
+    conn.execute("SET application_name = 'attacker'")
+    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+    ctx.state["attacker_conn"] = conn
+    ctx.state["attacker_pid"] = pid
+    ctx.cleanups.append(conn.close)
+    now = int(time.time())
+    payload = base64.urlsafe_b64encode(
+        json.dumps(
+            {"sub": 1, "email": "probe@drill.example", "iat": now, "exp": now + 3600}
+        ).encode()
+    ).rstrip(b"=")
+    sig = hmac.new(secrets["jwt_secret"].encode(), payload, hashlib.sha256).digest()
+    token = payload.decode() + "." + base64.urlsafe_b64encode(sig).rstrip(b"=").decode()
+    r = requests.get(
+        ctx.stack.app_url + "/api/auth/me", headers={"Authorization": f"Bearer {token}"}, timeout=5
+    )
+    if r.status_code != 200:
+        raise StepFailed(
+            "leak-credentials", f"forged token rejected before rotation ({r.status_code})"
+        )
+    ctx.state["attacker_token"] = token
+    return f"attacker holds database session pid {pid} and a forged token accepted by the app"
+
+
+@RECOVERY("preserve-evidence")
+def preserve_evidence(ctx: DrillContext) -> str:
+    """Copy the app's logs and the audit table into the drill's evidence before anything changes."""
+    import hashlib
+
+    logs = ctx.stack.logs("app", tail=500)
+    with ctx.stack.connect(ctx.primary) as conn:
+        rows = conn.execute(
+            "SELECT id, at, actor, action, detail::text FROM audit_log ORDER BY id"
+        ).fetchall()
+        sessions = conn.execute(
+            "SELECT pid, usename, application_name, client_addr::text, backend_start "
+            "FROM pg_stat_activity WHERE usename IS NOT NULL ORDER BY pid"
+        ).fetchall()
+    audit = "\n".join("\t".join(str(v) for v in row) for row in rows)
+    ctx.state["audit_rows_before"] = len(rows)
+    for name, text in (
+        ("app log (preserved)", logs),
+        ("audit_log table (preserved)", audit),
+        ("database sessions (preserved)", "\n".join(map(str, sessions))),
+    ):
+        ctx.evidence(name, text)
+        ctx.evidence(name + " sha256", hashlib.sha256(text.encode()).hexdigest())
+    return (
+        f"preserved {len(rows)} audit rows, {len(sessions)} sessions, {len(logs)} bytes of app log"
+    )
+
+
+@RECOVERY("rotate-db-password")
+def rotate_db_password(ctx: DrillContext, role: str = "app") -> str:
+    """New password for the role in the database and in the app's secret file."""
+    _, new = ctx.stack.secrets.rotate("app_db_password")
+    with ctx.stack.connect(ctx.primary) as conn:
+        conn.execute(
+            psycopg.sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                psycopg.sql.Identifier(role), psycopg.sql.Literal(new)
+            )
+        )
+    ctx.state["rotated_at_wall"] = time.time()
+    return f"password of role {role} rotated"
+
+
+@RECOVERY("rotate-signing-secret")
+def rotate_signing_secret(ctx: DrillContext) -> str:
+    """New token-signing secret: every token signed with the old one stops working (all users are
+    logged out, seed 003 'force logout all sessions')."""
+    ctx.stack.secrets.rotate("jwt_secret")
+    return "signing secret rotated"
+
+
+@RECOVERY("reload-app")
+def reload_app(ctx: DrillContext) -> str:
+    """SIGHUP the app: it re-reads its secret files and reconnects with the new credentials."""
+    ctx.stack.reload_app()
+    ctx.stack.wait_app(30)
+    return "app reloaded and healthy"
+
+
+@RECOVERY("terminate-sessions")
+def terminate_sessions(
+    ctx: DrillContext, role: str = "app", started_before: str = "rotation"
+) -> str:
+    """pg_terminate_backend() for every session of `role` that began before the rotation."""
+    cutoff = (
+        ctx.state.get("rotated_at_wall", time.time())
+        if started_before == "rotation"
+        else time.time()
+    )
+    rows = ctx.stack.sql(
+        ctx.primary,
+        (
+            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = "
+            f"'{role}' AND backend_start < to_timestamp({cutoff}) AND pid <> pg_backend_pid()"
+        ),
+    )
+    return f"terminated {len(rows)} sessions of {role}: {[r[0] for r in rows]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# disk full (seed 001/003 infrastructure resource exhaustion)
+# ---------------------------------------------------------------------------------------------
+
+
+@FAULTS("fill-disk")
+def fill_disk(ctx: DrillContext, leave_bytes: int = 0) -> str:
+    """Fill the primary's data filesystem (a real ext4 on a loop device) with a ballast file."""
+    fs = ctx.stack.loopfs
+    if fs is None:
+        raise EnvironmentBroken(
+            "fill-disk needs the stack option data_fs (the data directory on its "
+            "own filesystem); add `stack: {data_fs: 96MiB}` to the scenario"
+        )
+    ballast = Path(fs.mountpoint) / "drillkit-ballast"
+    free = fs.free_bytes()
+    with ballast.open("wb") as f:
+        chunk = b"\0" * (1 << 20)
+        remaining = max(0, free - leave_bytes)
+        try:
+            while remaining > 0:
+                n = f.write(chunk[: min(len(chunk), remaining)])
+                remaining -= n
+            f.flush()
+            os.fsync(f.fileno())
+        except OSError as exc:
+            if exc.errno != 28:  # ENOSPC is the point
+                raise
+    ctx.state["ballast"] = str(ballast)
+    return f"filled {free} bytes; {fs.free_bytes()} bytes left on {fs.mountpoint}"
+
+
+@RECOVERY("check-disk")
+def check_disk(ctx: DrillContext, service: Service = Service("primary")) -> str:
+    """df on the data filesystem and the database's latest errors (the runbook's first look)."""
+    fs = ctx.stack.loopfs
+    df = f"{fs.free_bytes()} bytes free" if fs else "n/a"
+    logs = ctx.stack.logs(service, tail=30)
+    errs = [ln for ln in logs.splitlines() if "No space left" in ln or "PANIC" in ln]
+    ctx.result.pg_errors.extend(errs[-5:])
+    return f"data filesystem: {df}; {len(errs)} disk errors in the log"
+
+
+@RECOVERY("free-disk")
+def free_disk(ctx: DrillContext) -> str:
+    """Delete the ballast."""
+    ballast = ctx.state.get("ballast")
+    if ballast:
+        Path(ballast).unlink(missing_ok=True)
+    return "ballast removed"
+
+
+@RECOVERY("ensure-running")
+def ensure_running(ctx: DrillContext, service: Service) -> str:
+    """Start the service if it died (e.g. PostgreSQL PANICked on a full disk), then wait for it."""
+    c = ctx.stack.container(service)
+    state = c.status
+    if state != "running":
+        c.start()
+    _wait_service(ctx, service)
+    return f"{service} was {state}; now serving"
+
+
+def labelled_containers(run_id: str) -> list[str]:
+    return [
+        c.name
+        for c in engine.client().containers.list(
+            all=True, filters={"label": f"{engine.RUN_LABEL}={run_id}"}
+        )
+    ]

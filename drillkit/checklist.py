@@ -1,0 +1,326 @@
+"""The validation checklist: each item a real check against the recovered stack.
+
+From seed 003's Recovery Validation Checklist and seed 001's validation checklist, plus the
+drill-specific proofs the runbooks ask for (old credentials rejected, old primary fenced, ...).
+A check returns a detail string when it holds and raises CheckFailed when it does not.
+"""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+import requests
+
+from drillkit.context import DrillContext
+from drillkit.errors import EnvironmentBroken
+from drillkit.probes import AppClient, median
+from drillkit.registry import CHECKS, Service
+from drillkit.seed import PROBE_USER
+
+
+class CheckFailed(Exception):
+    pass
+
+
+TITLES = {
+    "all-systems-responding": "All systems responding",
+    "key-functionality": "Key functionality working",
+    "performance-baseline": "Performance within normal range of the baseline",
+    "no-error-spike": "No error spike in the logs after recovery",
+    "database-healthy": "Database operating normally (primary writable, replica streaming, amcheck clean)",
+    "authentication": "User authentication working",
+    "critical-journeys": "Critical user journeys working",
+    "detected-within-objective": "Detected within the detection objective",
+    "recovered-within-rto": "Recovered within RTO",
+}
+
+
+def _client(ctx: DrillContext) -> AppClient:
+    return AppClient(
+        lambda: ctx.stack.app_url, PROBE_USER, lambda: ctx.stack.secrets["user_password"], 5.0
+    )
+
+
+@CHECKS("all-systems-responding")
+def all_systems_responding(ctx: DrillContext) -> str:
+    """Every service of the stack answers: the app's health, and each database accepts a query."""
+    out = []
+    for service in ctx.stack.services:
+        if service == "app":
+            r = ctx.stack.app_health(5)
+            if r.status_code != 200:
+                raise CheckFailed(f"app health answered {r.status_code}: {r.text[:200]}")
+            out.append("app 200")
+        elif service == ctx.state.get("fenced"):
+            out.append(f"{service} fenced (not expected to serve)")
+        else:
+            try:
+                ctx.stack.sql(service, "SELECT 1")
+            except (psycopg.Error, Exception) as exc:
+                raise CheckFailed(f"{service} does not answer: {exc}") from exc
+            out.append(f"{service} ok")
+    return ", ".join(out)
+
+
+@CHECKS("key-functionality")
+def key_functionality(ctx: DrillContext) -> str:
+    """Create an order and read it back now."""
+    client = _client(ctx)
+    key = f"check-{ctx.stack.run_id}-{time.monotonic_ns()}"
+    r = client.create_order(key, "checklist order")
+    if r.status_code not in (200, 201):
+        raise CheckFailed(f"create order answered {r.status_code}: {r.text[:200]}")
+    r2 = client.get_order(int(r.json()["id"]))
+    if r2.status_code != 200 or r2.json().get("payload") != "checklist order":
+        raise CheckFailed(f"read back answered {r2.status_code}: {r2.text[:200]}")
+    return f"order {r.json()['id']} created and read back"
+
+
+@CHECKS("performance-baseline")
+def performance_baseline(ctx: DrillContext, factor: float = 1.5, floor_ms: float = 25.0) -> str:
+    """Median journey latency after recovery ≤ factor × the steady-state median (+ a small floor
+    so millisecond noise is not a regression). Seed 003: >50 % slower is significant degradation."""
+    if ctx.baseline is None:
+        raise CheckFailed("no steady-state baseline was recorded")
+    t_rec = ctx.result.markers.get("recovered")
+    if t_rec is None:
+        raise CheckFailed("never recovered: no post-recovery samples")
+    after = [
+        s.latency_s for s in ctx.probes.snapshot() if s.probe == "journey" and s.t > t_rec and s.ok
+    ]
+    if len(after) < 3:
+        raise CheckFailed(f"only {len(after)} successful journeys after recovery")
+    now = median(after)
+    limit = ctx.baseline.journey_median_s * factor + floor_ms / 1000
+    detail = (
+        f"journey median {now * 1000:.1f} ms after recovery vs {ctx.baseline.journey_median_s * 1000:.1f}"
+        f" ms baseline (limit {limit * 1000:.1f} ms)"
+    )
+    if now > limit:
+        raise CheckFailed(detail)
+    return detail
+
+
+@CHECKS("no-error-spike")
+def no_error_spike(ctx: DrillContext, max_errors: int = 0) -> str:
+    """No 5xx answers in the app's log and no FATAL/PANIC in the databases' logs after recovery."""
+    t_rec = ctx.result.markers.get("recovered")
+    if t_rec is None:
+        raise CheckFailed("never recovered")
+    since = int(ctx.result.wall(t_rec)) + 1
+    problems = []
+    app_log = ctx.stack.containers["app"].logs(since=since).decode("utf-8", "replace")
+    fivexx = [ln for ln in app_log.splitlines() if " 50" in ln and ("POST" in ln or "GET" in ln)]
+    if len(fivexx) > max_errors:
+        problems.append(f"{len(fivexx)} 5xx answers in the app log, e.g. {fivexx[0][:160]}")
+    for service in ctx.stack.services:
+        if service == "app" or service == ctx.state.get("fenced"):
+            continue
+        log = ctx.stack.containers[service].logs(since=since).decode("utf-8", "replace")
+        bad = [
+            ln
+            for ln in log.splitlines()
+            if "PANIC" in ln
+            or ("FATAL" in ln and "terminating" not in ln and "starting up" not in ln)
+        ]
+        if bad:
+            problems.append(f"{service}: {bad[0][:200]}")
+    if problems:
+        raise CheckFailed("; ".join(problems))
+    return f"no errors in the logs since {time.strftime('%H:%M:%S', time.gmtime(since))} UTC"
+
+
+@CHECKS("database-healthy")
+def database_healthy(ctx: DrillContext) -> str:
+    """Primary writable, replica streaming and caught up, pg_amcheck clean on the app database."""
+    primary = ctx.primary
+    if ctx.stack.sql(primary, "SELECT pg_is_in_recovery()")[0][0]:
+        raise CheckFailed(f"{primary} is read-only (in recovery)")
+    ctx.stack.sql(primary, "CREATE TEMP TABLE drillkit_write_check (x int)")
+    parts = [f"{primary} writable"]
+    replicas = [
+        s
+        for s in ctx.stack.services
+        if s not in ("app", primary)
+        and s != ctx.state.get("fenced")
+        and ctx.state.get("promoted") != s
+    ]
+    for replica in replicas:
+        if replica == "replica" and primary == "replica":
+            continue
+        try:
+            ctx.stack.wait_streaming(timeout_s=20, primary=primary, replica=replica)
+        except EnvironmentBroken as exc:
+            raise CheckFailed(f"{replica} is not streaming from {primary}: {exc}") from exc
+        from drillkit.actions import wait_replica_caught_up
+
+        wait_replica_caught_up(ctx, Service(replica), timeout=30.0)
+        parts.append(f"{replica} streaming and caught up")
+    res = ctx.stack.exec(
+        primary, "pg_amcheck -h /run/postgresql -d app --heapallindexed 2>&1", timeout_s=120
+    )
+    if res.exit_code != 0:
+        raise CheckFailed(f"pg_amcheck exit {res.exit_code}: {res.output.strip()[:400]}")
+    parts.append("pg_amcheck clean")
+    return ", ".join(parts)
+
+
+@CHECKS("authentication")
+def authentication(ctx: DrillContext) -> str:
+    """A user logs in with the current password and the token is accepted."""
+    client = _client(ctx)
+    token = client.login()
+    r = requests.get(
+        ctx.stack.app_url + "/api/auth/me", headers={"Authorization": f"Bearer {token}"}, timeout=5
+    )
+    if r.status_code != 200:
+        raise CheckFailed(f"/api/auth/me with a fresh token answered {r.status_code}")
+    return "login and token check work"
+
+
+@CHECKS("critical-journeys")
+def critical_journeys(ctx: DrillContext) -> str:
+    """The journey probe has passed continuously since recovery (and at least 3 times)."""
+    t_rec = ctx.result.markers.get("recovered")
+    if t_rec is None:
+        raise CheckFailed("never recovered")
+    after = [s for s in ctx.probes.snapshot() if s.probe == "journey" and s.t >= t_rec]
+    failed = [s for s in after if not s.ok]
+    if failed or len(after) < 3:
+        raise CheckFailed(
+            f"{len(failed)} of {len(after)} journeys failed after recovery"
+            + (f": {failed[0].error}" if failed else "")
+        )
+    return f"{len(after)} journeys passed after recovery"
+
+
+@CHECKS("detected-within-objective")
+def detected_within_objective(ctx: DrillContext) -> str:
+    m = ctx.result.measurement
+    obj = ctx.result.objectives.detection_s
+    if m is None:
+        raise CheckFailed("no measurement")
+    if m.mttd_s is None:
+        return "no probe failed: nothing to detect (no user-visible impact)"
+    if obj is not None and m.mttd_s > obj:
+        raise CheckFailed(f"MTTD {m.mttd_s:.2f} s > objective {obj:g} s")
+    return f"MTTD {m.mttd_s:.2f} s"
+
+
+@CHECKS("recovered-within-rto")
+def recovered_within_rto(ctx: DrillContext) -> str:
+    m = ctx.result.measurement
+    obj = ctx.result.objectives.rto_s
+    if m is None or m.rto_s is None:
+        raise CheckFailed("never recovered")
+    if m.rto_s > obj:
+        raise CheckFailed(f"RTO {m.rto_s:.2f} s > objective {obj:g} s")
+    return f"RTO {m.rto_s:.2f} s"
+
+
+# ----- drill-specific proofs ------------------------------------------------------------------
+
+
+@CHECKS("old-db-password-rejected")
+def old_db_password_rejected(ctx: DrillContext) -> str:
+    """Logging in to the database with the leaked password fails with an authentication error."""
+    leaked = ctx.state.get("leaked_db_password")
+    if leaked is None:
+        raise CheckFailed("no leaked password recorded")
+    try:
+        ctx.stack.connect(ctx.primary, user="app", password=leaked).close()
+    except psycopg.OperationalError as exc:
+        if "password authentication failed" in str(exc):
+            return "leaked password: 'password authentication failed for user \"app\"'"
+        raise CheckFailed(f"unexpected error with the leaked password: {exc}") from exc
+    raise CheckFailed("the leaked database password still logs in")
+
+
+@CHECKS("attacker-session-gone")
+def attacker_session_gone(ctx: DrillContext) -> str:
+    pid = ctx.state.get("attacker_pid")
+    rows = ctx.stack.sql(
+        ctx.primary,
+        f"SELECT pid, usename, application_name FROM pg_stat_activity WHERE pid = {int(pid or 0)}",
+    )
+    if rows:
+        raise CheckFailed(f"the attacker's session (pid {pid}) is still connected: {rows[0]}")
+    return f"attacker session pid {pid} is gone"
+
+
+@CHECKS("old-token-rejected")
+def old_token_rejected(ctx: DrillContext) -> str:
+    token = ctx.state.get("attacker_token")
+    r = requests.get(
+        ctx.stack.app_url + "/api/auth/me", headers={"Authorization": f"Bearer {token}"}, timeout=5
+    )
+    if r.status_code != 401:
+        raise CheckFailed(f"the forged/old token still answers {r.status_code}")
+    return "old token answers 401"
+
+
+@CHECKS("audit-log-intact")
+def audit_log_intact(ctx: DrillContext) -> str:
+    """Every audit row preserved before the rotation is still there."""
+    before = ctx.state.get("audit_rows_before")
+    if before is None:
+        raise CheckFailed("no audit snapshot was preserved")
+    now = ctx.stack.sql(ctx.primary, "SELECT count(*) FROM audit_log")[0][0]
+    if now < before:
+        raise CheckFailed(f"audit_log has {now} rows, {before} were preserved")
+    return f"audit_log has {now} rows (≥ {before} preserved)"
+
+
+@CHECKS("old-primary-fenced")
+def old_primary_fenced(ctx: DrillContext, service: Service = Service("primary")) -> str:
+    """Bring the old primary back and prove it cannot take a write."""
+    c = ctx.stack.container(service)
+    if c.status != "running":
+        c.start()
+    ctx.stack.wait_pg(service, 60)
+    try:
+        with ctx.stack.connect(service) as conn:
+            conn.execute("CREATE TABLE drillkit_fence_probe (x int)")
+    except psycopg.Error as exc:
+        if exc.sqlstate == "25006":
+            return f"old primary came back read-only: {str(exc).strip()}"
+        raise CheckFailed(f"unexpected error writing to the old primary: {exc}") from exc
+    finally:
+        c.stop(timeout=10)
+    raise CheckFailed(f"the old primary ({service}) came back and ACCEPTED a write (split brain)")
+
+
+@CHECKS("destruction-undone")
+def destruction_undone(ctx: DrillContext) -> str:
+    """The rows the destructive statement removed are back."""
+    destroyed = int(ctx.result.extra.get("destroyed_rows", 0))
+    seeded = ctx.stack.sql(
+        ctx.primary, "SELECT count(*) FROM orders WHERE idempotency_key LIKE 'seed-%'"
+    )[0][0]
+    expected = int(ctx.state.get("seeded_orders", 0))
+    if seeded < expected:
+        raise CheckFailed(
+            f"{expected - seeded} of {destroyed} destroyed seed orders are still missing"
+        )
+    return f"all {expected} seed orders present ({destroyed} had been destroyed)"
+
+
+@CHECKS("replica-caught-up")
+def replica_caught_up(ctx: DrillContext, replica: Service = Service("replica")) -> str:
+    from drillkit.actions import wait_replica_caught_up
+
+    return wait_replica_caught_up(ctx, replica, timeout=30.0)
+
+
+@CHECKS("app-fails-fast")
+def app_fails_fast(ctx: DrillContext, max_s: float = 3.5) -> str:
+    """During the fault no probe hung: every failed sample answered within max_s."""
+    t_fault = ctx.result.markers.get("fault", 0.0)
+    slow = [s for s in ctx.probes.snapshot() if s.t >= t_fault and not s.ok and s.latency_s > max_s]
+    if slow:
+        raise CheckFailed(
+            f"{len(slow)} failed requests took longer than {max_s} s "
+            f"(slowest {max(s.latency_s for s in slow):.1f} s)"
+        )
+    return f"every failed request answered within {max_s} s"

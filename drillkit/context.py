@@ -1,0 +1,37 @@
+"""What a running drill hands its actions and checks."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from drillkit.probes import Baseline, Probes
+from drillkit.results import DrillResult
+from drillkit.stack import Stack
+
+
+@dataclass
+class DrillContext:
+    stack: Stack
+    probes: Probes
+    result: DrillResult
+    clock: Callable[[], float]
+    baseline: Baseline | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+    """Shared between the steps of one drill (the attacker's session, a restore point, ...)."""
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
+    """Undo actions run at teardown whatever happened (timers, held connections)."""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def primary(self) -> str:
+        """The service currently acting as primary (changes after a failover)."""
+        return str(self.state.get("primary", "primary"))
+
+    def evidence(self, name: str, text: str) -> None:
+        self.result.evidence[name] = text
+
+    def figure(self, name: str, value: Any) -> None:
+        self.result.extra[name] = value

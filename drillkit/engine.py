@@ -1,0 +1,50 @@
+"""The Docker engine: one client per process, with the checks every drill needs before it starts."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+
+import docker
+import docker.errors
+
+from drillkit.errors import EnvironmentBroken
+
+LABEL = "io.drillkit"
+"""Every container, network and volume drillkit creates carries this label (value: 'true')."""
+RUN_LABEL = "io.drillkit.run"
+"""The run id of the drill that created the resource."""
+SERVICE_LABEL = "io.drillkit.service"
+
+# testcontainers and friends: never resolve the engine host from inside-container heuristics.
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
+
+@functools.cache
+def client() -> docker.DockerClient:
+    """A client for the engine at DOCKER_HOST (or the default socket), API version negotiated."""
+    try:
+        c = docker.from_env(version="auto", timeout=120)
+        c.ping()
+    except (docker.errors.DockerException, OSError) as exc:
+        raise EnvironmentBroken(
+            f"no Docker engine answers ({exc}); run `make engine` (root on Debian installs and "
+            "starts one), start Docker yourself, or set DOCKER_HOST"
+        ) from exc
+    return c
+
+
+def check_guardrails(min_free_disk_gib: float = 2.0, path: str = "/var/lib/docker") -> None:
+    """Refuse to inject anything when the engine is unhealthy or the host is short of disk."""
+    try:
+        client().ping()
+    except docker.errors.DockerException as exc:
+        raise EnvironmentBroken(f"Docker engine stopped answering: {exc}") from exc
+    probe = path if os.path.exists(path) else "/"
+    free_gib = shutil.disk_usage(probe).free / 2**30
+    if free_gib < min_free_disk_gib:
+        raise EnvironmentBroken(
+            f"only {free_gib:.1f} GiB free on {probe}; a drill needs {min_free_disk_gib:g} GiB "
+            "(free space, or lower --drill-min-free-disk)"
+        )

@@ -1,0 +1,88 @@
+"""Host filesystem state a drill creates: small ext4 filesystems on loop devices (disk-full drills).
+
+Loop devices and mounts outlive containers, so each is recorded by its backing file under the run
+directory and reaped by `reap_loopfs()` (make clean, or the next run's start) after a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from drillkit.errors import EnvironmentBroken
+
+
+def _run(*argv: str) -> str:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    if proc.returncode != 0:
+        raise EnvironmentBroken(
+            f"`{' '.join(argv)}` failed ({proc.returncode}): {proc.stderr.strip()}"
+        )
+    return proc.stdout.strip()
+
+
+@dataclass
+class LoopFs:
+    image: Path
+    mountpoint: Path
+    device: str
+
+    @classmethod
+    def create(cls, image: Path, mountpoint: Path, size_mib: int) -> LoopFs:
+        image.parent.mkdir(parents=True, exist_ok=True)
+        mountpoint.mkdir(parents=True, exist_ok=True)
+        with image.open("wb") as f:
+            f.truncate(size_mib * 2**20)
+        _run(
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-m",
+            "0",
+            "-E",
+            "lazy_itable_init=0,lazy_journal_init=0",
+            str(image),
+        )
+        device = _run("losetup", "--find", "--show", str(image))
+        try:
+            _run("mount", device, str(mountpoint))
+        except EnvironmentBroken:
+            _run("losetup", "-d", device)
+            raise
+        return cls(image, mountpoint, device)
+
+    def free_bytes(self) -> int:
+        import os
+
+        st = os.statvfs(self.mountpoint)
+        return st.f_bavail * st.f_frsize
+
+    def destroy(self) -> None:
+        with contextlib.suppress(EnvironmentBroken):
+            _run("umount", "-l", str(self.mountpoint))
+        with contextlib.suppress(EnvironmentBroken):
+            _run("losetup", "-d", self.device)
+        self.image.unlink(missing_ok=True)
+
+
+def reap_loopfs(root: Path) -> list[str]:
+    """Unmount and detach every loop filesystem whose backing file lies under `root`."""
+    reaped: list[str] = []
+    root = root.resolve()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/mounts").read_text().splitlines():
+            mnt = line.split()[1]
+            if mnt.startswith(str(root) + "/"):
+                with contextlib.suppress(EnvironmentBroken):
+                    _run("umount", "-l", mnt)
+                    reaped.append(f"mount {mnt}")
+    with contextlib.suppress(EnvironmentBroken, FileNotFoundError):
+        for line in _run("losetup", "-l", "-n", "-O", "NAME,BACK-FILE").splitlines():
+            parts = line.split(None, 1)
+            if len(parts) == 2 and parts[1].strip().startswith(str(root) + "/"):
+                with contextlib.suppress(EnvironmentBroken):
+                    _run("losetup", "-d", parts[0])
+                    reaped.append(f"loop {parts[0]}")
+    return reaped

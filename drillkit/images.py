@@ -1,0 +1,192 @@
+"""Stack images, built without a registry and cached by the hash of their build inputs.
+
+The base is `debian:bookworm-slim` when it is present or a registry serves it; otherwise a minimal
+bookworm root is bootstrapped from Debian packages (`debootstrap --variant=minbase`) and imported as
+`drillkit/base:bookworm`. Each service image is tagged `drillkit/<name>:<hash>`, where the hash covers
+every file of its build context and the base image id: an unchanged tree rebuilds nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import docker.errors
+
+from drillkit import engine
+from drillkit.errors import EnvironmentBroken
+
+IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
+BOOTSTRAP_TAG = "drillkit/base:bookworm"
+REGISTRY_BASE = "debian:bookworm-slim"
+DEBIAN_MIRROR = os.environ.get("DRILLKIT_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+
+Progress = Callable[[str], None]
+
+
+def _stderr(line: str) -> None:
+    print(f"drillkit: {line}", file=sys.stderr, flush=True)
+
+
+def _local(tag: str) -> str | None:
+    try:
+        return str(engine.client().images.get(tag).id)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def base_image(progress: Progress = _stderr) -> str:
+    """The base image's tag, bootstrapping it first if no usable base exists locally or remotely."""
+    override = os.environ.get("DRILLKIT_BASE_IMAGE")
+    if override:
+        if _local(override) is None:
+            raise EnvironmentBroken(
+                f"DRILLKIT_BASE_IMAGE={override} is not an image on this engine"
+            )
+        return override
+    for tag in (REGISTRY_BASE, BOOTSTRAP_TAG):
+        if _local(tag):
+            return tag
+    try:
+        progress(f"pulling {REGISTRY_BASE} ...")
+        engine.client().images.pull(REGISTRY_BASE)
+        return REGISTRY_BASE
+    except docker.errors.APIError as exc:
+        progress(f"no registry answers ({str(exc).splitlines()[0][:120]}); bootstrapping the base")
+    bootstrap_base(progress)
+    return BOOTSTRAP_TAG
+
+
+def bootstrap_base(progress: Progress = _stderr) -> None:
+    """debootstrap a minimal bookworm root and import it as BOOTSTRAP_TAG (~1 min the first time)."""
+    if shutil.which("debootstrap") is None:
+        raise EnvironmentBroken(
+            "no registry answers and debootstrap is not installed: `apt-get install debootstrap`, "
+            f"or load {REGISTRY_BASE} into the engine, or set DRILLKIT_BASE_IMAGE"
+        )
+    if os.geteuid() != 0:
+        raise EnvironmentBroken("bootstrapping the base image needs root (debootstrap chroots)")
+    with tempfile.TemporaryDirectory(prefix="drillkit-rootfs-") as tmp:
+        root = Path(tmp) / "root"
+        cmd = ["debootstrap", "--variant=minbase", "bookworm", str(root), DEBIAN_MIRROR]
+        progress(f"bootstrapping Debian bookworm: {' '.join(cmd)}")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        tail: list[str] = []
+        for line in proc.stdout:
+            tail = [*tail[-30:], line.rstrip()]
+            if line.startswith(("I: Retrieving", "I: Installing", "I: Configuring", "I: Base")):
+                progress(f"  debootstrap {line[3:].strip()}")
+        if proc.wait() != 0:
+            raise EnvironmentBroken("debootstrap failed:\n" + "\n".join(tail))
+        (root / "etc/apt/sources.list").write_text(
+            f"deb {DEBIAN_MIRROR} bookworm main\n"
+            f"deb {DEBIAN_MIRROR} bookworm-updates main\n"
+            f"deb {DEBIAN_MIRROR}-security bookworm-security main\n"
+        )
+        for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for f in (root / cache).glob("*"):
+                if f.is_file():
+                    f.unlink()
+        tarball = Path(tmp) / "root.tar"
+        progress("importing the bootstrapped root into the engine ...")
+        subprocess.run(
+            ["tar", "-C", str(root), "--numeric-owner", "-cf", str(tarball), "."], check=True
+        )
+        repo, tag = BOOTSTRAP_TAG.split(":")
+        engine.client().api.import_image(
+            src=str(tarball), repository=repo, tag=tag, changes=["ENV LANG=C.UTF-8"]
+        )
+    progress(f"base image {BOOTSTRAP_TAG} ready")
+
+
+def context_hash(context: Path, base_id: str) -> str:
+    """SHA-256 over the base image id and every file (path, mode, content) of a build context."""
+    h = hashlib.sha256(base_id.encode())
+    for path in sorted(p for p in context.rglob("*") if p.is_file()):
+        rel = path.relative_to(context).as_posix()
+        if "__pycache__" in rel:
+            continue
+        h.update(rel.encode() + b"\0" + oct(path.stat().st_mode & 0o777).encode() + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()[:16]
+
+
+def ensure_image(name: str, progress: Progress = _stderr) -> str:
+    """The tag of service image `name` (a folder of images/), built only if its inputs changed."""
+    context = IMAGES_DIR / name
+    if not (context / "Dockerfile").is_file():
+        raise EnvironmentBroken(f"no Dockerfile for image '{name}' in {context}")
+    base = base_image(progress)
+    base_id = _local(base) or base
+    tag = f"drillkit/{name}:{context_hash(context, base_id)}"
+    if _local(tag):
+        return tag
+    progress(f"building {tag} from {context} (first use: a few minutes) ...")
+    _build(context, tag, {"BASE_IMAGE": base}, progress)
+    return tag
+
+
+def _build(context: Path, tag: str, buildargs: dict[str, str], progress: Progress) -> None:
+    step = "(before the first step)"
+    output: list[str] = []
+    api = engine.client().api
+    for chunk in api.build(
+        path=str(context),
+        tag=tag,
+        buildargs=buildargs,
+        rm=True,
+        forcerm=True,
+        decode=True,
+        labels={engine.LABEL + ".image": "true"},
+    ):
+        if "stream" in chunk:
+            for line in chunk["stream"].splitlines():
+                if line.startswith("Step "):
+                    step = line
+                    output = []
+                    progress(f"  {line[:150]}")
+                elif line.strip():
+                    output = [*output[-40:], line]
+        if "error" in chunk:
+            raise EnvironmentBroken(
+                f"building {tag} failed at {step}\n{chunk['error']}\n--- output of that step ---\n"
+                + "\n".join(output)
+            )
+    if _local(tag) is None:
+        raise EnvironmentBroken(f"building {tag} reported success but the image is absent")
+
+
+def ensure_all(
+    names: tuple[str, ...] = ("postgres", "app"), progress: Progress = _stderr
+) -> dict[str, str]:
+    """Build (or find cached) every named image; returns name -> tag."""
+    return {name: ensure_image(name, progress) for name in names}
+
+
+def resolve(ref: str, progress: Progress = _stderr) -> str:
+    """A stack file's image: a folder of images/ (built, cached) or an existing image reference."""
+    if (IMAGES_DIR / ref / "Dockerfile").is_file():
+        return ensure_image(ref, progress)
+    if _local(ref) is None:
+        raise EnvironmentBroken(
+            f"image '{ref}' is neither a folder of {IMAGES_DIR} nor an image on this engine "
+            "(build or load it first)"
+        )
+    return ref
+
+
+def main() -> None:
+    tags = ensure_all()
+    for name, tag in tags.items():
+        _stderr(f"image {name}: {tag}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""RTO, RPO and MTTD from a probe timeline and a write ledger, exactly as DESIGN.md defines them.
+
+All times are seconds on one monotonic clock (`time.monotonic()` of the harness process), shared by
+the probes, the writer and the runner, so no two clocks are ever compared.
+
+- T_fault: when fault injection began.
+- A sample's time `t` is when its outcome became known (the probe's completion, or its timeout).
+  MTTD = t of the first failed sample at or after T_fault − T_fault.
+- T_recovered: the first sample of the final run of passing samples (all probes merged in completion
+  order), provided that run holds at least K samples; nothing fails after it up to the end of the
+  observation window. RTO = T_recovered − T_fault; 0 when no sample failed after T_fault.
+- Lost writes: acknowledged and absent, or present with another payload (altered).
+  RPO = max(T_fault, newest lost ack) − oldest lost ack, and 0 when nothing is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One probe outcome. `t` is its completion time; `latency_s` how long it took."""
+
+    probe: str
+    t: float
+    ok: bool
+    latency_s: float
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AckedWrite:
+    """A write the application acknowledged: its ledger key, payload digest and ack time."""
+
+    key: str
+    payload_hash: str
+    t_ack: float
+
+
+@dataclass(frozen=True)
+class LedgerOutcome:
+    """What survived: every acknowledged write looked up after recovery."""
+
+    acked: int
+    lost: tuple[AckedWrite, ...] = ()
+    altered: tuple[AckedWrite, ...] = ()
+    in_doubt: int = 0
+    """Writes present in the database that were sent but never acknowledged (not a loss)."""
+
+    @property
+    def lost_or_altered(self) -> tuple[AckedWrite, ...]:
+        return self.lost + self.altered
+
+
+@dataclass(frozen=True)
+class Measurement:
+    t_fault: float
+    t_detected: float | None
+    t_recovered: float | None
+    mttd_s: float | None
+    rto_s: float | None
+    """None: never recovered within the observation."""
+    rpo_s: float
+    lost: int
+    altered: int
+    in_doubt: int
+    acked: int
+    samples: int
+    failed_samples: int
+
+    @property
+    def recovered(self) -> bool:
+        return self.rto_s is not None
+
+
+def detection_time(samples: Iterable[Sample], t_fault: float) -> float | None:
+    """Completion time of the first failed sample at or after T_fault, or None (no impact seen)."""
+    failed = [s.t for s in samples if not s.ok and s.t >= t_fault]
+    return min(failed) if failed else None
+
+
+def recovery_time(samples: Sequence[Sample], t_fault: float, k: int) -> float | None:
+    """T_recovered per the module docstring; T_fault itself when nothing failed after it."""
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    after = sorted((s for s in samples if s.t >= t_fault), key=lambda s: s.t)
+    last_fail = max((i for i, s in enumerate(after) if not s.ok), default=None)
+    if last_fail is None:
+        return t_fault
+    tail = after[last_fail + 1 :]
+    if len(tail) < k:
+        return None
+    return tail[0].t
+
+
+def rpo(lost: Iterable[AckedWrite], t_fault: float) -> float:
+    """max(T_fault, newest lost ack) − oldest lost ack; 0 when nothing is lost."""
+    acks = [w.t_ack for w in lost]
+    if not acks:
+        return 0.0
+    return max(t_fault, max(acks)) - min(acks)
+
+
+def measure(
+    samples: Sequence[Sample], ledger: LedgerOutcome, t_fault: float, k: int
+) -> Measurement:
+    t_det = detection_time(samples, t_fault)
+    t_rec = recovery_time(samples, t_fault, k)
+    return Measurement(
+        t_fault=t_fault,
+        t_detected=t_det,
+        t_recovered=t_rec,
+        mttd_s=None if t_det is None else t_det - t_fault,
+        rto_s=None if t_rec is None else t_rec - t_fault,
+        rpo_s=rpo(ledger.lost_or_altered, t_fault),
+        lost=len(ledger.lost),
+        altered=len(ledger.altered),
+        in_doubt=ledger.in_doubt,
+        acked=ledger.acked,
+        samples=len(samples),
+        failed_samples=sum(1 for s in samples if not s.ok),
+    )
+
+
+@dataclass(frozen=True)
+class Objectives:
+    """A drill's targets, in seconds. `detection_s` None: detection is not judged."""
+
+    rto_s: float
+    rpo_s: float
+    detection_s: float | None = None
+
+
+@dataclass
+class Verdict:
+    breaches: list[str] = field(default_factory=list)
+    category: str | None = None
+    """'rto', 'rpo', 'detection' or 'checklist': the first breach's kind, for report categories."""
+
+    @property
+    def passed(self) -> bool:
+        return not self.breaches
+
+
+def fmt_s(value: float) -> str:
+    return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
+
+
+def judge(m: Measurement, obj: Objectives, failed_checks: Sequence[str] = ()) -> Verdict:
+    """Compare a measurement with its objectives; each breach is a sentence with the numbers."""
+    v = Verdict()
+
+    def breach(kind: str, text: str) -> None:
+        v.breaches.append(text)
+        v.category = v.category or kind
+
+    if m.rto_s is None:
+        breach("rto", f"RTO: never recovered (objective {fmt_s(obj.rto_s)})")
+    elif m.rto_s > obj.rto_s:
+        breach("rto", f"RTO {fmt_s(m.rto_s)} > objective {fmt_s(obj.rto_s)}")
+    lost = m.lost + m.altered
+    if m.rpo_s > obj.rpo_s or (obj.rpo_s == 0 and lost):
+        breach(
+            "rpo",
+            f"RPO {fmt_s(m.rpo_s)} > objective {fmt_s(obj.rpo_s)} "
+            f"({m.lost} acknowledged writes lost, {m.altered} altered, of {m.acked})",
+        )
+    if obj.detection_s is not None and m.mttd_s is not None and m.mttd_s > obj.detection_s:
+        breach("detection", f"MTTD {fmt_s(m.mttd_s)} > objective {fmt_s(obj.detection_s)}")
+    for item in failed_checks:
+        breach("checklist", f"checklist: {item}")
+    return v

@@ -1,0 +1,296 @@
+"""Continuous probes and the write ledger, on the drill's monotonic clock.
+
+- Availability probe: GET the health URL; ok on 200 with status "ok".
+- Journey probe: log in, create an order, read it back; ok when every step answers as expected.
+  A journey slower than `degraded_after_s` also fails (a degradation is an outage of the journey).
+- Writer: sends orders at a steady rate and records each acknowledged one (key, payload hash, ack
+  time); keys sent but never acknowledged are kept to count "in doubt" rows later.
+
+Probes are launched at fixed ticks on a thread pool, so a hung request never delays the next tick.
+A sample's `t` is its completion time (when its outcome was known).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import requests
+
+from drillkit.measure import AckedWrite, LedgerOutcome, Sample
+
+Clock = Callable[[], float]
+
+
+def payload_hash(payload: str) -> str:
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass
+class ProbeConfig:
+    interval_s: float = 0.1
+    timeout_s: float = 2.0
+    degraded_after_s: float | None = None
+    writer_rate_hz: float = 20.0
+
+
+class AppClient:
+    """Minimal client of the reference app's API (what the probes and the writer need)."""
+
+    def __init__(
+        self, base_url: Callable[[], str], email: str, password: Callable[[], str], timeout_s: float
+    ) -> None:
+        self._base = base_url
+        self.email = email
+        self._password = password
+        self.timeout_s = timeout_s
+        self._token: str | None = None
+        self._local = threading.local()
+
+    @property
+    def session(self) -> requests.Session:
+        s = getattr(self._local, "session", None)
+        if s is None:
+            s = requests.Session()
+            self._local.session = s
+        return s
+
+    def url(self, path: str) -> str:
+        return self._base() + path
+
+    def login(self) -> str:
+        r = self.session.post(
+            self.url("/api/auth/login"),
+            json={"email": self.email, "password": self._password()},
+            timeout=self.timeout_s,
+        )
+        if r.status_code != 200:
+            raise ProbeError(f"login answered {r.status_code}: {r.text[:120]}")
+        token = r.json()["token"]
+        self._token = token
+        return str(token)
+
+    def token(self) -> str:
+        return self._token or self.login()
+
+    def create_order(self, key: str, payload: str, token: str | None = None) -> requests.Response:
+        return self.session.post(
+            self.url("/api/orders"),
+            json={"item": "drill", "amount_cents": 100, "payload": payload},
+            headers={"Authorization": f"Bearer {token or self.token()}", "Idempotency-Key": key},
+            timeout=self.timeout_s,
+        )
+
+    def get_order(self, order_id: int, token: str | None = None) -> requests.Response:
+        return self.session.get(
+            self.url(f"/api/orders/{order_id}"),
+            headers={"Authorization": f"Bearer {token or self.token()}"},
+            timeout=self.timeout_s,
+        )
+
+
+class ProbeError(Exception):
+    pass
+
+
+class Probes:
+    """Runs the availability and journey probes and the writer until stopped."""
+
+    def __init__(
+        self,
+        base_url: Callable[[], str],
+        health_path: str,
+        password: Callable[[], str],
+        config: ProbeConfig,
+        run_tag: str,
+        probe_user: str,
+        writer_user: str,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.health_url = lambda: base_url() + health_path
+        self.journey_client = AppClient(base_url, probe_user, password, config.timeout_s)
+        self.writer_client = AppClient(base_url, writer_user, password, config.timeout_s)
+        self.samples: list[Sample] = []
+        self.acked: list[AckedWrite] = []
+        self.sent: set[str] = set()
+        self.run_tag = run_tag
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=24, thread_name_prefix="probe")
+        self._threads: list[threading.Thread] = []
+        self._seq = itertools.count()
+        self._lock = threading.Lock()
+        self.running = False
+
+    # ----- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self.running = True
+        self._threads = [
+            threading.Thread(
+                target=self._tick,
+                args=(self._availability, self.config.interval_s),
+                name="probe-availability",
+                daemon=True,
+            ),
+            threading.Thread(
+                target=self._tick,
+                args=(self._journey, self.config.interval_s),
+                name="probe-journey",
+                daemon=True,
+            ),
+            threading.Thread(target=self._writer_loop, name="writer", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=self.config.timeout_s + 1)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.running = False
+
+    def _tick(self, probe: Callable[[], None], interval: float) -> None:
+        next_at = self.clock()
+        while not self._stop.is_set():
+            self._pool.submit(probe)
+            next_at += interval
+            delay = next_at - self.clock()
+            if delay < 0:  # fell behind (overloaded): skip missed ticks, never burst
+                next_at = self.clock()
+                delay = 0
+            self._stop.wait(delay)
+
+    def _record(self, probe: str, start: float, ok: bool, error: str | None) -> None:
+        end = self.clock()
+        latency = end - start
+        if (
+            ok
+            and self.config.degraded_after_s is not None
+            and latency > self.config.degraded_after_s
+        ):
+            ok, error = (
+                False,
+                f"degraded: {latency * 1000:.0f} ms > {self.config.degraded_after_s * 1000:.0f} ms",
+            )
+        with self._lock:
+            self.samples.append(Sample(probe, end, ok, latency, error))
+
+    # ----- the probes ---------------------------------------------------------------------------
+    def _availability(self) -> None:
+        start = self.clock()
+        try:
+            r = requests.get(self.health_url(), timeout=self.config.timeout_s)
+            ok = r.status_code == 200 and r.json().get("status") == "ok"
+            err = None if ok else f"health {r.status_code}: {r.text[:120]}"
+        except (requests.RequestException, ValueError) as exc:
+            ok, err = False, f"{type(exc).__name__}: {str(exc)[:160]}"
+        self._record("availability", start, ok, err)
+
+    def _journey(self) -> None:
+        start = self.clock()
+        try:
+            token = self.journey_client.login()
+            key = f"j-{self.run_tag}-{next(self._seq)}"
+            payload = f"journey {key}"
+            r = self.journey_client.create_order(key, payload, token)
+            if r.status_code not in (200, 201):
+                raise ProbeError(f"create order answered {r.status_code}: {r.text[:120]}")
+            order_id = int(r.json()["id"])
+            r = self.journey_client.get_order(order_id, token)
+            if r.status_code != 200 or r.json().get("payload") != payload:
+                raise ProbeError(f"read back answered {r.status_code}: {r.text[:120]}")
+            ok, err = True, None
+        except (requests.RequestException, ValueError, KeyError, ProbeError) as exc:
+            ok, err = False, f"{type(exc).__name__}: {str(exc)[:160]}"
+        self._record("journey", start, ok, err)
+
+    def _writer_loop(self) -> None:
+        period = 1.0 / self.config.writer_rate_hz
+        next_at = self.clock()
+        while not self._stop.is_set():
+            self._write_one()
+            next_at += period
+            delay = next_at - self.clock()
+            if delay < 0:
+                next_at = self.clock()
+                delay = 0
+            self._stop.wait(delay)
+
+    def _write_one(self) -> None:
+        key = f"w-{self.run_tag}-{next(self._seq)}"
+        payload = f"ledger {key} {time.time_ns()}"
+        with self._lock:
+            self.sent.add(key)
+        try:
+            r = self.writer_client.create_order(key, payload)
+            if r.status_code == 401:
+                self.writer_client.login()
+                r = self.writer_client.create_order(key, payload)
+        except (requests.RequestException, ProbeError):
+            return
+        if r.status_code in (200, 201):
+            with self._lock:
+                self.acked.append(AckedWrite(key, payload_hash(payload), self.clock()))
+
+    # ----- views --------------------------------------------------------------------------------
+    def snapshot(self) -> list[Sample]:
+        with self._lock:
+            return list(self.samples)
+
+    def passing_streak(self, since: float) -> int:
+        """Consecutive passing samples (all probes) at the end of the timeline, after `since`."""
+        streak = 0
+        for s in reversed(self.snapshot()):
+            if s.t < since or not s.ok:
+                break
+            streak += 1
+        return streak
+
+    def first_failure(self, since: float) -> Sample | None:
+        return next((s for s in self.snapshot() if s.t >= since and not s.ok), None)
+
+
+def verify_ledger(
+    conn: psycopg.Connection[Any], acked: list[AckedWrite], sent: set[str]
+) -> LedgerOutcome:
+    """Look up every acknowledged write (and every sent one) in the database after recovery."""
+    keys = sorted(sent | {w.key for w in acked})
+    found: dict[str, str] = {}
+    for i in range(0, len(keys), 5000):
+        chunk = keys[i : i + 5000]
+        rows = conn.execute(
+            "SELECT idempotency_key, payload FROM orders WHERE idempotency_key = ANY(%s)", (chunk,)
+        ).fetchall()
+        found.update({k: payload_hash(p) for k, p in rows})
+    acked_keys = {w.key for w in acked}
+    lost = tuple(w for w in acked if w.key not in found)
+    altered = tuple(w for w in acked if w.key in found and found[w.key] != w.payload_hash)
+    in_doubt = sum(1 for k in found if k not in acked_keys)
+    return LedgerOutcome(acked=len(acked), lost=lost, altered=altered, in_doubt=in_doubt)
+
+
+@dataclass
+class Baseline:
+    """Steady-state figures the checklist compares against."""
+
+    journey_median_s: float
+    availability_median_s: float
+    samples: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def median(values: list[float]) -> float:
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2

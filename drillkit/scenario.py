@@ -1,0 +1,380 @@
+"""Scenario files: one drill each (fault, runbook steps, objectives, checklist, source runbook).
+
+Every file is validated before any container starts; each problem is reported as
+`<file>: <path>: <reason>` with a suggestion where a name is close to a known one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from drillkit import actions as _actions  # noqa: F401  (registers the built-in actions)
+from drillkit import checklist as _checklist  # noqa: F401  (registers the checks)
+from drillkit.measure import Objectives
+from drillkit.registry import CHECKS, FAULTS, RECOVERY, Duration, Registry, Service
+from drillkit.stackfile import SERVICES
+from drillkit.validate import (
+    Problems,
+    check_keys,
+    load_yaml,
+    parse_duration,
+    parse_yaml,
+    suggest,
+    typed,
+)
+
+SEVERITIES = ("P0", "P1", "P2", "P3")
+DEFAULT_CHECKLIST = (
+    "all-systems-responding",
+    "key-functionality",
+    "performance-baseline",
+    "no-error-spike",
+    "database-healthy",
+    "authentication",
+    "critical-journeys",
+    "detected-within-objective",
+    "recovered-within-rto",
+)
+TOP_KEYS = (
+    "id",
+    "title",
+    "source",
+    "severity",
+    "failure_class",
+    "tags",
+    "objectives",
+    "stack",
+    "probes",
+    "steady_state",
+    "fault",
+    "recovery",
+    "checklist",
+    "observe",
+    "max_duration",
+    "expect",
+    "description",
+)
+REQUIRED = (
+    "id",
+    "title",
+    "source",
+    "severity",
+    "failure_class",
+    "tags",
+    "objectives",
+    "fault",
+    "recovery",
+)
+RESTORE_ACTIONS = {"restore-backup"}
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    action: str
+    params: dict[str, Any]
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    id: str
+    title: str
+    source: dict[str, str]
+    severity: str
+    failure_class: str
+    tags: tuple[str, ...]
+    objectives: Objectives
+    fault: Step
+    recovery: tuple[Step, ...]
+    checklist: tuple[Check, ...]
+    stack: dict[str, Any] = field(default_factory=dict)
+    probes: dict[str, float] = field(default_factory=dict)
+    steady_s: float = 2.0
+    observe_s: float = 3.0
+    max_duration_s: float = 300.0
+    expect: dict[str, str] = field(default_factory=lambda: {"outcome": "pass"})
+    path: str = ""
+    text: str = ""
+
+
+def load_scenario(path: Path, services: tuple[str, ...] = SERVICES) -> Scenario:
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if not path.exists():
+        Problems(path).add("", "no such file")
+    return parse_scenario(load_yaml(path), path, services, text)
+
+
+def parse_scenario_text(
+    text: str, source: str = "<string>", services: tuple[str, ...] = SERVICES
+) -> Scenario:
+    return parse_scenario(parse_yaml(text, source), source, services, text)
+
+
+def parse_scenario(
+    data: Any, source: str | Path, services: tuple[str, ...] = SERVICES, text: str = ""
+) -> Scenario:
+    p = Problems(source)
+    if not isinstance(data, dict):
+        p.add(
+            "", f"expected a mapping (id, title, fault, recovery, ...), got {type(data).__name__}"
+        )
+        p.raise_if_any()
+    check_keys(p, "", data, TOP_KEYS, REQUIRED)
+    for key in ("id", "title", "failure_class"):
+        if key in data:
+            typed(p, key, data[key], str, "a string")
+    if isinstance(data.get("id"), str) and isinstance(source, Path) and data["id"] != source.stem:
+        p.add("id", f"'{data['id']}' differs from the file name '{source.stem}' (rename one)")
+    sev = data.get("severity")
+    if "severity" in data and sev not in SEVERITIES:
+        p.add("severity", f"expected one of {', '.join(SEVERITIES)}, got {sev!r}")
+    tags = data.get("tags", [])
+    if "tags" in data and typed(p, "tags", tags, list, "a list of strings"):
+        for i, t in enumerate(tags):
+            typed(p, f"tags[{i}]", t, str, "a string")
+    src = data.get("source", {})
+    if "source" in data and typed(p, "source", src, dict, "a mapping with runbook and section"):
+        check_keys(p, "source", src, ("runbook", "section", "file"), ("runbook", "section"))
+        for k, v in src.items():
+            typed(p, f"source.{k}", v, str, "a string (quote numbers like '000')")
+    objectives = _objectives(p, data.get("objectives"))
+    stack = _stack(p, data.get("stack", {}))
+    probes = _probes(p, data.get("probes", {}))
+    steady = _duration_block(p, data.get("steady_state", {"duration": "2s"}), "steady_state")
+    fault = _step(p, "fault", data.get("fault"), FAULTS, services) if "fault" in data else None
+    recovery: list[Step] = []
+    rec_raw = data.get("recovery", [])
+    if "recovery" in data and typed(p, "recovery", rec_raw, list, "a list of steps"):
+        if not rec_raw:
+            p.add("recovery", "at least one recovery step is required")
+        for i, raw in enumerate(rec_raw):
+            step = _step(p, f"recovery[{i}]", raw, RECOVERY, services)
+            if step:
+                recovery.append(step)
+    checklist = _checklist_items(p, data.get("checklist", list(DEFAULT_CHECKLIST)), services)
+    observe = parse_duration(p, "observe", data.get("observe", "3s"))
+    max_dur = parse_duration(p, "max_duration", data.get("max_duration", "300s"), allow_zero=False)
+    expect = data.get("expect", {"outcome": "pass"})
+    if typed(p, "expect", expect, dict, "a mapping (outcome, breach)"):
+        check_keys(p, "expect", expect, ("outcome", "breach"), ("outcome",))
+        if expect.get("outcome") not in ("pass", "fail"):
+            p.add("expect.outcome", f"expected 'pass' or 'fail', got {expect.get('outcome')!r}")
+        if "breach" in expect and expect["breach"] not in (
+            "rto",
+            "rpo",
+            "detection",
+            "checklist",
+            "recovery-step",
+        ):
+            p.add("expect.breach", "expected one of rto, rpo, detection, checklist, recovery-step")
+    if objectives and objectives.rto_s == 0 and any(s.action in RESTORE_ACTIONS for s in recovery):
+        p.add("objectives.rto", "an RTO of 0 is impossible for a runbook that restores a backup")
+    p.raise_if_any()
+    assert (
+        fault is not None and objectives is not None and observe is not None and max_dur is not None
+    )
+    return Scenario(
+        id=data["id"],
+        title=data["title"],
+        source=dict(src),
+        severity=sev,
+        failure_class=data["failure_class"],
+        tags=tuple(tags),
+        objectives=objectives,
+        fault=fault,
+        recovery=tuple(recovery),
+        checklist=tuple(checklist),
+        stack=stack,
+        probes=probes,
+        steady_s=steady or 2.0,
+        observe_s=observe,
+        max_duration_s=max_dur,
+        expect=dict(expect),
+        path=str(source),
+        text=text,
+    )
+
+
+def _objectives(p: Problems, raw: Any) -> Objectives | None:
+    if raw is None:
+        return None
+    if not typed(p, "objectives", raw, dict, "a mapping with rto, rpo (and detection)"):
+        return None
+    check_keys(p, "objectives", raw, ("rto", "rpo", "detection"), ("rto", "rpo"))
+    rto = parse_duration(p, "objectives.rto", raw.get("rto", "0s"))
+    rpo = parse_duration(p, "objectives.rpo", raw.get("rpo", "0s"))
+    det = (
+        parse_duration(p, "objectives.detection", raw["detection"]) if "detection" in raw else None
+    )
+    if rto is None or rpo is None:
+        return None
+    return Objectives(rto_s=rto, rpo_s=rpo, detection_s=det)
+
+
+def _stack(p: Problems, raw: Any) -> dict[str, Any]:
+    if not typed(p, "stack", raw, dict, "a mapping (synchronous, data_fs)"):
+        return {}
+    check_keys(p, "stack", raw, ("synchronous", "data_fs", "replica"), ())
+    out: dict[str, Any] = {}
+    if "synchronous" in raw and typed(
+        p, "stack.synchronous", raw["synchronous"], bool, "true or false"
+    ):
+        out["synchronous"] = raw["synchronous"]
+    if "replica" in raw and typed(p, "stack.replica", raw["replica"], bool, "true or false"):
+        out["replica"] = raw["replica"]
+    if "data_fs" in raw:
+        v = raw["data_fs"]
+        if (
+            isinstance(v, str)
+            and v.endswith("MiB")
+            and v[:-3].isdigit()
+            and 32 <= int(v[:-3]) <= 4096
+        ):
+            out["data_fs_mib"] = int(v[:-3])
+        else:
+            p.add("stack.data_fs", f"expected a size from '32MiB' to '4096MiB', got {v!r}")
+    return out
+
+
+def _probes(p: Problems, raw: Any) -> dict[str, float]:
+    if not typed(
+        p, "probes", raw, dict, "a mapping (interval, timeout, degraded_after, writer_rate)"
+    ):
+        return {}
+    check_keys(p, "probes", raw, ("interval", "timeout", "degraded_after", "writer_rate", "k"), ())
+    out: dict[str, float] = {}
+    for key in ("interval", "timeout", "degraded_after"):
+        if key in raw:
+            v = parse_duration(p, f"probes.{key}", raw[key], allow_zero=False)
+            if v is not None:
+                out[key] = v
+    if "interval" in out and out["interval"] >= 1.0:
+        p.add(
+            "probes.interval",
+            "must be sub-second (DESIGN: probes run at a fixed sub-second interval)",
+        )
+    for key in ("writer_rate", "k"):
+        if key in raw and typed(p, f"probes.{key}", raw[key], (int, float), "a number"):
+            if raw[key] <= 0:
+                p.add(f"probes.{key}", f"must be > 0, got {raw[key]}")
+            out[key] = float(raw[key])
+    return out
+
+
+def _duration_block(p: Problems, raw: Any, path: str) -> float | None:
+    if not typed(p, path, raw, dict, "a mapping with duration"):
+        return None
+    check_keys(p, path, raw, ("duration",), ("duration",))
+    return parse_duration(p, f"{path}.duration", raw.get("duration"), allow_zero=False)
+
+
+def _params(
+    p: Problems, path: str, entry_params: dict[str, Any], raw: Any, services: tuple[str, ...]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if raw is None:
+        raw = {}
+    if not typed(p, path, raw, dict, "a mapping of parameters"):
+        return out
+    for key, value in raw.items():
+        if key not in entry_params:
+            p.add(
+                f"{path}.{key}",
+                f"unknown parameter{suggest(str(key), entry_params)}; "
+                f"takes: {', '.join(entry_params) or 'no parameters'}",
+            )
+            continue
+        param = entry_params[key]
+        where = f"{path}.{key}"
+        if param.type is Duration:
+            d = parse_duration(p, where, value)
+            if d is not None:
+                out[key] = Duration(d)
+        elif param.type is Service:
+            if typed(p, where, value, str, "a service name"):
+                if value not in services:
+                    p.add(
+                        where,
+                        f"unknown service '{value}'{suggest(value, services)}; "
+                        f"the stack has: {', '.join(services)}",
+                    )
+                else:
+                    out[key] = Service(value)
+        elif param.type in (str, int, bool):
+            if typed(p, where, value, param.type, param.type_name):
+                out[key] = value
+        elif param.type is float:
+            if typed(p, where, value, (int, float), "a number"):
+                out[key] = float(value)
+        else:  # list[str]
+            if typed(p, where, value, list, "a list of strings"):
+                ok = all(typed(p, f"{where}[{i}]", v, str, "a string") for i, v in enumerate(value))
+                if ok and key in ("services", "order", "hosts"):
+                    for i, v in enumerate(value):
+                        if v not in services:
+                            p.add(f"{where}[{i}]", f"unknown service '{v}'{suggest(v, services)}")
+                out[key] = list(value)
+    for key, param in entry_params.items():
+        if param.required and key not in raw:
+            p.add(f"{path}.{key}", f"missing (required {param.type_name})")
+    return out
+
+
+def _step(
+    p: Problems, path: str, raw: Any, registry: Registry, services: tuple[str, ...]
+) -> Step | None:
+    if not typed(p, path, raw, dict, "a mapping with action (and name, with, timeout)"):
+        return None
+    check_keys(p, path, raw, ("name", "action", "with", "timeout"), ("action",))
+    action = raw.get("action")
+    if not isinstance(action, str):
+        if "action" in raw:
+            p.add(f"{path}.action", f"expected an action name, got {action!r}")
+        return None
+    if action not in registry.entries:
+        p.add(
+            f"{path}.action",
+            f"unknown {registry.kind} action '{action}'{suggest(action, registry.names())}",
+        )
+        return None
+    params = _params(p, f"{path}.with", registry.get(action).params, raw.get("with"), services)
+    timeout = parse_duration(p, f"{path}.timeout", raw.get("timeout", "60s"), allow_zero=False)
+    name = raw.get("name", action)
+    typed(p, f"{path}.name", name, str, "a string")
+    return Step(name=str(name), action=action, params=params, timeout_s=timeout or 60.0)
+
+
+def _checklist_items(p: Problems, raw: Any, services: tuple[str, ...]) -> list[Check]:
+    out: list[Check] = []
+    if not typed(p, "checklist", raw, list, "a list of check names"):
+        return out
+    for i, item in enumerate(raw):
+        where = f"checklist[{i}]"
+        if isinstance(item, str):
+            name, params_raw = item, {}
+        elif isinstance(item, dict) and "check" in item:
+            check_keys(p, where, item, ("check", "with"), ("check",))
+            name, params_raw = item["check"], item.get("with", {})
+        else:
+            p.add(where, f"expected a check name or {{check: name, with: {{...}}}}, got {item!r}")
+            continue
+        if not isinstance(name, str) or name not in CHECKS.entries:
+            p.add(where, f"unknown check {name!r}{suggest(str(name), CHECKS.names())}")
+            continue
+        out.append(
+            Check(name, _params(p, f"{where}.with", CHECKS.get(name).params, params_raw, services))
+        )
+    return out
+
+
+def discover(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.yaml"))

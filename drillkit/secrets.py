@@ -1,0 +1,60 @@
+"""Per-run secrets: generated for each run, written to files the containers read, never logged.
+
+Each consumer gets its own directory (bind-mounted read-only), so a rotation is an atomic rename of
+one file that the container sees at once. `values()` lists every secret ever issued in the run,
+including rotated-out ones, so reports can be scanned for leaks.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets as _secrets
+from pathlib import Path
+
+DB_SECRETS = ("pg_superuser_password", "app_db_password", "replication_password")
+APP_SECRETS = ("app_db_user", "app_db_password", "jwt_secret", "admin_token")
+
+
+class Secrets:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.db_dir = root / "secrets-db"
+        self.app_dir = root / "secrets-app"
+        self._current: dict[str, str] = {}
+        self._issued: list[str] = []
+        root.mkdir(parents=True, exist_ok=True)
+        os.chmod(root, 0o700)
+        for d in (self.db_dir, self.app_dir):
+            d.mkdir(exist_ok=True)
+            os.chmod(d, 0o755)
+        for name in sorted({*DB_SECRETS, *APP_SECRETS, "user_password"}):
+            self.set(name, "app" if name == "app_db_user" else self.generate())
+
+    @staticmethod
+    def generate() -> str:
+        """32 URL-safe characters: no quoting needed in SQL literals or shells."""
+        return _secrets.token_urlsafe(24).replace("-", "x").replace("_", "y")
+
+    def __getitem__(self, name: str) -> str:
+        return self._current[name]
+
+    def set(self, name: str, value: str) -> None:
+        self._current[name] = value
+        if name != "app_db_user":
+            self._issued.append(value)
+        for d, names in ((self.db_dir, DB_SECRETS), (self.app_dir, APP_SECRETS)):
+            if name in names:
+                tmp = d / f".{name}.tmp"
+                tmp.write_text(value + "\n")
+                os.chmod(tmp, 0o444)
+                os.replace(tmp, d / name)
+
+    def rotate(self, name: str) -> tuple[str, str]:
+        """Issue a new value for `name`; returns (old, new)."""
+        old = self._current[name]
+        new = self.generate()
+        self.set(name, new)
+        return old, new
+
+    def values(self) -> list[str]:
+        return list(self._issued)

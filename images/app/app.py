@@ -1,0 +1,1292 @@
+"""drillkit's reference app: the small HTTP API that chaos drills run against.
+
+One file, Python 3.11 standard library plus psycopg 3.1 (Debian bookworm's ``python3-psycopg``).
+It serves health, login with HMAC-signed tokens, idempotent orders with an audit trail in the
+database and in an fsync'ed JSON-lines file, and an admin replay of that file for the runbooks'
+"Data Reconciliation" step after a point-in-time restore.
+
+Configuration comes from environment variables and from files that are re-read on SIGHUP (see
+``Settings`` and ``RuntimeConfig``). Every database call is bounded in time: a request answers
+within about ``DB_STATEMENT_TIMEOUT_MS`` + 0.5 s whatever the database does (down, frozen,
+partitioned, failed over).
+"""
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import ipaddress
+import json
+import math
+import os
+import re
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self, TypeAlias, TypeVar
+from urllib.parse import urlsplit
+
+try:
+    import psycopg
+    from psycopg import errors as pg_errors
+    from psycopg.pq import TransactionStatus
+    from psycopg.types.json import Jsonb
+except ImportError:  # the unit tests import this module for its pure functions only
+    psycopg = None  # type: ignore[assignment]
+
+T = TypeVar("T")
+DbConnection: TypeAlias = "psycopg.Connection[Any]"
+
+TOKEN_TTL_S = 3600
+PBKDF2_ALGORITHM = "pbkdf2_sha256"
+PBKDF2_DKLEN = 32
+PBKDF2_MAX_ITERATIONS = 10_000_000
+MAX_BODY_BYTES = 1 << 20
+MAX_IDEMPOTENCY_KEY_LEN = 255
+INT4_MAX = 2**31 - 1
+INT8_MAX = 2**63 - 1
+DEFAULT_DB_PORT = 5432
+POOL_MAX_IDLE = 8
+POOL_MAX_OPEN = 32
+REPLAY_BUDGET_S = 60.0
+"""The admin replay is a runbook step, not a probe: it may take longer than a request budget."""
+
+MAINTENANCE_MESSAGE = "maintenance mode: writes are refused"
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+
+
+class ValidationError(ValueError):
+    """A request (body, header, parameter) that the app refuses with 400."""
+
+
+class HttpError(Exception):
+    """Ends a request with ``status`` and ``{"error": message}``."""
+
+    def __init__(self, status: int, message: str, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra or {}
+
+
+class DbUnavailableError(Exception):
+    """No usable writable database connection within the time budget."""
+
+
+class NoWritableDatabaseError(DbUnavailableError):
+    """Every configured host failed (each failure already logged and counted)."""
+
+
+class PoolBusyError(DbUnavailableError):
+    """Every connection slot stayed in use for the whole budget (the database may be fine)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Passwords and tokens (pure; the harness's seeder duplicates the password format)
+# --------------------------------------------------------------------------------------------
+
+
+def hash_password(password: str, salt: bytes | None = None, iterations: int = 1000) -> str:
+    """Return ``pbkdf2_sha256$<iterations>$<salt hex>$<hash hex>``.
+
+    The PBKDF2 salt is the raw salt bytes (the hex in the string decodes to them); the password
+    is UTF-8; the derived key is 32 bytes of HMAC-SHA256. A random 16-byte salt when none given.
+    """
+    if iterations < 1:
+        raise ValueError("iterations must be >= 1")
+    if salt is None:
+        salt = os.urandom(16)
+    derived = hashlib.pbkdf2_hmac(
+        "sha256", password.encode("utf-8"), salt, iterations, dklen=PBKDF2_DKLEN
+    )
+    return f"{PBKDF2_ALGORITHM}${iterations}${salt.hex()}${derived.hex()}"
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    """True when ``password`` matches ``encoded``; False on a mismatch or a malformed hash."""
+    parts = encoded.split("$") if isinstance(encoded, str) else []
+    if len(parts) != 4 or parts[0] != PBKDF2_ALGORITHM or not parts[1].isdigit():
+        return False
+    iterations = int(parts[1])
+    if not 1 <= iterations <= PBKDF2_MAX_ITERATIONS:
+        return False
+    try:
+        salt = bytes.fromhex(parts[2])
+        expected = bytes.fromhex(parts[3])
+    except ValueError:
+        return False
+    derived = hashlib.pbkdf2_hmac(
+        "sha256", password.encode("utf-8"), salt, iterations, dklen=PBKDF2_DKLEN
+    )
+    return hmac.compare_digest(derived, expected)
+
+
+_B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def _b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64url_decode(text: str) -> bytes:
+    if not _B64URL_RE.fullmatch(text) or len(text) % 4 == 1:
+        raise ValueError("not unpadded base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _token_signature(signed_part: str, secret: bytes) -> str:
+    return _b64url_encode(hmac.new(secret, signed_part.encode("utf-8"), hashlib.sha256).digest())
+
+
+def sign_token(payload: dict[str, Any], secret: bytes) -> str:
+    """``<b64url(json payload)>.<b64url(hmac_sha256(secret, first part))>``, base64 unpadded."""
+    if not secret:
+        raise ValueError("empty signing secret")
+    body = _b64url_encode(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
+    return f"{body}.{_token_signature(body, secret)}"
+
+
+def verify_token(token: str, secret: bytes, *, now: float | None = None) -> dict[str, Any] | None:
+    """The payload of a well-formed, correctly signed, unexpired token; else None.
+
+    A token is expired once ``now >= exp`` (``now`` in unix seconds, default the current time);
+    a payload without a numeric ``exp`` is refused.
+    """
+    if not secret or not isinstance(token, str):
+        return None
+    parts = token.split(".")
+    if len(parts) != 2:
+        return None
+    body, signature = parts
+    expected = _token_signature(body, secret)
+    if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
+        return None
+    try:
+        payload = json.loads(_b64url_decode(body))
+    except (ValueError, binascii.Error):
+        return None
+    if not isinstance(payload, dict):
+        return None
+    exp = payload.get("exp")
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        return None
+    if (time.time() if now is None else now) >= exp:
+        return None
+    return payload
+
+
+def issue_token(user_id: int, email: str, secret: bytes, *, now: float | None = None) -> str:
+    """A login token: ``{"sub", "email", "iat", "exp": iat + 3600}``, times in unix seconds."""
+    iat = int(time.time() if now is None else now)
+    return sign_token(
+        {"sub": user_id, "email": email, "iat": iat, "exp": iat + TOKEN_TTL_S}, secret
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Request parsing and validation (pure)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrderInput:
+    item: str
+    amount_cents: int
+    payload: str
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: int
+    email: str
+
+
+def parse_json_body(raw: bytes) -> Any:
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValidationError("body must be valid JSON") from exc
+
+
+def _require_text(body: Mapping[str, Any], field: str) -> str:
+    value = body.get(field)
+    if not isinstance(value, str):
+        raise ValidationError(f"{field} must be a string")
+    if "\x00" in value:
+        raise ValidationError(f"{field} must not contain NUL characters")
+    return value
+
+
+def validate_login_body(body: Any) -> tuple[str, str]:
+    """``(email, password)`` from a login body; both must be strings, the email non-empty."""
+    if not isinstance(body, dict):
+        raise ValidationError("body must be a JSON object")
+    email = _require_text(body, "email")
+    password = _require_text(body, "password")
+    if not email:
+        raise ValidationError("email must not be empty")
+    return email, password
+
+
+def validate_order_body(body: Any) -> OrderInput:
+    """An order body: ``item`` str, ``amount_cents`` int in [0, 2**31 - 1], ``payload`` str."""
+    if not isinstance(body, dict):
+        raise ValidationError("body must be a JSON object")
+    item = _require_text(body, "item")
+    payload = _require_text(body, "payload")
+    amount = body.get("amount_cents")
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise ValidationError("amount_cents must be an integer")
+    if not 0 <= amount <= INT4_MAX:
+        raise ValidationError(f"amount_cents must be between 0 and {INT4_MAX}")
+    return OrderInput(item=item, amount_cents=amount, payload=payload)
+
+
+def validate_idempotency_key(value: str | None) -> str:
+    """The Idempotency-Key header, stripped; required, at most 255 characters."""
+    key = (value or "").strip()
+    if not key:
+        raise ValidationError("Idempotency-Key header is required")
+    if len(key) > MAX_IDEMPOTENCY_KEY_LEN or "\x00" in key:
+        raise ValidationError(
+            f"Idempotency-Key must be at most {MAX_IDEMPOTENCY_KEY_LEN} characters, without NUL"
+        )
+    return key
+
+
+def parse_bearer(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
+def principal_from_token(token: str | None, secret: bytes) -> Principal | None:
+    if token is None:
+        return None
+    payload = verify_token(token, secret)
+    if payload is None:
+        return None
+    sub, email = payload.get("sub"), payload.get("email")
+    if isinstance(sub, bool) or not isinstance(sub, int) or not isinstance(email, str):
+        return None
+    return Principal(user_id=sub, email=email)
+
+
+_ORDER_PATH_RE = re.compile(r"/api/orders/([0-9]{1,19})")
+
+
+def parse_order_id(path: str) -> int | None:
+    """The id of ``/api/orders/<id>`` when it is a bigint; else None."""
+    match = _ORDER_PATH_RE.fullmatch(path)
+    if match is None:
+        return None
+    order_id = int(match.group(1))
+    return order_id if 0 < order_id <= INT8_MAX else None
+
+
+def parse_timestamp(value: str) -> datetime:
+    """An aware datetime from ISO-8601 (``Z`` or an offset; a naive time is taken as UTC)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("timestamp must be a non-empty ISO-8601 string")
+    parsed = datetime.fromisoformat(value.strip())
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """ISO-8601 in UTC with microseconds and a ``Z``: ``2026-11-23T16:41:00.123456Z``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_since(body: Any) -> datetime:
+    if not isinstance(body, dict) or not isinstance(body.get("since"), str):
+        raise ValidationError('body must be a JSON object with "since" (ISO-8601 timestamp)')
+    try:
+        return parse_timestamp(body["since"])
+    except ValueError as exc:
+        raise ValidationError(f"since is not an ISO-8601 timestamp: {exc}") from exc
+
+
+_REPLAY_DETAIL_FIELDS: dict[str, type] = {
+    "idempotency_key": str,
+    "user_id": int,
+    "item": str,
+    "amount_cents": int,
+    "payload": str,
+}
+
+
+def select_replay_records(
+    lines: Iterable[str], since: datetime
+) -> tuple[list[dict[str, Any]], int]:
+    """The ``order.create`` records of an audit file whose ``at`` is >= ``since``, in file order.
+
+    Returns ``(records, skipped)``: ``skipped`` counts the lines that could not be used (not
+    JSON, no parseable ``at``, or a detail without the fields a re-insert needs), e.g. a torn
+    last line.
+    """
+    records: list[dict[str, Any]] = []
+    skipped = 0
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("not an object")
+            if record.get("action") != "order.create":
+                continue
+            at = parse_timestamp(record.get("at"))
+            detail = record.get("detail")
+            if not isinstance(detail, dict) or not all(
+                isinstance(detail.get(name), kind) and not isinstance(detail.get(name), bool)
+                for name, kind in _REPLAY_DETAIL_FIELDS.items()
+            ):
+                raise ValueError("detail lacks order fields")
+        except (ValueError, TypeError):
+            skipped += 1
+            continue
+        if at >= since:
+            records.append(record)
+    return records, skipped
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DbHost:
+    host: str
+    port: int = DEFAULT_DB_PORT
+
+
+def parse_hosts(text: str, default_port: int = DEFAULT_DB_PORT) -> tuple[DbHost, ...]:
+    """Hosts from the db_hosts file: one line, comma-separated, e.g. ``primary,replica``.
+
+    An entry may carry its own port (``host:port``); otherwise ``default_port``. Blank entries
+    are ignored; an empty list is an error.
+    """
+    hosts: list[DbHost] = []
+    for raw in text.replace("\n", ",").split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        host, port = entry, default_port
+        if entry.count(":") == 1:
+            host, _, port_text = entry.partition(":")
+            if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+                raise ValueError(f"bad port in db host entry {entry!r}")
+            port = int(port_text)
+        if not host:
+            raise ValueError(f"empty host name in db host entry {entry!r}")
+        hosts.append(DbHost(host=host, port=port))
+    if not hosts:
+        raise ValueError("no database host configured")
+    return tuple(hosts)
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the environment says; fixed for the life of the process."""
+
+    host: str
+    port: int
+    db_name: str
+    db_hosts_file: str
+    db_user_file: str
+    db_password_file: str
+    secret_file: str
+    admin_token_file: str
+    maintenance_file: str
+    audit_file: str
+    connect_timeout_s: int
+    statement_timeout_ms: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Self:
+        return cls(
+            host=env.get("APP_HOST", "0.0.0.0"),
+            port=_env_int(env, "APP_PORT", 8080, 1),
+            db_name=env.get("DB_NAME", "app"),
+            db_hosts_file=env.get("DB_HOSTS_FILE", "/run/drillkit/config/db_hosts"),
+            db_user_file=env.get("DB_USER_FILE", "/run/drillkit/secrets/app_db_user"),
+            db_password_file=env.get("DB_PASSWORD_FILE", "/run/drillkit/secrets/app_db_password"),
+            secret_file=env.get("SECRET_FILE", "/run/drillkit/secrets/jwt_secret"),
+            admin_token_file=env.get("ADMIN_TOKEN_FILE", "/run/drillkit/secrets/admin_token"),
+            maintenance_file=env.get("MAINTENANCE_FILE", "/run/drillkit/config/maintenance"),
+            audit_file=env.get("AUDIT_FILE", "/var/log/app/audit.jsonl"),
+            connect_timeout_s=_env_int(env, "DB_CONNECT_TIMEOUT_S", 1, 1),
+            statement_timeout_ms=_env_int(env, "DB_STATEMENT_TIMEOUT_MS", 2000, 1),
+        )
+
+    @property
+    def request_db_budget_s(self) -> float:
+        """Wall-clock bound of one request's database work, connecting included."""
+        return self.statement_timeout_ms / 1000 + 0.5
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """What the files say; replaced as a whole on SIGHUP. Never logged."""
+
+    hosts: tuple[DbHost, ...]
+    db_user: str
+    db_password: str
+    secret: bytes
+    admin_token: str
+    problems: tuple[str, ...] = ()
+
+
+def _read_config_file(path: str, what: str, problems: list[str]) -> str:
+    """The file's text with surrounding whitespace stripped; '' (and a problem) when unreadable."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip()
+    except OSError as exc:
+        problems.append(f"{what} file {path} unreadable: {exc.strerror or exc}")
+        return ""
+
+
+def load_runtime_config(settings: Settings) -> RuntimeConfig:
+    """Read every config and secret file. A missing file is reported, not fatal: the app then
+    answers 503 (database), 503 (login) or 401 (tokens, admin) until a SIGHUP fixes it."""
+    problems: list[str] = []
+    hosts_text = _read_config_file(settings.db_hosts_file, "db hosts", problems)
+    try:
+        hosts = parse_hosts(hosts_text)
+    except ValueError as exc:
+        problems.append(f"db hosts file {settings.db_hosts_file}: {exc}")
+        hosts = ()
+    config = RuntimeConfig(
+        hosts=hosts,
+        db_user=_read_config_file(settings.db_user_file, "db user", problems),
+        db_password=_read_config_file(settings.db_password_file, "db password", problems),
+        secret=_read_config_file(settings.secret_file, "token secret", problems).encode("utf-8"),
+        admin_token=_read_config_file(settings.admin_token_file, "admin token", problems),
+        problems=tuple(problems),
+    )
+    return config
+
+
+# --------------------------------------------------------------------------------------------
+# Logging and counters
+# --------------------------------------------------------------------------------------------
+
+_log_lock = threading.Lock()
+
+
+def log(event: str, **fields: Any) -> None:
+    """One line on stdout: ``<UTC time> <event> key=value ...`` (strings JSON-quoted)."""
+    parts = [format_timestamp(datetime.now(UTC)), event]
+    for key, value in fields.items():
+        plain_number = isinstance(value, int | float) and not isinstance(value, bool)
+        parts.append(f"{key}={value if plain_number else json.dumps(value, default=str)}")
+    line = " ".join(parts) + "\n"
+    with _log_lock:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+
+
+def log_db_error(exc: BaseException) -> None:
+    message = str(exc).strip().splitlines()
+    log(
+        "db_error",
+        error_class=type(exc).__name__,
+        sqlstate=getattr(exc, "sqlstate", None),
+        message=message[0] if message else "",
+    )
+
+
+class Stats:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.errors_5xx = 0
+        self.db_errors = 0
+        self.connected_host: str | None = None
+
+    def count_request(self, status: int) -> None:
+        with self._lock:
+            self.requests += 1
+            if status >= 500:
+                self.errors_5xx += 1
+
+    def count_db_error(self) -> None:
+        with self._lock:
+            self.db_errors += 1
+
+    def set_connected_host(self, host: str | None) -> None:
+        with self._lock:
+            self.connected_host = host
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "errors_5xx": self.errors_5xx,
+                "db_errors": self.db_errors,
+                "connected_host": self.connected_host,
+            }
+
+
+# --------------------------------------------------------------------------------------------
+# Database access
+# --------------------------------------------------------------------------------------------
+
+_CONNECTION_SQLSTATES = frozenset({"25006", "57P01", "57P02", "57P03", "53300"})
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True when the error means the connection (or the server behind it) is gone or unusable
+    for writes: the idle pool is then dropped, not just the connection that failed."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate is not None:
+        return sqlstate.startswith("08") or sqlstate in _CONNECTION_SQLSTATES
+    if psycopg is not None and isinstance(exc, psycopg.InterfaceError | psycopg.OperationalError):
+        return True  # client-side: server closed the connection, timeout, no route, ...
+    return isinstance(exc, DbUnavailableError)
+
+
+def resolve_host(host: str, port: int, timeout_s: float) -> str | None:
+    """The address to connect to, resolved in a helper thread so that a dead DNS cannot hold a
+    request longer than ``timeout_s``. None for a Unix socket directory (libpq handles it)."""
+    if host.startswith("/"):
+        return None
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.ip_address(host))
+    outcome: list[Any] = []
+    done = threading.Event()
+
+    def lookup() -> None:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            infos.sort(key=lambda info: info[0] != socket.AF_INET)  # IPv4 first, as Docker's DNS
+            outcome.append(infos[0][4][0])
+        except OSError as exc:
+            outcome.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=lookup, name=f"resolve-{host}", daemon=True).start()
+    if not done.wait(timeout_s):
+        raise DbUnavailableError(f"resolving {host!r} timed out after {timeout_s:.1f}s")
+    if isinstance(outcome[0], OSError):
+        raise DbUnavailableError(f"cannot resolve {host!r}: {outcome[0]}")
+    return str(outcome[0])
+
+
+class Watchdog:
+    """Shuts the socket of a leased connection down when its deadline passes.
+
+    statement_timeout cannot help when the server is frozen or the network is cut, and libpq's
+    keepalives need seconds; shutting the socket makes the blocked libpq call fail at once, so
+    the request answers 503 in time. The lock makes sure a connection already given back to the
+    pool is never touched.
+    """
+
+    def __init__(self, conn: DbConnection, timeout_s: float) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+        self._active = True
+        self.fired = False
+        self._timer = threading.Timer(max(timeout_s, 0.0), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if not self._active:
+                return
+            self.fired = True
+            try:
+                log("db_watchdog_fired", host=self._conn.info.host)
+                fd = self._conn.pgconn.socket
+                with socket.socket(fileno=os.dup(fd)) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except Exception as exc:  # the connection is discarded whatever happens here
+                log("watchdog_error", error_class=type(exc).__name__)
+
+    def stop(self) -> bool:
+        """Disarm; True when it fired (the connection must then be discarded)."""
+        with self._lock:
+            self._active = False
+        self._timer.cancel()
+        return self.fired
+
+
+class DbPool:
+    """A small thread-safe pool of psycopg connections (autocommit off).
+
+    Every lease is bounded by a deadline (connecting, resolving and every statement included).
+    Connections are tried host by host in the configured order, each with
+    ``target_session_attrs=read-write``, so only a writable primary is ever used. A connection
+    that saw any error is closed; a connection-level error, or ``reset()`` (SIGHUP), also drops
+    every idle connection, and connections in use at that moment are closed when given back.
+    """
+
+    def __init__(
+        self, settings: Settings, get_config: Callable[[], RuntimeConfig], stats: Stats
+    ) -> None:
+        self._settings = settings
+        self._get_config = get_config
+        self._stats = stats
+        self._lock = threading.Lock()
+        self._idle: list[tuple[DbConnection, int]] = []
+        self._generation = 0
+        self._slots = threading.BoundedSemaphore(POOL_MAX_OPEN)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._generation += 1
+            idle, self._idle = self._idle, []
+        for conn, _ in idle:
+            _close_quietly(conn)
+        self._stats.set_connected_host(None)
+
+    @contextlib.contextmanager
+    def connection(self, budget_s: float) -> Iterator[DbConnection]:
+        deadline = time.monotonic() + budget_s
+        if not self._slots.acquire(timeout=budget_s):
+            raise PoolBusyError(f"all {POOL_MAX_OPEN} database connections stayed busy")
+        try:
+            conn, generation = self._take_idle() or self._connect(deadline)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                _close_quietly(conn)
+                raise DbUnavailableError("time budget spent while connecting")
+            watchdog = Watchdog(conn, remaining)
+            healthy = False
+            try:
+                yield conn
+                healthy = True
+            finally:
+                fired = watchdog.stop()
+                self._give_back(conn, generation, healthy and not fired)
+        finally:
+            self._slots.release()
+
+    def _take_idle(self) -> tuple[DbConnection, int] | None:
+        while True:
+            with self._lock:
+                if not self._idle:
+                    return None
+                conn, generation = self._idle.pop()
+            if _idle_connection_usable(conn):
+                return conn, generation
+            _close_quietly(conn)
+
+    def _give_back(self, conn: DbConnection, generation: int, healthy: bool) -> None:
+        if healthy and not conn.closed:
+            try:
+                if conn.info.transaction_status != TransactionStatus.IDLE:
+                    conn.rollback()
+            except psycopg.Error:
+                healthy = False
+        with self._lock:
+            keep = (
+                healthy
+                and not conn.closed
+                and generation == self._generation
+                and len(self._idle) < POOL_MAX_IDLE
+            )
+            if keep:
+                self._idle.append((conn, generation))
+        if not keep:
+            _close_quietly(conn)
+
+    def _connect(self, deadline: float) -> tuple[DbConnection, int]:
+        with self._lock:
+            generation = self._generation
+        config = self._get_config()
+        if not config.hosts:
+            raise DbUnavailableError("no database host configured")
+        failures: list[str] = []
+        for target in config.hosts:
+            remaining = deadline - time.monotonic()
+            if remaining < 0.05:
+                failures.append(f"{target.host}: time budget spent")
+                break
+            try:
+                conn = self._connect_one(target, config, remaining)
+            except (psycopg.Error, DbUnavailableError) as exc:
+                log_db_error(exc)
+                self._stats.count_db_error()
+                first = str(exc).strip().splitlines()
+                failures.append(f"{target.host}: {first[0] if first else type(exc).__name__}")
+                continue
+            self._stats.set_connected_host(conn.info.host)
+            return conn, generation
+        self._stats.set_connected_host(None)
+        raise NoWritableDatabaseError("no writable database: " + "; ".join(failures))
+
+    def _connect_one(
+        self, target: DbHost, config: RuntimeConfig, remaining_s: float
+    ) -> DbConnection:
+        """One host, read-write only. psycopg 3.1 drives libpq's asynchronous connect, which
+        ignores connect_timeout: given ``host=a,b`` its own wait would give up on a silent ``a``
+        without ever trying ``b``. Hence one attempt per host, as psycopg 3.2 does itself."""
+        timeout_s = min(self._settings.connect_timeout_s, remaining_s)
+        hostaddr = resolve_host(target.host, target.port, timeout_s)
+        params: dict[str, Any] = {
+            "host": target.host,
+            "port": str(target.port),
+            "dbname": self._settings.db_name,
+            "user": config.db_user,
+            "password": config.db_password,
+            # psycopg 3.1 takes whole seconds here and uses them per wait, not per attempt
+            "connect_timeout": str(max(1, math.ceil(timeout_s))),
+            "target_session_attrs": "read-write",
+            "keepalives": "1",
+            "keepalives_idle": "1",
+            "keepalives_interval": "1",
+            "keepalives_count": "2",
+            "tcp_user_timeout": "2000",
+            "gssencmode": "disable",
+            "application_name": "drillkit-app",
+            "options": (
+                f"-c statement_timeout={self._settings.statement_timeout_ms}"
+                " -c idle_in_transaction_session_timeout=10000"
+            ),
+        }
+        if hostaddr is not None:
+            params["hostaddr"] = hostaddr
+        return psycopg.connect(autocommit=False, **params)
+
+
+def _idle_connection_usable(conn: DbConnection) -> bool:
+    """An idle connection whose socket is readable has been told something (a termination
+    message, or EOF from a dead server): it is not worth a failed request."""
+    try:
+        if conn.closed or conn.broken:
+            return False
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+        return not readable
+    except (OSError, ValueError, psycopg.Error):
+        return False
+
+
+def _close_quietly(conn: DbConnection) -> None:
+    with contextlib.suppress(Exception):
+        conn.close()
+
+
+# --------------------------------------------------------------------------------------------
+# The audit file
+# --------------------------------------------------------------------------------------------
+
+
+class AuditFile:
+    """Append-only JSON lines, one per committed order, each fsync'ed before the answer."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        line = json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n"
+        with self._lock, open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def read_lines(self) -> list[str]:
+        with self._lock:
+            try:
+                with open(self.path, encoding="utf-8", errors="replace") as handle:
+                    return handle.readlines()
+            except FileNotFoundError:
+                return []
+
+
+# --------------------------------------------------------------------------------------------
+# The application
+# --------------------------------------------------------------------------------------------
+
+Response = tuple[int, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+
+class App:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stats = Stats()
+        self.config = load_runtime_config(settings)
+        self._report_config_problems()
+        self.pool = DbPool(settings, lambda: self.config, self.stats)
+        self.audit = AuditFile(settings.audit_file)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """SIGHUP: re-read every file, then drop every pooled connection."""
+        self.config = load_runtime_config(self.settings)
+        self._report_config_problems()
+        self.pool.reset()
+        log("config_reloaded", db_hosts=",".join(h.host for h in self.config.hosts))
+
+    def _report_config_problems(self) -> None:
+        for problem in self.config.problems:
+            log("config_problem", problem=problem)
+
+    def maintenance(self) -> bool:
+        return os.path.exists(self.settings.maintenance_file)
+
+    # ---- dispatch --------------------------------------------------------------------------
+
+    def dispatch(self, request: Request) -> Response:
+        method, path = request.method, request.path
+        if method == "GET":
+            if path == "/api/health":
+                return self.health()
+            if path == "/api/auth/me":
+                return self.me(request)
+            if path == "/api/admin/stats":
+                return self.admin_stats(request)
+            order_id = parse_order_id(path)
+            if order_id is not None:
+                return self.get_order(request, order_id)
+        elif method == "POST":
+            if path == "/api/auth/login":
+                return self.login(request)
+            if path == "/api/orders":
+                return self.create_order(request)
+            if path == "/api/admin/replay-audit":
+                return self.replay_audit(request)
+        return 404, {"error": "not found"}
+
+    # ---- helpers ---------------------------------------------------------------------------
+
+    def _with_db(self, work: Callable[[DbConnection], T], budget_s: float) -> T:
+        """Run ``work`` on a leased connection; any database failure becomes a 503."""
+        try:
+            with self.pool.connection(budget_s) as conn:
+                return work(conn)
+        except DbUnavailableError as exc:
+            if not isinstance(exc, NoWritableDatabaseError):
+                self.stats.count_db_error()
+            log("db_unavailable", reason=str(exc))
+            if not isinstance(exc, PoolBusyError):
+                self.pool.reset()
+            raise HttpError(503, "database unavailable") from exc
+        except psycopg.Error as exc:
+            self.stats.count_db_error()
+            log_db_error(exc)
+            if is_connection_error(exc):
+                self.pool.reset()
+            raise HttpError(503, "database unavailable") from exc
+
+    def _principal(self, request: Request) -> Principal:
+        token = parse_bearer(request.header("Authorization"))
+        principal = principal_from_token(token, self.config.secret)
+        if principal is None:
+            raise HttpError(401, "invalid or missing token")
+        return principal
+
+    def _require_admin(self, request: Request) -> None:
+        token = parse_bearer(request.header("Authorization"))
+        expected = self.config.admin_token
+        if not token or not expected or not hmac.compare_digest(token.encode(), expected.encode()):
+            raise HttpError(401, "invalid or missing admin token")
+
+    @staticmethod
+    def _json(request: Request) -> Any:
+        try:
+            return parse_json_body(request.body)
+        except ValidationError as exc:
+            raise HttpError(400, str(exc)) from exc
+
+    # ---- endpoints -------------------------------------------------------------------------
+
+    def health(self) -> Response:
+        maintenance = self.maintenance()
+
+        def check(conn: DbConnection) -> str:
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_is_in_recovery()")
+                row = cur.fetchone()
+            conn.rollback()
+            if row is None or row[0] is not False:
+                raise DbUnavailableError(f"{conn.info.host} is in recovery (read-only)")
+            return conn.info.host
+
+        try:
+            host = self._with_db(check, self.settings.request_db_budget_s)
+        except HttpError as exc:
+            return exc.status, {"status": "error", "error": exc.message, "maintenance": maintenance}
+        return 200, {"status": "ok", "db_host": host, "maintenance": maintenance}
+
+    def login(self, request: Request) -> Response:
+        try:
+            email, password = validate_login_body(self._json(request))
+        except ValidationError as exc:
+            raise HttpError(400, str(exc)) from exc
+        secret = self.config.secret
+        if not secret:
+            raise HttpError(503, "token signing secret is not configured")
+
+        def authenticate(conn: DbConnection) -> Principal | None:
+            with conn.cursor() as cur:
+                cur.execute("SELECT id, email, password_hash FROM users WHERE email = %s", (email,))
+                row = cur.fetchone()
+                if row is None:
+                    verify_password(password, _DUMMY_HASH)  # same work whether or not it exists
+                    return None
+                if not verify_password(password, row[2]):
+                    return None
+                cur.execute(
+                    "INSERT INTO audit_log (actor, action, detail) VALUES (%s, 'login', %s)",
+                    (email, Jsonb({"user_id": row[0]})),
+                )
+            conn.commit()
+            return Principal(user_id=row[0], email=row[1])
+
+        principal = self._with_db(authenticate, self.settings.request_db_budget_s)
+        if principal is None:
+            return 401, {"error": "invalid credentials"}
+        return 200, {"token": issue_token(principal.user_id, principal.email, secret)}
+
+    def me(self, request: Request) -> Response:
+        principal = self._principal(request)
+        return 200, {"user_id": principal.user_id, "email": principal.email}
+
+    def create_order(self, request: Request) -> Response:
+        principal = self._principal(request)
+        if self.maintenance():
+            raise HttpError(503, MAINTENANCE_MESSAGE)
+        try:
+            key = validate_idempotency_key(request.header("Idempotency-Key"))
+            order = validate_order_body(self._json(request))
+        except ValidationError as exc:
+            raise HttpError(400, str(exc)) from exc
+
+        def insert(conn: DbConnection) -> tuple[int, dict[str, Any] | None]:
+            with conn.cursor() as cur:
+                try:
+                    cur.execute(
+                        "INSERT INTO orders (user_id, idempotency_key, item, amount_cents, payload)"
+                        " VALUES (%s, %s, %s, %s, %s)"
+                        " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+                        (principal.user_id, key, order.item, order.amount_cents, order.payload),
+                    )
+                except pg_errors.ForeignKeyViolation as exc:
+                    raise HttpError(401, "the token's user does not exist") from exc
+                row = cur.fetchone()
+                if row is None:
+                    cur.execute("SELECT id FROM orders WHERE idempotency_key = %s", (key,))
+                    existing = cur.fetchone()
+                    conn.rollback()
+                    if existing is None:  # the conflicting insert was rolled back meanwhile
+                        raise DbUnavailableError("idempotency key conflict without an order")
+                    return existing[0], None
+                detail = {
+                    "order_id": row[0],
+                    "idempotency_key": key,
+                    "item": order.item,
+                    "amount_cents": order.amount_cents,
+                    "payload": order.payload,
+                    "user_id": principal.user_id,
+                }
+                cur.execute(
+                    "INSERT INTO audit_log (actor, action, detail) VALUES (%s, 'order.create', %s)",
+                    (principal.email, Jsonb(detail)),
+                )
+            conn.commit()
+            return row[0], detail
+
+        order_id, detail = self._with_db(insert, self.settings.request_db_budget_s)
+        if detail is None:
+            return 200, {"id": order_id, "idempotency_key": key}
+        # "at" is taken after COMMIT returned, so it is never earlier than the commit itself.
+        record = {
+            "at": format_timestamp(datetime.now(UTC)),
+            "actor": principal.email,
+            "action": "order.create",
+            "detail": detail,
+        }
+        try:
+            self.audit.append(record)
+        except OSError as exc:
+            log("audit_file_error", path=self.audit.path, error=exc.strerror or str(exc))
+            raise HttpError(503, "order committed but the audit file write failed") from exc
+        return 201, {"id": order_id, "idempotency_key": key}
+
+    def get_order(self, request: Request, order_id: int) -> Response:
+        self._principal(request)
+
+        def fetch(conn: DbConnection) -> tuple[Any, ...] | None:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT id, user_id, idempotency_key, item, amount_cents, payload, created_at"
+                    " FROM orders WHERE id = %s",
+                    (order_id,),
+                )
+                row = cur.fetchone()
+            conn.rollback()
+            return row
+
+        row = self._with_db(fetch, self.settings.request_db_budget_s)
+        if row is None:
+            return 404, {"error": "order not found"}
+        names = ("id", "user_id", "idempotency_key", "item", "amount_cents", "payload")
+        result: dict[str, Any] = dict(zip(names, row[:6], strict=True))
+        result["created_at"] = format_timestamp(row[6])
+        return 200, result
+
+    def replay_audit(self, request: Request) -> Response:
+        self._require_admin(request)
+        try:
+            since = parse_since(self._json(request))
+        except ValidationError as exc:
+            raise HttpError(400, str(exc)) from exc
+        records, skipped = select_replay_records(self.audit.read_lines(), since)
+
+        def replay(conn: DbConnection) -> tuple[int, int]:
+            replayed = present = 0
+            with conn.cursor() as cur:
+                for record in records:
+                    detail = record["detail"]
+                    cur.execute(
+                        "INSERT INTO orders (user_id, idempotency_key, item, amount_cents, payload)"
+                        " VALUES (%s, %s, %s, %s, %s)"
+                        " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+                        (
+                            detail["user_id"],
+                            detail["idempotency_key"],
+                            detail["item"],
+                            detail["amount_cents"],
+                            detail["payload"],
+                        ),
+                    )
+                    row = cur.fetchone()
+                    if row is None:
+                        present += 1
+                        continue
+                    replayed += 1
+                    reconcile = {
+                        "order_id": row[0],
+                        "original_order_id": detail.get("order_id"),
+                        "original_at": record["at"],
+                        **{name: detail[name] for name in _REPLAY_DETAIL_FIELDS},
+                    }
+                    cur.execute(
+                        "INSERT INTO audit_log (actor, action, detail)"
+                        " VALUES ('admin', 'order.reconcile', %s)",
+                        (Jsonb(reconcile),),
+                    )
+            conn.commit()
+            return replayed, present
+
+        replayed, present = self._with_db(replay, REPLAY_BUDGET_S)
+        log(
+            "audit_replayed",
+            since=format_timestamp(since),
+            replayed=replayed,
+            already_present=present,
+            skipped_lines=skipped,
+        )
+        return 200, {"replayed": replayed, "already_present": present}
+
+    def admin_stats(self, request: Request) -> Response:
+        self._require_admin(request)
+        return 200, self.stats.snapshot()
+
+
+_DUMMY_HASH = hash_password("drillkit-no-such-user", salt=b"\x00" * 16)
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP
+# --------------------------------------------------------------------------------------------
+
+
+class AppServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], app: App) -> None:
+        self.app = app
+        super().__init__(address, RequestHandler)
+
+
+class RequestHandler(BaseHTTPRequestHandler):
+    server: AppServer
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out as separate writes: with Nagle on, the body waits for the client's
+    # delayed ACK (~40 ms per response).
+    disable_nagle_algorithm = True
+    server_version = "drillkit-app"
+    sys_version = ""
+    timeout = 30  # seconds an idle keep-alive connection may hold its thread
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_PUT(self) -> None:
+        self._handle()
+
+    def do_PATCH(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
+    def do_HEAD(self) -> None:
+        self._handle()
+
+    def do_OPTIONS(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        started = time.monotonic()
+        path = urlsplit(self.path).path
+        app = self.server.app
+        try:
+            request = Request(self.command, path, self.headers, self._read_body())
+            status, body = app.dispatch(request)
+        except HttpError as exc:
+            status, body = exc.status, {"error": exc.message, **exc.extra}
+        except Exception as exc:  # a bug: answer 500, keep serving, say what broke
+            log("internal_error", error_class=type(exc).__name__, error=str(exc))
+            status, body = 500, {"error": "internal error"}
+        self._send(status, body)
+        app.stats.count_request(status)
+        log(
+            "request",
+            method=self.command,
+            path=path,
+            status=status,
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+        )
+
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            self.close_connection = True
+            raise HttpError(411, "chunked bodies are not supported; send Content-Length")
+        raw_length = self.headers.get("Content-Length")
+        if raw_length is None:
+            return b""
+        if not raw_length.strip().isdigit():
+            self.close_connection = True
+            raise HttpError(400, "bad Content-Length")
+        length = int(raw_length)
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True
+            raise HttpError(413, f"body larger than {MAX_BODY_BYTES} bytes")
+        return self.rfile.read(length) if length else b""
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode("utf-8")
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Cache-Control", "no-store")
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+        except OSError:
+            self.close_connection = True  # the client went away
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Silenced: ``_handle`` logs one line per request itself."""
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        log("http_error", detail=fmt % args)
+
+
+# --------------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    if psycopg is None:
+        sys.stderr.write("app.py needs psycopg 3 (Debian: python3-psycopg)\n")
+        return 2
+    try:
+        settings = Settings.from_env(os.environ)
+    except ValueError as exc:
+        sys.stderr.write(f"app.py: bad configuration: {exc}\n")
+        return 2
+    with contextlib.suppress(OSError):
+        os.makedirs(os.path.dirname(settings.audit_file) or ".", exist_ok=True)
+    app = App(settings)
+    server = AppServer((settings.host, settings.port), app)
+
+    def on_sighup(_signum: int, _frame: Any) -> None:
+        # Work outside the handler: it interrupts the main thread at an arbitrary point.
+        threading.Thread(target=app.reload, name="reload", daemon=True).start()
+
+    def on_sigterm(_signum: int, _frame: Any) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGHUP, on_sighup)
+    signal.signal(signal.SIGTERM, on_sigterm)
+    log(
+        "started",
+        address=f"{settings.host}:{settings.port}",
+        db_hosts=",".join(f"{h.host}:{h.port}" for h in app.config.hosts),
+        db_name=settings.db_name,
+        psycopg=psycopg.__version__,
+        libpq=psycopg.pq.version(),
+    )
+    try:
+        server.serve_forever(poll_interval=0.5)
+    except (SystemExit, KeyboardInterrupt):
+        pass
+    finally:
+        server.server_close()
+        app.pool.reset()
+        log("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
