@@ -20,6 +20,8 @@ import requests
 from drillkit import engine
 from drillkit.context import DrillContext
 from drillkit.errors import EnvironmentBroken, StepFailed
+from drillkit.probes import AppClient
+from drillkit.seed import PROBE_USER
 from drillkit.registry import FAULTS, RECOVERY, Duration, Service
 from drillkit.stack import nsenter
 from drillkit.wait import wait_for
@@ -232,12 +234,10 @@ def set_maintenance(ctx: DrillContext, enabled: bool) -> str:
     """Maintenance mode: the app refuses writes with 503 (seed 002 data-corruption step 1)."""
     ctx.stack.set_maintenance(enabled)
     if enabled:
-        r = requests.post(
-            ctx.stack.app_url + "/api/orders",
-            json={},
-            timeout=5,
-            headers={"Idempotency-Key": "maintenance-check"},
+        client = AppClient(
+            lambda: ctx.stack.app_url, PROBE_USER, lambda: ctx.stack.secrets["user_password"], 5.0
         )
+        r = client.create_order(f"maintenance-check-{ctx.clock()}", "must be refused")
         if r.status_code != 503:
             raise StepFailed("set-maintenance", f"app still accepts writes ({r.status_code})")
         return f"maintenance on: writes answer {r.status_code} {r.text.strip()}"

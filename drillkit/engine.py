@@ -16,6 +16,8 @@ LABEL = "io.drillkit"
 RUN_LABEL = "io.drillkit.run"
 """The run id of the drill that created the resource."""
 SERVICE_LABEL = "io.drillkit.service"
+OWNER_LABEL = "io.drillkit.owner-pid"
+"""pid of the harness process that created the resource: a dead owner means an orphan to reap."""
 
 # testcontainers and friends: never resolve the engine host from inside-container heuristics.
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")

@@ -1,7 +1,8 @@
 """Continuous probes and the write ledger, on the drill's monotonic clock.
 
 - Availability probe: GET the health URL; ok on 200 with status "ok".
-- Journey probe: log in, create an order, read it back; ok when every step answers as expected.
+- Journey probe: log in, create an order, read it back, read an existing (seeded) order; ok when
+  every step answers as expected.
   A journey slower than `degraded_after_s` also fails (a degradation is an outage of the journey).
 - Writer: sends orders at a steady rate and records each acknowledged one (key, payload hash, ack
   time); keys sent but never acknowledged are kept to count "in doubt" rows later.
@@ -27,6 +28,9 @@ import requests
 from drillkit.measure import AckedWrite, LedgerOutcome, Sample
 
 Clock = Callable[[], float]
+CANARY_ORDER_ID = 1
+"""The first seeded order: the journey reads it back on every run, so destroyed or unreadable
+existing data (not only new writes) is user-visible."""
 
 
 def payload_hash(payload: str) -> str:
@@ -208,6 +212,12 @@ class Probes:
             r = self.journey_client.get_order(order_id, token)
             if r.status_code != 200 or r.json().get("payload") != payload:
                 raise ProbeError(f"read back answered {r.status_code}: {r.text[:120]}")
+            # the user's order history: a seeded order that must always be readable
+            r = self.journey_client.get_order(CANARY_ORDER_ID, token)
+            if r.status_code != 200:
+                raise ProbeError(
+                    f"canary order {CANARY_ORDER_ID} answered {r.status_code}: {r.text[:120]}"
+                )
             ok, err = True, None
         except (requests.RequestException, ValueError, KeyError, ProbeError) as exc:
             ok, err = False, f"{type(exc).__name__}: {str(exc)[:160]}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -88,7 +89,11 @@ class Stack:
         return f"dk-{self.run_id}-{part}"
 
     def labels(self, service: str | None = None) -> dict[str, str]:
-        labels = {engine.LABEL: "true", engine.RUN_LABEL: self.run_id}
+        labels = {
+            engine.LABEL: "true",
+            engine.RUN_LABEL: self.run_id,
+            engine.OWNER_LABEL: str(os.getpid()),
+        }
         if service:
             labels[engine.SERVICE_LABEL] = service
         return labels
@@ -462,6 +467,36 @@ def reap(run_id: str | None = None) -> dict[str, int]:
             vol.remove(force=True)
             counts["volumes"] += 1
     return counts
+
+
+def reap_orphans() -> list[str]:
+    """Reap the runs whose harness process is gone (killed mid-drill); live runs are left alone."""
+    c = engine.client()
+    runs: dict[str, str] = {}
+    for lister in (c.containers.list, c.networks.list, c.volumes.list):
+        kwargs = {"all": True} if lister == c.containers.list else {}
+        for obj in lister(filters={"label": [engine.LABEL]}, **kwargs):
+            labels = obj.attrs.get("Labels") or obj.attrs.get("Config", {}).get("Labels") or {}
+            run = labels.get(engine.RUN_LABEL)
+            if run:
+                runs[run] = labels.get(engine.OWNER_LABEL, "")
+    reaped = []
+    for run, owner in runs.items():
+        if owner.isdigit() and _alive(int(owner)):
+            continue
+        reap(run)
+        reaped.append(run)
+    return reaped
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def leftovers(run_id: str | None = None) -> list[str]:

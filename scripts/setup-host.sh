@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Make sure a Docker engine answers. Idempotent.
+# Make sure this host can run drills. Idempotent.
 #
+# 0. The host tools drills use (debootstrap to build images with no registry, nsenter/iptables for
+#    partitions, losetup/mkfs.ext4 for disk-full drills): installed from Debian when missing and root.
 # 1. If `docker info` answers (DOCKER_HOST or the default socket), do nothing.
 # 2. Else, if we are root on a Debian/apt machine, install Debian's docker.io (when dockerd is
 #    absent) and start dockerd in the background, with its log and pid under $DRILLKIT_RUN_DIR,
@@ -14,6 +16,20 @@ WAIT_S=${DRILLKIT_ENGINE_WAIT_S:-60}
 
 engine_answers() { "$DOCKER" info >/dev/null 2>&1; }
 
+missing=()
+for tool in debootstrap:debootstrap nsenter:util-linux losetup:mount mkfs.ext4:e2fsprogs iptables:iptables; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "drillkit: installing ${missing[*]} from Debian ..." >&2
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "drillkit: missing host tools: ${missing[*]} (install them; drills that need them will fail)" >&2
+    fi
+fi
+
 if engine_answers; then
     exit 0
 fi
@@ -24,12 +40,6 @@ fail() {
     echo "drillkit: fix: start Docker (e.g. 'sudo systemctl start docker'), or set DOCKER_HOST to a reachable engine." >&2
     exit 1
 }
-
-if ! command -v "$DOCKER" >/dev/null 2>&1 && ! command -v dockerd >/dev/null 2>&1; then
-    can_install=1
-else
-    can_install=0
-fi
 
 if [ -n "${DOCKER_HOST:-}" ]; then
     fail "DOCKER_HOST is set, so drillkit will not start a local engine in its place."
@@ -46,7 +56,6 @@ if ! command -v dockerd >/dev/null 2>&1; then
     apt-get update -qq
     apt-get install -y -qq docker.io iptables >/dev/null
 fi
-: "$can_install"
 
 mkdir -p "$RUN_DIR"
 pidfile="$RUN_DIR/dockerd.pid"

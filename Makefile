@@ -1,0 +1,63 @@
+# drillkit: `make drill` (the quarterly suite + report + evidence pack), `make test` (the harness's
+# own tests). Both do all set-up themselves: Python venv, host tools, Docker engine, images.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST := $(PY) -m pytest
+DRILL_ARGS ?=
+TEST_ARGS ?=
+
+.PHONY: all drill nightly test unit integration report clean bench lint venv engine images help
+
+help:
+	@echo "make drill    run every drill (quarterly suite), then the report and the evidence pack"
+	@echo "make nightly  run the fast nightly subset"
+	@echo "make test     run drillkit's own tests (unit + integration)"
+	@echo "make report   build the offline Allure HTML report from the last results"
+	@echo "make bench    run the benchmarks (results in reports/bench/)"
+	@echo "make clean    remove every container, network, volume and mount drillkit left behind"
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip >/dev/null
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+engine:
+	@bash scripts/setup-host.sh
+
+images: venv engine
+	@$(PY) -m drillkit.cli build
+
+drill: images
+	@$(PY) -m drillkit.cli session-start > .run-session 2>/dev/null || true
+	DRILLKIT_SESSION=$$(cat .run-session) $(PYTEST) drills -m quarterly -v -p no:randomly \
+	    --alluredir=reports/allure-results $(DRILL_ARGS); status=$$?; \
+	DRILLKIT_SESSION=$$(cat .run-session) $(PY) -m drillkit.cli finish; exit $$status
+
+nightly: images
+	@$(PY) -m drillkit.cli session-start > .run-session 2>/dev/null || true
+	DRILLKIT_SESSION=$$(cat .run-session) $(PYTEST) drills -m nightly -v \
+	    --alluredir=reports/allure-results $(DRILL_ARGS); status=$$?; \
+	DRILLKIT_SESSION=$$(cat .run-session) $(PY) -m drillkit.cli finish; exit $$status
+
+test: images
+	$(PYTEST) tests -v $(TEST_ARGS)
+
+unit: venv
+	$(PYTEST) tests/unit -q
+
+lint: venv
+	$(VENV)/bin/ruff check drillkit drills tests bench images
+	$(VENV)/bin/ruff format --check drillkit drills tests bench images
+
+report: venv
+	@$(PY) -m drillkit.cli report
+
+bench: images
+	$(PY) -m bench.run
+
+clean: venv
+	@$(PY) -m drillkit.cli clean

@@ -1,0 +1,200 @@
+"""drillkit's command line: build images, validate scenarios, finish a session (evidence pack,
+history, stale-drill warnings), build the HTML report, verify a pack, clean up."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from drillkit.errors import DrillError, ValidationError
+from drillkit.runner import ROOT
+
+REPORTS = ROOT / "reports"
+HISTORY = REPORTS / "history" / "drills.jsonl"
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from drillkit import images
+
+    t = time.monotonic()
+    tags = images.ensure_all()
+    for name, tag in tags.items():
+        print(f"drillkit: image {name}: {tag}", file=sys.stderr)
+    print(f"drillkit: images ready in {time.monotonic() - t:.1f} s", file=sys.stderr)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from drillkit.scenario import discover, load_scenario
+
+    problems: list[str] = []
+    paths = [
+        p
+        for arg in args.paths
+        for p in (discover(Path(arg)) if Path(arg).is_dir() else [Path(arg)])
+    ]
+    for path in paths:
+        try:
+            load_scenario(path)
+        except ValidationError as exc:
+            problems.extend(exc.problems)
+    for line in problems:
+        print(line, file=sys.stderr)
+    print(f"{len(paths)} scenario files, {len(problems)} problems", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    from drillkit import hostfs, stack
+
+    counts = stack.reap(None)
+    loops = hostfs.reap_loopfs(ROOT / ".run")
+    if (ROOT / ".run").exists():
+        shutil.rmtree(ROOT / ".run", ignore_errors=True)
+    print(
+        f"drillkit: removed {counts['containers']} containers, {counts['networks']} networks, "
+        f"{counts['volumes']} volumes, {len(loops)} mounts/loop devices"
+    )
+    left = stack.leftovers(None)
+    if left:
+        print("drillkit: still present: " + ", ".join(left), file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_session_start(args: argparse.Namespace) -> int:
+    from drillkit.runner import new_run_id
+
+    print(time.strftime("%Y%m%d-%H%M%S-") + new_run_id()[:4])
+    return 0
+
+
+def cmd_finish(args: argparse.Namespace) -> int:
+    """After a suite: append history, build the evidence pack, warn about stale drills."""
+    from drillkit.plugin import iter_results
+    from drillkit.reporting import evidence, history
+    from drillkit.scenario import discover
+
+    session = args.session or os.environ.get("DRILLKIT_SESSION")
+    if not session:
+        print("drillkit: no session given (DRILLKIT_SESSION)", file=sys.stderr)
+        return 2
+    results_dir = REPORTS / "runs" / session
+    results = list(iter_results(results_dir)) if results_dir.is_dir() else []
+    if not results:
+        print(f"drillkit: no drill records in {results_dir}", file=sys.stderr)
+        return 0
+    for r in results:
+        if r.status == "running":
+            r.status = "interrupted"
+            r.save(results_dir / f"{r.scenario_id}.json")
+        history.append_history(HISTORY, r)
+    env = results[0].environment
+    pack = evidence.build_pack(
+        results,
+        REPORTS / "evidence" / session,
+        operator=getpass.getuser(),
+        run_id=session,
+        environment=env,
+    )
+    print(f"drillkit: evidence pack: {pack}")
+    ids = [p.stem for p in discover(ROOT / "scenarios")]
+    for sid, reason in history.stale_scenarios(
+        history.load_history(HISTORY), ids, max_age_days=args.max_age_days
+    ):
+        print(f"drillkit: WARNING: drill {sid} is stale: {reason}", file=sys.stderr)
+    return 0
+
+
+def cmd_verify_pack(args: argparse.Namespace) -> int:
+    from drillkit.reporting import evidence
+
+    problems = evidence.verify_pack(Path(args.pack))
+    for line in problems:
+        print(line)
+    print(
+        f"drillkit: pack {args.pack}: {'INTACT' if not problems else f'{len(problems)} problems'}"
+    )
+    return 1 if problems else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Allure HTML report, offline, with history carried over from the previous report."""
+    results = REPORTS / "allure-results"
+    out = REPORTS / "allure-report"
+    if not results.is_dir():
+        print("drillkit: no Allure results yet: run `make drill` first", file=sys.stderr)
+        return 1
+    allure = _allure_cli()
+    if (out / "history").is_dir():
+        shutil.copytree(out / "history", results / "history", dirs_exist_ok=True)
+    subprocess.run([allure, "generate", "--clean", str(results), "-o", str(out)], check=True)
+    print(f"drillkit: report: {out / 'index.html'}")
+    return 0
+
+
+def _allure_cli() -> str:
+    tools = ROOT / ".tools"
+    local = tools / "node_modules" / ".bin" / "allure"
+    if local.exists():
+        return str(local)
+    if shutil.which("npm") is None:
+        raise DrillError("the Allure command line needs npm (Node.js) and Java 17")
+    tools.mkdir(exist_ok=True)
+    print("drillkit: installing the Allure command line from npm (once) ...", file=sys.stderr)
+    subprocess.run(
+        [
+            "npm",
+            "install",
+            "--prefix",
+            str(tools),
+            "--no-audit",
+            "--no-fund",
+            "allure-commandline@2",
+        ],
+        check=True,
+    )
+    return str(local)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="drillkit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("build", help="build (or find cached) the stack images").set_defaults(
+        fn=cmd_build
+    )
+    v = sub.add_parser("validate", help="validate scenario files")
+    v.add_argument("paths", nargs="*", default=[str(ROOT / "scenarios")])
+    v.set_defaults(fn=cmd_validate)
+    sub.add_parser("clean", help="remove everything drillkit left behind").set_defaults(
+        fn=cmd_clean
+    )
+    sub.add_parser("session-start", help="print a new session id").set_defaults(
+        fn=cmd_session_start
+    )
+    f = sub.add_parser("finish", help="history, evidence pack, stale warnings for a session")
+    f.add_argument("--session")
+    f.add_argument("--max-age-days", type=float, default=92.0)
+    f.set_defaults(fn=cmd_finish)
+    vp = sub.add_parser("verify-pack", help="re-check an evidence pack's hashes")
+    vp.add_argument("pack")
+    vp.set_defaults(fn=cmd_verify_pack)
+    sub.add_parser("report", help="build the offline Allure HTML report").set_defaults(
+        fn=cmd_report
+    )
+    args = parser.parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except DrillError as exc:
+        print(f"drillkit: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""The drill suite: one test per scenario file (quarterly = all, nightly = the `nightly` tag)."""
+
+from drillkit.plugin import assert_verdict
+
+
+def test_drill(drill_scenario, drill_result):
+    assert_verdict(drill_result, drill_scenario)
