@@ -278,7 +278,8 @@ class Runner:
         # recovered + observation window ---------------------------------------------------------------------
         self._phase("recovered")
         t_rec_wait = self.clock()
-        limit = max(5.0, min(deadline.remaining() - sc.observe_s - 5, max(10.0, 2 * res.objectives.rto_s)))
+        limit = max(
+            5.0, min(deadline.remaining() - sc.observe_s - 5, max(10.0, 2 * res.objectives.rto_s))
         )
         try:
             wait_for(
