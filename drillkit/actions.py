@@ -21,8 +21,8 @@ from drillkit import engine
 from drillkit.context import DrillContext
 from drillkit.errors import EnvironmentBroken, StepFailed
 from drillkit.probes import AppClient
-from drillkit.seed import PROBE_USER
 from drillkit.registry import FAULTS, RECOVERY, Duration, Service
+from drillkit.seed import PROBE_USER
 from drillkit.stack import nsenter
 from drillkit.wait import wait_for
 
@@ -637,31 +637,42 @@ def fill_disk(ctx: DrillContext, leave_bytes: int = 0) -> str:
         )
     ballast = Path(fs.mountpoint) / "drillkit-ballast"
     free = fs.free_bytes()
-    with ballast.open("wb") as f:
-        chunk = b"\0" * (1 << 20)
-        remaining = max(0, free - leave_bytes)
-        try:
-            while remaining > 0:
-                n = f.write(chunk[: min(len(chunk), remaining)])
-                remaining -= n
-            f.flush()
-            os.fsync(f.fileno())
-        except OSError as exc:
-            if exc.errno != 28:  # ENOSPC is the point
-                raise
+    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        # real blocks, reserved at once; then byte writes take whatever fallocate left
+        with contextlib.suppress(OSError):
+            os.posix_fallocate(fd, 0, max(1, free - leave_bytes))
+        chunk = b"\0" * 65536
+        with contextlib.suppress(OSError):  # ENOSPC is the point
+            while fs.free_bytes() > leave_bytes:
+                os.lseek(fd, 0, os.SEEK_END)
+                if os.write(fd, chunk) <= 0:
+                    break
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     ctx.state["ballast"] = str(ballast)
     return f"filled {free} bytes; {fs.free_bytes()} bytes left on {fs.mountpoint}"
 
 
 @RECOVERY("check-disk")
-def check_disk(ctx: DrillContext, service: Service = Service("primary")) -> str:
-    """df on the data filesystem and the database's latest errors (the runbook's first look)."""
+def check_disk(
+    ctx: DrillContext, service: Service = Service("primary"), after: Duration = Duration(0.0)
+) -> str:
+    """df on the data filesystem and what PostgreSQL logged (errors, PANIC) since the fault.
+    `after`: how long the fault stands before the operator looks."""
+    time.sleep(after)
     fs = ctx.stack.loopfs
     df = f"{fs.free_bytes()} bytes free" if fs else "n/a"
-    logs = ctx.stack.logs(service, tail=30)
-    errs = [ln for ln in logs.splitlines() if "No space left" in ln or "PANIC" in ln]
-    ctx.result.pg_errors.extend(errs[-5:])
-    return f"data filesystem: {df}; {len(errs)} disk errors in the log"
+    c = ctx.stack.container(service)
+    since = int(ctx.result.wall(ctx.result.markers.get("fault", ctx.clock()))) - 1
+    logs = c.logs(since=since).decode("utf-8", "replace")
+    errs = [ln.strip() for ln in logs.splitlines() if "No space left" in ln or "PANIC" in ln]
+    ctx.result.pg_errors.extend(errs[-10:])
+    ctx.figure("disk_full_errors", len(errs))
+    ctx.figure("postgres_panicked", any("PANIC" in e for e in errs))
+    ctx.evidence("PostgreSQL under a full disk", "\n".join(errs[-20:]) or "(no errors logged)")
+    return f"data filesystem: {df}; container {c.status}; {len(errs)} disk errors logged"
 
 
 @RECOVERY("free-disk")

@@ -191,7 +191,10 @@ class Stack:
 
     def _pg_mounts(self, service: str) -> dict[str, dict[str, str]]:
         if service == "primary" and self.loopfs is not None:
-            data = {str(self.loopfs.mountpoint): {"bind": "/pgdata", "mode": "rw"}}
+            # a subdirectory: the filesystem's root holds lost+found, which pg_basebackup cannot read
+            pgdata = self.loopfs.mountpoint / "pgdata"
+            pgdata.mkdir(exist_ok=True)
+            data = {str(pgdata): {"bind": "/pgdata", "mode": "rw"}}
         else:
             vol = self.client.volumes.create(
                 self.name(f"{service}-data"), labels=self.labels(service)
@@ -252,6 +255,16 @@ class Stack:
             raise BlastRadiusError(
                 f"refusing to act on container {c.name}: it does not carry label "
                 f"{engine.RUN_LABEL}={self.run_id} (it was not created by this run)"
+            )
+
+    def require_running(self, service: str) -> None:
+        """Raise EnvironmentBroken at once (no point waiting) when the service's container exited."""
+        c = self.containers[service]
+        c.reload()
+        if c.status in ("exited", "dead"):
+            raise EnvironmentBroken(
+                f"{c.name} exited (code {c.attrs['State'].get('ExitCode')}); last log lines:\n"
+                + self.logs(service, tail=20)
             )
 
     def port(self, service: str, container_port: int) -> int:
@@ -343,6 +356,7 @@ class Stack:
         self, service: str, timeout_s: float | None = None, writable: bool | None = None
     ) -> None:
         def ready() -> bool:
+            self.require_running(service)
             with self.connect(service, timeout_s=1) as conn:
                 row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
             return writable is None or (row is not None and row[0] == (not writable))
@@ -358,6 +372,7 @@ class Stack:
         self, timeout_s: float | None = None, primary: str = "primary", replica: str = "replica"
     ) -> None:
         def streaming() -> bool:
+            self.require_running(replica)
             rows = self.sql(
                 primary,
                 f"SELECT state FROM pg_stat_replication WHERE application_name = '{replica}'",

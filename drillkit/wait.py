@@ -33,6 +33,8 @@ def wait_for(
             value = condition()
             if value:
                 return value
+        except EnvironmentBroken:
+            raise  # the condition knows it can never hold (e.g. the container exited)
         except transient as exc:
             last_error = exc
         if time.monotonic() >= deadline:

@@ -114,11 +114,25 @@ def clean_secrets(secrets: Iterable[str]) -> list[str]:
 
 
 def redact_text(text: str, secrets: Sequence[str]) -> str:
-    """Replace every occurrence of each secret (raw, HTML- or JSON-escaped) by '[redacted]'."""
-    for secret in clean_secrets(secrets):
-        for form in _secret_forms(secret):
+    """Replace every occurrence of each secret (raw, HTML- or JSON-escaped) by '[redacted]'.
+
+    Guaranteed: no secret occurs in the result. Degenerate secrets that '[redacted]' itself
+    contains, or that a replacement re-creates at its edges, are deleted instead.
+    """
+    secrets = clean_secrets(secrets)
+    forms = [form for secret in secrets for form in _secret_forms(secret)]
+    if not any(form in text for form in forms):
+        return text
+    mark = REDACTED if not any(s in REDACTED for s in secrets) else ""
+    for _ in range(8):
+        for form in forms:
             if form in text:
-                text = text.replace(form, REDACTED)
+                text = text.replace(form, mark)
+        if not any(s in text for s in secrets):
+            return text
+    while any(s in text for s in secrets):  # each pass shortens the text: terminates
+        for secret in secrets:
+            text = text.replace(secret, "")
     return text
 
 

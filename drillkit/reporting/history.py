@@ -137,7 +137,8 @@ def stale_scenarios(
             stale.append((scenario_id, "never passed"))
         elif now - when > timedelta(days=max_age_days):
             days = (now - when).days
-            stale.append((scenario_id, f"last pass {when.date().isoformat()}, {days} days ago"))
+            ago = "1 day" if days == 1 else f"{days} days"
+            stale.append((scenario_id, f"last pass {when.date().isoformat()}, {ago} ago"))
     return stale
 
 

@@ -1,0 +1,379 @@
+"""A drill's record in the Allure report: labels, links, parameters, steps and attachments.
+
+`attach_to_allure(result)` is called inside the running pytest test of the drill (allure-pytest
+collects it); outside an Allure run every `allure` call is a no-op. The steps are written after
+the drill, in order, each titled with its measured duration and outcome; Allure's own step times
+are those of the writing, not of the drill, so the title carries the truth. A failed step says
+FAILED in its title and carries its error as an attachment; the test's own verdict (an assertion
+on the breaches) is the plugin's business, not this module's.
+
+The results-folder files (`environment.properties`, `executor.json`, `categories.json`) are
+written by `write_environment`, `write_executor` and `write_categories`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import allure
+
+from drillkit.measure import fmt_s
+from drillkit.reporting import (
+    checklist_counts,
+    fmt_secs,
+    fmt_wall,
+    is_secret_key,
+    redact_result,
+    t_detected,
+    t_fault,
+    t_recovered,
+)
+from drillkit.reporting.charts import timeline_png
+from drillkit.reporting.evidence import checklist_table, objectives_table, standalone_html
+from drillkit.results import DrillResult, StepRecord
+
+EPIC = "Disaster-recovery drills"
+SEVERITY = {
+    "P0": allure.severity_level.BLOCKER,
+    "P1": allure.severity_level.CRITICAL,
+    "P2": allure.severity_level.NORMAL,
+    "P3": allure.severity_level.MINOR,
+}
+PARAMETER_KEYS = re.compile(r"version|engine|image|commit|platform|arch|kernel", re.IGNORECASE)
+"""Environment keys shown as test parameters (secret-like keys are never shown)."""
+
+CATEGORIES: list[dict[str, Any]] = [
+    {"name": "RTO breach", "messageRegex": r"(?s).*\bRTO .*", "matchedStatuses": ["failed"]},
+    {"name": "RPO breach", "messageRegex": r"(?s).*\bRPO .*", "matchedStatuses": ["failed"]},
+    {
+        "name": "Checklist failure",
+        "messageRegex": r"(?s).*checklist: .*",
+        "matchedStatuses": ["failed"],
+    },
+    {
+        "name": "Recovery step failed",
+        "messageRegex": r"(?s).*step .*",
+        "matchedStatuses": ["failed", "broken"],
+    },
+    {"name": "Environment broken", "matchedStatuses": ["broken"]},
+]
+"""Allure matches messageRegex against the whole message ("AssertionError: RTO ...\\n"), without
+DOTALL, so each pattern allows a prefix and newlines: the spec's "RTO .*" as a search."""
+
+
+@dataclass
+class StepLine:
+    """One Allure step to write: its title, error text (for FAILED steps) and sub-steps."""
+
+    title: str
+    failed: bool = False
+    error: str | None = None
+    output: str | None = None
+    children: list[StepLine] = field(default_factory=list)
+
+
+def _outcome(step: StepRecord) -> str:
+    if step.ok is None:
+        return "not finished" if step.t_end is None else "not judged"
+    return "ok" if step.ok else "FAILED"
+
+
+def _step_line(label: str, step: StepRecord) -> StepLine:
+    duration = "did not finish" if step.t_end is None else fmt_s(step.t_end - step.t_start)
+    outcome = _outcome(step)
+    failed = step.ok is False or step.t_end is None
+    if failed and "FAILED" not in outcome:
+        outcome = f"FAILED ({outcome})"
+    return StepLine(
+        f"{label}: {step.name} — {duration} — {outcome}",
+        failed=failed,
+        error=step.error,
+        output=step.output or None,
+    )
+
+
+def step_plan(result: DrillResult) -> list[StepLine]:
+    """The steps `attach_to_allure` writes, in drill order: lifecycle phases and runbook steps
+    (by time), then the validation checklist, then the verdict."""
+    m, obj = result.measurement, result.objectives
+    tf, td, tr = t_fault(result), t_detected(result), t_recovered(result)
+    timed: list[tuple[float, int, StepLine]] = []
+
+    def rel(t: float) -> str:
+        ref = tf if tf is not None else result.t0_monotonic
+        return f"T{'+' if t >= ref else '−'}{fmt_s(abs(t - ref))}"
+
+    named = {"steady": "steady state: probes passing", "fault": "fault injection began"}
+    for name, t in result.markers.items():
+        if name in ("detected", "recovered"):
+            continue
+        title = named.get(name, f"phase: {name}")
+        timed.append((t, 0, StepLine(f"{title} — {rel(t)} ({fmt_wall(result.wall(t))})")))
+    if td is not None and tf is not None:
+        mttd = td - tf
+        late = obj.detection_s is not None and mttd > obj.detection_s
+        goal = f" (objective {fmt_secs(obj.detection_s)})" if obj.detection_s is not None else ""
+        title = f"detected: first failed probe — MTTD {fmt_secs(mttd)}{goal} — "
+        timed.append((td, 0, StepLine(title + ("FAILED" if late else "ok"), failed=late)))
+    elif tf is not None and m is not None:
+        timed.append((tf, 2, StepLine("detected: no probe failed after the fault — ok")))
+    for kind, label in (("fault", "fault"), ("recovery", "recovery")):
+        steps = [s for s in result.steps if s.kind == kind]
+        for i, step in enumerate(steps, 1):
+            timed.append((step.t_start, 1, _step_line(f"{label} {i}/{len(steps)}", step)))
+    others = [s for s in result.steps if s.kind not in ("fault", "recovery")]
+    for step in others:
+        timed.append((step.t_start, 1, _step_line(step.kind or "step", step)))
+    if tr is not None and tf is not None:
+        rto = tr - tf
+        late = rto > obj.rto_s
+        title = (
+            f"recovered: probes passing again — RTO {fmt_secs(rto)} "
+            f"(objective {fmt_secs(obj.rto_s)}) — {'FAILED' if late else 'ok'}"
+        )
+        timed.append((tr, 3, StepLine(title, failed=late)))
+    elif m is not None and m.rto_s is None:
+        end = max((t for t, _, _ in timed), default=result.t0_monotonic)
+        timed.append(
+            (
+                end,
+                3,
+                StepLine(
+                    f"recovered: never, within the observation (objective {fmt_secs(obj.rto_s)}) "
+                    "— FAILED",
+                    failed=True,
+                ),
+            )
+        )
+    plan = [line for _, _, line in sorted(timed, key=lambda x: (x[0], x[1]))]
+
+    if m is not None:
+        lost = m.lost + m.altered
+        rpo_bad = m.rpo_s > obj.rpo_s or (obj.rpo_s == 0 and lost > 0)
+        plan.append(
+            StepLine(
+                f"write ledger: {m.lost} lost, {m.altered} altered of {m.acked} acknowledged — "
+                f"RPO {fmt_secs(m.rpo_s)} (objective {fmt_secs(obj.rpo_s)}) — "
+                f"{'FAILED' if rpo_bad else 'ok'}",
+                failed=rpo_bad,
+            )
+        )
+    passed, total = checklist_counts(result)
+    if total:
+        checklist = StepLine(
+            f"validation checklist — {passed}/{total} passed — "
+            f"{'ok' if passed == total else 'FAILED'}",
+            failed=passed != total,
+        )
+        for check in result.checks:
+            checklist.children.append(
+                StepLine(
+                    f"{check.title} — {'ok' if check.ok else 'FAILED'}",
+                    failed=not check.ok,
+                    error=None if check.ok else check.detail or None,
+                    output=check.detail if check.ok and check.detail not in ("", "ok") else None,
+                )
+            )
+        plan.append(checklist)
+    if result.error:
+        first = result.error.strip().splitlines()[0] if result.error.strip() else "error"
+        plan.append(StepLine(f"drill error — FAILED: {first}", failed=True, error=result.error))
+    verdict = StepLine(
+        f"verdict — {result.status.upper()}", failed=result.status not in ("passed",)
+    )
+    verdict.children = [StepLine(f"breach: {b}", failed=True) for b in result.breaches]
+    plan.append(verdict)
+    return plan
+
+
+def _write_steps(lines: Sequence[StepLine]) -> None:
+    for line in lines:
+        with allure.step(line.title):
+            if line.error:
+                allure.attach(line.error, name="error", attachment_type=allure.attachment_type.TEXT)
+            if line.output:
+                allure.attach(
+                    line.output, name="output", attachment_type=allure.attachment_type.TEXT
+                )
+            _write_steps(line.children)
+
+
+def lost_writes_csv(result: DrillResult) -> str:
+    """kind,key,payload_hash,t_ack_relative_to_fault_s,ack_wall_utc: one row per lost/altered."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["kind", "key", "payload_hash", "t_ack_relative_to_fault_s", "ack_wall_utc"])
+    tf = t_fault(result)
+    for kind, writes in (("lost", result.lost), ("altered", result.altered)):
+        for w in sorted(writes, key=lambda w: w.t_ack):
+            rel = "" if tf is None else f"{w.t_ack - tf:.3f}"
+            writer.writerow([kind, w.key, w.payload_hash, rel, fmt_wall(result.wall(w.t_ack))])
+    return buf.getvalue()
+
+
+def runbook_link(source: Mapping[str, str], base_url: str | None = None) -> tuple[str, str] | None:
+    """(url, name) for the source runbook section, or None without a file or url.
+
+    The name reads "runbook 000: Procedure 1: Complete System Outage"; the url is
+    source["url"], else `base_url` joined with source["file"], else the file path itself.
+    """
+    runbook, section = source.get("runbook", ""), source.get("section", "")
+    url = source.get("url") or source.get("file")
+    if not url:
+        return None
+    if base_url and not source.get("url"):
+        url = base_url.rstrip("/") + "/" + url.lstrip("/")
+    name = f"runbook {runbook}: {section}" if section else f"runbook {runbook}"
+    return url, name
+
+
+def parameters(result: DrillResult) -> dict[str, float | str]:
+    """Test parameters: objectives (seconds) and engine/database versions from the environment."""
+    obj = result.objectives
+    params: dict[str, float | str] = {
+        "objective RTO (s)": obj.rto_s,
+        "objective RPO (s)": obj.rpo_s,
+        "objective detection (s)": "not judged" if obj.detection_s is None else obj.detection_s,
+    }
+    for key, value in sorted(result.environment.items()):
+        if PARAMETER_KEYS.search(key) and not is_secret_key(key):
+            params[key] = str(value)
+    return params
+
+
+def attach_to_allure(
+    result: DrillResult, redact: Sequence[str] = (), runbook_base_url: str | None = None
+) -> None:
+    """Label, link, parametrise, step and attach the drill to the current Allure test.
+
+    `redact` lists secrets to replace by "[redacted]" in everything attached (results are
+    secret-free already; this is a second line of defence).
+    """
+    result = redact_result(result, redact)
+    dyn = allure.dynamic
+    dyn.epic(EPIC)
+    dyn.feature(result.failure_class)
+    dyn.story(result.scenario_id)
+    dyn.severity(SEVERITY.get(result.severity.upper(), allure.severity_level.NORMAL))
+    tags = [t for t in result.tags if t]
+    if tags:
+        dyn.tag(*tags)
+    link = runbook_link(result.source or {}, runbook_base_url)
+    if link:
+        dyn.link(link[0], name=link[1])
+    for name, value in parameters(result).items():
+        # excluded: an objective or version change must not split the test's Allure history
+        dyn.parameter(name, value, excluded=True)
+
+    _write_steps(step_plan(result))
+
+    att = allure.attachment_type
+    allure.attach(timeline_png(result), name="timeline", attachment_type=att.PNG)
+    allure.attach(
+        standalone_html(f"{result.scenario_id}: objectives", objectives_table(result)),
+        name="objectives vs measured",
+        attachment_type=att.HTML,
+    )
+    allure.attach(
+        standalone_html(f"{result.scenario_id}: checklist", checklist_table(result)),
+        name="validation checklist",
+        attachment_type=att.HTML,
+    )
+    n_lost = len(result.lost) + len(result.altered)
+    allure.attach(
+        lost_writes_csv(result), name=f"lost and altered writes ({n_lost})", attachment_type=att.CSV
+    )
+    if result.scenario_text:
+        allure.attach(result.scenario_text, name="scenario", attachment_type=att.YAML)
+    for service, text in sorted(result.logs.items()):
+        allure.attach(text, name=f"log tail: {service}", attachment_type=att.TEXT)
+    if result.pg_errors:
+        allure.attach(
+            "\n".join(result.pg_errors), name="PostgreSQL errors seen", attachment_type=att.TEXT
+        )
+    for name, text in sorted(result.evidence.items()):
+        allure.attach(text, name=f"evidence: {name}", attachment_type=att.TEXT)
+
+
+def _prop_escape(text: str, key: bool) -> str:
+    """Java .properties escaping (ISO-8859-1 file: everything else as \\uXXXX)."""
+    out = []
+    for i, ch in enumerate(text):
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch in "=:#!" or (ch == " " and (key or i == 0)):
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) > 0x7E:
+            out.extend(f"\\u{unit:04x}" for unit in _utf16_units(ch))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _utf16_units(ch: str) -> list[int]:
+    data = ch.encode("utf-16-be")
+    return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
+
+
+def write_environment(results_dir: Path, env: Mapping[str, Any]) -> Path:
+    """Write Allure's environment.properties; secret-like keys (password, token, ...) are left
+    out. Returns the file."""
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"{_prop_escape(str(k), key=True)}={_prop_escape(str(v), key=False)}"
+        for k, v in sorted(env.items(), key=lambda kv: str(kv[0]))
+        if not is_secret_key(str(k))
+    ]
+    path = results_dir / "environment.properties"
+    path.write_text("".join(line + "\n" for line in lines), encoding="ascii")
+    return path
+
+
+def write_executor(results_dir: Path, info: Mapping[str, Any]) -> Path:
+    """Write Allure's executor.json (name, type, buildName, buildUrl, reportUrl, ...)."""
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    data = {"name": "drillkit", "type": "drillkit", **dict(info)}
+    path = results_dir / "executor.json"
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def write_categories(results_dir: Path) -> Path:
+    """Write Allure's categories.json: RTO breach, RPO breach, checklist failure, recovery step
+    failed, environment broken."""
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / "categories.json"
+    path.write_text(json.dumps(CATEGORIES, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+__all__ = [
+    "CATEGORIES",
+    "EPIC",
+    "SEVERITY",
+    "StepLine",
+    "attach_to_allure",
+    "lost_writes_csv",
+    "parameters",
+    "runbook_link",
+    "step_plan",
+    "write_categories",
+    "write_environment",
+    "write_executor",
+]

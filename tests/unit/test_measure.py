@@ -1,0 +1,140 @@
+"""Measurement on synthetic timelines and ledgers: DESIGN.md's definitions, edge cases included."""
+
+import pytest
+
+from drillkit.measure import (
+    AckedWrite,
+    LedgerOutcome,
+    Objectives,
+    Sample,
+    detection_time,
+    judge,
+    measure,
+    recovery_time,
+    rpo,
+)
+
+T_FAULT = 100.0
+
+
+def timeline(*spans, probe="availability", step=0.1, start=90.0, end=120.0):
+    """Samples every `step` s from start to end; ok except inside the (from, to) spans."""
+    out = []
+    n = round((end - start) / step)
+    for i in range(n + 1):
+        t = round(start + i * step, 6)
+        ok = not any(a <= t < b for a, b in spans)
+        out.append(Sample(probe, t, ok, 0.01, None if ok else "down"))
+    return out
+
+
+def w(key, t):
+    return AckedWrite(key, f"h-{key}", t)
+
+
+def test_no_impact_gives_zero_rto_and_no_detection():
+    s = timeline()
+    assert detection_time(s, T_FAULT) is None
+    assert recovery_time(s, T_FAULT, k=5) == T_FAULT
+    m = measure(s, LedgerOutcome(acked=10), T_FAULT, k=5)
+    assert m.rto_s == 0 and m.mttd_s is None and m.rpo_s == 0 and m.lost == 0
+
+
+def test_simple_outage_rto_and_mttd():
+    s = timeline((100.3, 102.0))
+    m = measure(s, LedgerOutcome(acked=0), T_FAULT, k=5)
+    assert m.mttd_s == pytest.approx(0.3)
+    assert m.rto_s == pytest.approx(2.0)  # first passing sample at 102.0 starts the final run
+
+
+def test_failures_before_the_fault_are_ignored():
+    s = timeline((95.0, 96.0))
+    assert detection_time(s, T_FAULT) is None
+    assert recovery_time(s, T_FAULT, k=3) == T_FAULT
+
+
+def test_flapping_after_recovery_moves_t_recovered_to_the_last_failure():
+    s = timeline((100.2, 101.0), (103.0, 103.3))
+    assert recovery_time(s, T_FAULT, k=5) == pytest.approx(103.3)
+
+
+def test_never_recovered_when_the_final_passing_run_is_shorter_than_k():
+    s = timeline((100.2, 119.8))  # passes only at 119.8, 119.9, 120.0
+    assert recovery_time(s, T_FAULT, k=5) is None
+    m = measure(s, LedgerOutcome(acked=0), T_FAULT, k=5)
+    assert m.rto_s is None and not m.recovered
+    v = judge(m, Objectives(rto_s=10, rpo_s=0))
+    assert not v.passed and v.category == "rto" and "never recovered" in v.breaches[0]
+
+
+def test_k_consecutive_counts_both_probes_merged():
+    a = timeline((100.0, 101.0), probe="availability", step=0.2)
+    j = timeline((100.0, 101.5), probe="journey", step=0.2, start=90.1)
+    t = recovery_time(a + j, T_FAULT, k=4)
+    assert t == pytest.approx(101.5, abs=0.11)  # the journey's recovery is the later one
+
+
+def test_rpo_zero_when_nothing_lost():
+    assert rpo([], T_FAULT) == 0
+
+
+def test_rpo_restore_to_an_older_point_is_t_fault_minus_oldest_lost():
+    lost = [w("a", 95.0), w("b", 97.0), w("c", 99.5)]
+    assert rpo(lost, T_FAULT) == pytest.approx(5.0)
+
+
+def test_rpo_for_writes_lost_after_t_fault_spans_their_window():
+    lost = [w("a", 101.0), w("b", 104.0)]  # split-brain writes acknowledged after the fault
+    assert rpo(lost, T_FAULT) == pytest.approx(3.0)
+
+
+def test_rpo_mixed_before_and_after_fault():
+    lost = [w("a", 99.0), w("b", 103.0)]
+    assert rpo(lost, T_FAULT) == pytest.approx(4.0)
+
+
+def test_altered_rows_count_as_lost_for_rpo_and_breach():
+    out = LedgerOutcome(acked=3, altered=(w("x", 98.0),))
+    m = measure(timeline(), out, T_FAULT, k=5)
+    assert m.altered == 1 and m.lost == 0 and m.rpo_s == pytest.approx(2.0)
+    v = judge(m, Objectives(rto_s=10, rpo_s=0))
+    assert v.category == "rpo" and "1 altered" in v.breaches[0]
+
+
+def test_rpo_objective_zero_fails_even_on_a_single_write_lost_in_the_same_instant():
+    out = LedgerOutcome(acked=5, lost=(w("x", T_FAULT),))
+    m = measure(timeline(), out, T_FAULT, k=5)
+    assert m.rpo_s == 0
+    v = judge(m, Objectives(rto_s=10, rpo_s=0))
+    assert not v.passed and "1 acknowledged writes lost" in v.breaches[0]
+
+
+def test_in_doubt_writes_are_not_losses():
+    out = LedgerOutcome(acked=5, in_doubt=2)
+    m = measure(timeline(), out, T_FAULT, k=5)
+    assert m.in_doubt == 2 and m.rpo_s == 0 and judge(m, Objectives(10, 0)).passed
+
+
+def test_writer_and_probe_share_one_clock_ack_times_compare_with_t_fault():
+    # a write acknowledged just before the fault and lost: RPO is measured on the same clock
+    out = LedgerOutcome(acked=1, lost=(w("x", T_FAULT - 0.05),))
+    m = measure(timeline(), out, T_FAULT, k=5)
+    assert m.rpo_s == pytest.approx(0.05)
+
+
+def test_breach_messages_carry_the_numbers():
+    m = measure(timeline((100.1, 114.2)), LedgerOutcome(acked=0), T_FAULT, k=5)
+    v = judge(m, Objectives(rto_s=10, rpo_s=0, detection_s=0.05))
+    assert v.breaches[0] == "RTO 14.2 s > objective 10.0 s"
+    assert any(b.startswith("MTTD 0.10 s > objective 0.05 s") for b in v.breaches)
+
+
+def test_checklist_failures_fail_the_verdict():
+    m = measure(timeline(), LedgerOutcome(acked=0), T_FAULT, k=5)
+    v = judge(m, Objectives(10, 0), ["database-healthy: replica not streaming"])
+    assert not v.passed and v.category == "checklist"
+
+
+def test_k_must_be_positive():
+    with pytest.raises(ValueError):
+        recovery_time([], T_FAULT, k=0)
