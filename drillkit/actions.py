@@ -285,6 +285,17 @@ def stop_service(ctx: DrillContext, service: Service) -> str:
     return f"{service} stopped"
 
 
+RECOVERY_TARGET_SETTINGS = (
+    "recovery_target",
+    "recovery_target_xid",
+    "recovery_target_time",
+    "recovery_target_name",
+    "recovery_target_lsn",
+    "recovery_target_inclusive",
+    "recovery_target_action",
+)
+
+
 @RECOVERY("restore-backup")
 def restore_backup(
     ctx: DrillContext,
@@ -313,6 +324,13 @@ def restore_backup(
     out = ctx.stack.run_tool(service, args)
     c.start()
     ctx.stack.wait_pg(service, 120, writable=True)
+    # pgBackRest wrote the recovery target into postgresql.auto.conf; left there, a standby cloned
+    # from this primary would stop at the same target and promote itself.
+    ctx.stack.sql(
+        service,
+        *(f"ALTER SYSTEM RESET {g}" for g in RECOVERY_TARGET_SETTINGS),
+        "SELECT pg_reload_conf()",
+    )
     ctx.figure("restore_target", target)
     return f"restored {service} ({target}): {out.strip()[-300:]}"
 

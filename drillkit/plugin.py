@@ -137,6 +137,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 _RESULTS = pytest.StashKey[list[DrillResult]]()
+SECRETS = pytest.StashKey[list[str]]()
+"""On the test item: the secrets the item's drill issued (for leak scans in tests)."""
 _CONFIG = pytest.StashKey[RunConfig]()
 
 
@@ -192,11 +194,11 @@ def drill_run_config(request: pytest.FixtureRequest) -> RunConfig:
     return drill_config(request.config)
 
 
-@pytest.fixture(scope="session", autouse=False)
-def drill_reaped() -> list[str]:
+@pytest.fixture(scope="session")
+def drill_reaped(drill_run_config: RunConfig) -> list[str]:
     """Reap what killed runs left behind, once per session, before the first drill."""
     try:
-        return stack_mod.reap_orphans()
+        return stack_mod.reap_orphans(drill_run_config.run_root)
     except EnvironmentBroken:
         return []
 
@@ -220,9 +222,11 @@ def run_drill(
 
     def run(scenario: Scenario) -> DrillResult:
         _progress_subscriber(request.config, drill_bus)
-        result = Runner(scenario, drill_run_config, drill_bus).run()
+        runner = Runner(scenario, drill_run_config, drill_bus)
+        result = runner.run()
         request.config.stash[_RESULTS].append(result)
-        _report(result)
+        request.node.stash[SECRETS] = runner.secret_values
+        _report(result, runner.secret_values)
         if result.status in ("error", "aborted"):
             raise EnvironmentBroken(f"drill {scenario.id} {result.status}: {result.error}")
         return result
@@ -277,12 +281,32 @@ def _progress_subscriber(config: pytest.Config, bus: EventBus) -> None:
         bus.subscribe(show)
 
 
-def _report(result: DrillResult) -> None:
-    try:
-        from drillkit.reporting.allure_report import attach_to_allure
-    except ImportError:
+def _report(result: DrillResult, secrets: list[str]) -> None:
+    from drillkit.reporting.allure_report import attach_to_allure
+
+    attach_to_allure(result, redact=secrets)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Allure's run-level files: environment, executor, categories (when --alluredir is set)."""
+    results: list[DrillResult] = session.config.stash.get(_RESULTS, [])
+    alluredir = getattr(session.config.option, "allure_report_dir", None)
+    if not results or not alluredir:
         return
-    attach_to_allure(result)
+    from drillkit.reporting import allure_report
+
+    out = Path(alluredir)
+    env = dict(results[0].environment)
+    allure_report.write_environment(out, env)
+    allure_report.write_executor(
+        out,
+        {
+            "name": "drillkit",
+            "type": "drillkit",
+            "buildName": str(drill_config(session.config).results_dir.name),
+        },
+    )
+    allure_report.write_categories(out)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

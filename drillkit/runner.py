@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets as _secrets
+import shutil
 import subprocess
 import threading
 import time
@@ -127,6 +128,8 @@ class Runner:
             t0_wall=time.time(),
         )
         self.ctx: DrillContext | None = None
+        self.secret_values: list[str] = []
+        """Every secret the run issued: reporters redact them (they should never be there)."""
 
     # ----- bookkeeping ----------------------------------------------------------------------------
     def _phase(self, name: str) -> None:
@@ -154,6 +157,7 @@ class Runner:
                     ready_timeout_s=min(60.0, max(5.0, deadline.remaining())),
                 ),
             )
+            self.secret_values = stack.secrets.values()
             stack.up()
             self.result.environment = environment(stack)
             self._emit(Phase.PROVISIONED, services=list(stack.services))
@@ -297,7 +301,16 @@ class Runner:
         res.acked = list(probes.acked)
         # verify ---------------------------------------------------------------------------------------------
         self._phase("verify")
-        outcome = ledger_outcome(ctx)
+        ledger_error = None
+        try:
+            outcome = ledger_outcome(ctx)
+        except (EnvironmentBroken, psycopg.Error) as exc:
+            # A database that cannot be read after "recovery" proves none of the acknowledged
+            # writes: each counts as lost (an auditor's reading), and the reason is a breach.
+            ledger_error = (
+                f"ledger: cannot look up the {len(res.acked)} acknowledged writes ({exc})"
+            )
+            outcome = LedgerOutcome(acked=len(res.acked), lost=tuple(res.acked))
         m = measure(res.samples, outcome, t_fault, k)
         res.measurement = m
         res.lost, res.altered = list(outcome.lost), list(outcome.altered)
@@ -305,6 +318,8 @@ class Runner:
             res.markers["recovered"] = m.t_recovered
         failed_checks = self._checklist(ctx)
         verdict = judge(m, res.objectives, failed_checks)
+        if ledger_error is not None:
+            verdict.breaches.append(ledger_error)
         if step_failure is not None:
             verdict.breaches.insert(0, f"recovery {step_failure}")
             verdict.category = "recovery-step"
@@ -389,6 +404,7 @@ class Runner:
                         f"{type(exc).__name__}: {exc}"
                     )
         if stack is not None:
+            self.secret_values = stack.secrets.values()
             for service in ("primary", "replica", "app"):
                 if service in stack.containers:
                     res.logs[service] = stack.logs(service, tail=60)
@@ -401,6 +417,7 @@ class Runner:
                 stack.down()
             finally:
                 hostfs.reap_loopfs(self.config.run_root / self.run_id)
+                shutil.rmtree(self.config.run_root / self.run_id, ignore_errors=True)
             self._emit(Phase.TORN_DOWN)
         elif keep:
             res.extra["kept"] = (

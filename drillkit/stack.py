@@ -484,8 +484,9 @@ def reap(run_id: str | None = None) -> dict[str, int]:
     return counts
 
 
-def reap_orphans() -> list[str]:
-    """Reap the runs whose harness process is gone (killed mid-drill); live runs are left alone."""
+def reap_orphans(run_root: Path | None = None) -> list[str]:
+    """Reap the runs whose harness process is gone (killed mid-drill); live runs are left alone.
+    With `run_root`, also unmount and detach the loop filesystems those runs left under it."""
     c = engine.client()
     runs: dict[str, str] = {}
     for lister in (c.containers.list, c.networks.list, c.volumes.list):
@@ -500,6 +501,8 @@ def reap_orphans() -> list[str]:
         if owner.isdigit() and _alive(int(owner)):
             continue
         reap(run)
+        if run_root is not None:
+            hostfs.reap_loopfs(run_root / run)
         reaped.append(run)
     return reaped
 

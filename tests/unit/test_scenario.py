@@ -161,7 +161,7 @@ KEYS = [
 ]
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=8), values, max_size=12))
 def test_fuzzed_scenarios_end_in_a_validation_error_or_a_scenario(data):
     """Never a traceback: any input either parses or raises ValidationError with file:path lines."""
@@ -171,7 +171,7 @@ def test_fuzzed_scenarios_end_in_a_validation_error_or_a_scenario(data):
         assert exc.problems and all(p.startswith("fuzz.yaml: ") for p in exc.problems)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(deadline=None)
 @given(st.text(max_size=300))
 def test_fuzzed_yaml_text_never_crashes(text):
     try:
@@ -180,7 +180,7 @@ def test_fuzzed_yaml_text_never_crashes(text):
         assert all(p.startswith("fuzz.yaml: ") for p in exc.problems)
 
 
-@settings(max_examples=800, deadline=None)
+@settings(deadline=None)
 @given(st.sampled_from(["fault", "recovery"]), values)
 def test_fuzzed_steps_of_a_good_scenario(where, junk):
     data = yaml.safe_load(GOOD)

@@ -1,0 +1,312 @@
+"""drillkit benchmarks: medians over repeated runs, compared within the same run.
+
+Writes reports/bench/results.json and a Markdown table reports/bench/results.md. Nothing here is
+a test: no thresholds are asserted; targets are printed beside the figures.
+
+  python -m bench.run [--repeat 5] [--only ready,drills,floor,clock,scaling,rss]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import secrets
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from drillkit.events import EventBus, Phase
+from drillkit.runner import ROOT, RunConfig, Runner
+from drillkit.scenario import load_scenario, parse_scenario_text
+from drillkit.stack import Stack
+from drillkit.stackfile import load_stack
+
+OUT = ROOT / "reports" / "bench"
+CORE = ("db-kill-restart", "corruption-page", "partition-app-db", "credential-leak", "disk-full")
+
+
+def log(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def median(xs: list[float]) -> float:
+    return round(statistics.median(xs), 3) if xs else float("nan")
+
+
+def stack_ready(n_parallel: int = 1) -> list[float]:
+    """Seconds from nothing to primary + replica + app healthy, for n stacks started together."""
+    times: list[float] = []
+    stacks = [
+        Stack(load_stack(), "b" + secrets.token_hex(3), ROOT / ".run" / f"bench-{i}")
+        for i in range(n_parallel)
+    ]
+    errors: list[BaseException] = []
+
+    def up(s: Stack) -> None:
+        t = time.monotonic()
+        try:
+            s.up()
+            times.append(time.monotonic() - t)
+        except BaseException as exc:  # reported below, never swallowed
+            errors.append(exc)
+
+    threads = [threading.Thread(target=up, args=(s,)) for s in stacks]
+    try:
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        for s in stacks:
+            s.down()
+    if errors:
+        raise errors[0]
+    return times
+
+
+def bench_ready(repeat: int) -> dict[str, Any]:
+    log("stack ready: cold (page cache dropped) ...")
+    subprocess.run(["sync"], check=False)
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        cold_kind = "page cache dropped"
+    except OSError:
+        cold_kind = "page cache NOT dropped (not root)"
+    cold = stack_ready()[0]
+    log(f"stack ready: warm x{repeat} ...")
+    warm = [stack_ready()[0] for _ in range(repeat)]
+    return {
+        "cold_s": round(cold, 3),
+        "cold_kind": cold_kind,
+        "warm_median_s": median(warm),
+        "warm_runs_s": [round(x, 3) for x in warm],
+        "target_warm_s": 3.0,
+    }
+
+
+def run_drill(scenario: Any, config: RunConfig) -> tuple[Any, dict[str, float]]:
+    bus = EventBus()
+    result = Runner(scenario, config, bus).run()
+    ev = bus.history
+    t = {e.phase: e.t for e in ev if e.phase not in (Phase.STEP_STARTED, Phase.STEP_ENDED)}
+    start = result.t0_monotonic
+    phases: dict[str, float] = {}
+    order = [
+        ("provision", Phase.PROVISIONED),
+        ("seed", Phase.SEEDED),
+        ("baseline", Phase.BASELINE),
+        ("steady", Phase.STEADY),
+        ("inject", Phase.INJECTED),
+    ]
+    prev = start
+    for name, ph in order:
+        if ph in t:
+            phases[name] = round(t[ph] - prev, 3)
+            prev = t[ph]
+    steps = [e for e in ev if e.phase == Phase.STEP_ENDED and e.data.get("kind") == "recovery"]
+    phases["recovery_steps"] = round(sum(e.data["duration_s"] for e in steps), 3)
+    if Phase.VERIFIED in t:
+        phases["recovered+observe+verify"] = round(
+            t[Phase.VERIFIED] - prev - phases["recovery_steps"], 3
+        )
+        prev = t[Phase.VERIFIED]
+    if Phase.TORN_DOWN in t:
+        phases["teardown"] = round(t[Phase.TORN_DOWN] - prev, 3)
+    phases["total"] = round((ev[-1].t if ev else start) - start, 3)
+    return result, phases
+
+
+def bench_drills(config: RunConfig, repeat: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for sid in CORE:
+        sc = load_scenario(ROOT / "scenarios" / f"{sid}.yaml")
+        runs = []
+        for i in range(repeat):
+            log(f"drill {sid} run {i + 1}/{repeat} ...")
+            result, phases = run_drill(sc, config)
+            m = result.measurement
+            runs.append(
+                {
+                    "status": result.status,
+                    "phases": phases,
+                    "rto_s": m.rto_s if m else None,
+                    "mttd_s": m.mttd_s if m else None,
+                }
+            )
+        out[sid] = {
+            "runs": runs,
+            "wall_median_s": median([r["phases"]["total"] for r in runs]),
+            "rto_median_s": median([r["rto_s"] for r in runs if r["rto_s"] is not None]),
+            "phases_median_s": {
+                k: median([r["phases"].get(k, 0.0) for r in runs]) for k in runs[0]["phases"]
+            },
+        }
+    out["core_total_median_s"] = round(sum(out[s]["wall_median_s"] for s in CORE), 3)
+    out["target_core_total_s"] = 90.0
+    return out
+
+
+def bench_floor(config: RunConfig, repeat: int) -> dict[str, Any]:
+    """db-kill-restart's RTO against PostgreSQL's own crash recovery (kill -> accepting again),
+    measured on the same machine in the same run."""
+    raw: list[float] = []
+    s = Stack(load_stack(), "b" + secrets.token_hex(3), ROOT / ".run" / "bench-floor")
+    try:
+        s.up()
+        for _ in range(repeat):
+            c = s.container("primary")
+            t = time.monotonic()
+            s.exec("primary", "kill -KILL $(head -1 /pgdata/postmaster.pid)", timeout_s=10)
+            c.wait(timeout=10)
+            c.start()
+            s.wait_pg("primary", 60, writable=True)
+            raw.append(time.monotonic() - t)
+    finally:
+        s.down()
+    sc = load_scenario(ROOT / "scenarios" / "db-kill-restart.yaml")
+    rtos = []
+    for i in range(repeat):
+        log(f"floor: db-kill-restart {i + 1}/{repeat}")
+        result, _ = run_drill(sc, config)
+        if result.measurement and result.measurement.rto_s is not None:
+            rtos.append(result.measurement.rto_s)
+    return {
+        "raw_crash_recovery_median_s": median(raw),
+        "drill_rto_median_s": median(rtos),
+        "overhead_s": round(median(rtos) - median(raw), 3),
+        "target_overhead_s": 1.0,
+        "raw_runs_s": [round(x, 3) for x in raw],
+        "rto_runs_s": [round(x, 3) for x in rtos],
+    }
+
+
+CLOCK = """
+id: clock-{n}
+title: app frozen for exactly {n} s
+source: {{runbook: "-", section: "benchmark"}}
+severity: P3
+failure_class: self-test
+tags: [bench]
+objectives: {{rto: 60s, rpo: 0s}}
+fault: {{action: pause-service, with: {{service: app, duration: {n}s}}}}
+recovery:
+  - {{action: wait-app-healthy, timeout: 30s}}
+checklist: [all-systems-responding]
+observe: 1s
+"""
+
+
+def bench_clock(config: RunConfig, repeat: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for n in (2, 5, 10):
+        errs = []
+        for _ in range(max(1, repeat // 2)):
+            result, _ = run_drill(parse_scenario_text(CLOCK.format(n=n)), config)
+            errs.append(result.measurement.rto_s - result.extra["true_outage_s"])
+        out[f"{n}s"] = {
+            "error_median_ms": round(median(errs) * 1000, 1),
+            "errors_ms": [round(e * 1000, 1) for e in errs],
+        }
+    out["target_error_ms"] = 100
+    out["probe_interval_ms"] = config.probe_interval_s * 1000
+    return out
+
+
+def bench_scaling() -> dict[str, Any]:
+    out = {}
+    for n in (1, 2, 4):
+        log(f"scaling: {n} stacks side by side ...")
+        times = stack_ready(n)
+        out[str(n)] = {"ready_median_s": median(times), "ready_max_s": round(max(times), 3)}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--only", default="ready,drills,floor,clock,scaling,rss")
+    args = ap.parse_args()
+    only = set(args.only.split(","))
+    config = RunConfig(results_dir=OUT / "runs")
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "repeat": args.repeat,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    if "ready" in only:
+        results["stack_ready"] = bench_ready(args.repeat)
+    if "drills" in only:
+        results["drills"] = bench_drills(config, max(1, args.repeat // 2 + 1))
+    if "floor" in only:
+        results["floor"] = bench_floor(config, args.repeat)
+    if "clock" in only:
+        results["clock"] = bench_clock(config, args.repeat)
+    if "scaling" in only:
+        results["scaling"] = bench_scaling()
+    if "rss" in only:
+        results["harness_peak_rss_mb"] = round(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+        )
+        results["target_rss_mb"] = 300
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "results.json").write_text(json.dumps(results, indent=1))
+    (OUT / "results.md").write_text(table(results))
+    print(table(results))
+
+
+def machine() -> str:
+    import os
+
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores, {mem:.0f} GiB, {os.uname().release}"
+
+
+def table(r: dict[str, Any]) -> str:
+    lines = [
+        f"Measured {r['date']} on {r['machine']} (medians of {r['repeat']} unless noted)",
+        "",
+        "| measure | result | target |",
+        "|---|---|---|",
+    ]
+    if "stack_ready" in r:
+        s = r["stack_ready"]
+        lines.append(
+            f"| stack ready, warm (primary + replica + app healthy) | {s['warm_median_s']} s | ≤ 3 s |"
+        )
+        lines.append(f"| stack ready, cold ({s['cold_kind']}) | {s['cold_s']} s | |")
+    if "drills" in r:
+        d = r["drills"]
+        for sid in CORE:
+            ph = d[sid]["phases_median_s"]
+            detail = ", ".join(f"{k} {v}" for k, v in ph.items() if k != "total")
+            lines.append(f"| drill `{sid}` wall ({detail}) | {d[sid]['wall_median_s']} s | |")
+        lines.append(f"| five core drills, total | {d['core_total_median_s']} s | ≤ 90 s |")
+    if "floor" in r:
+        f = r["floor"]
+        lines.append(
+            f"| db-kill-restart RTO − raw crash recovery ({f['drill_rto_median_s']} − "
+            f"{f['raw_crash_recovery_median_s']}) | {f['overhead_s']} s | ≤ 1.0 s |"
+        )
+    if "clock" in r:
+        c = r["clock"]
+        for k in ("2s", "5s", "10s"):
+            lines.append(
+                f"| RTO error, known outage {k} | {c[k]['error_median_ms']} ms | ≤ 100 ms |"
+            )
+    if "scaling" in r:
+        for n, v in r["scaling"].items():
+            lines.append(
+                f"| stack ready with {n} side by side | {v['ready_median_s']} s (max {v['ready_max_s']}) | |"
+            )
+    if "harness_peak_rss_mb" in r:
+        lines.append(f"| harness peak RSS | {r['harness_peak_rss_mb']} MB | ≤ 300 MB |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
