@@ -17,7 +17,6 @@ import docker.errors
 import psycopg
 import requests
 
-from drillkit import engine
 from drillkit.context import DrillContext
 from drillkit.errors import EnvironmentBroken, StepFailed
 from drillkit.probes import AppClient
@@ -141,6 +140,44 @@ def pause_service(ctx: DrillContext, service: Service, duration: Duration) -> st
     return f"{service} paused for {duration:g} s"
 
 
+@FAULTS("block-port")
+def block_port(ctx: DrillContext, service: Service, port: int, duration: Duration) -> str:
+    """Refuse every TCP connection to a service's port (iptables REJECT with a reset, inside its
+    namespace) for exactly `duration`. The service itself keeps running, so the outage ends
+    sharply: the ground truth for the harness's own clock accuracy."""
+    c = ctx.stack.container(service)
+    rule = [
+        "INPUT",
+        "-p",
+        "tcp",
+        "--dport",
+        str(port),
+        "-m",
+        "comment",
+        "--comment",
+        f"drillkit:{ctx.stack.run_id}",
+        "-j",
+        "REJECT",
+        "--reject-with",
+        "tcp-reset",
+    ]
+    proc = nsenter(c, "iptables", "-w", "-I", *rule)
+    if proc.returncode != 0:
+        raise EnvironmentBroken(f"iptables in {service}: {proc.stderr.strip()}")
+    t_blocked = ctx.clock()
+    done = threading.Event()
+
+    def unblock() -> None:
+        done.wait(max(0.0, duration - (ctx.clock() - t_blocked)))
+        nsenter(c, "iptables", "-w", "-D", *rule)
+        ctx.figure("true_outage_s", ctx.clock() - t_blocked)
+
+    timer = threading.Thread(target=unblock, daemon=True)
+    timer.start()
+    ctx.cleanups.append(lambda: (done.set(), timer.join()))
+    return f"{service}:{port} refuses connections for {duration:g} s"
+
+
 # ---------------------------------------------------------------------------------------------
 # database recovery steps
 # ---------------------------------------------------------------------------------------------
@@ -218,7 +255,9 @@ def fence(
     it ever comes back it is read-only and cannot take writes."""
     c = ctx.stack.container(service)
     if c.status == "running":
-        c.stop(timeout=10)
+        # STONITH: a graceful stop of an isolated primary waits on its partitioned standby
+        c.kill(signal="SIGKILL")
+        c.wait(timeout=10)
     script = (
         "touch /pgdata/standby.signal && "
         f"echo \"primary_conninfo = 'host={follow} user=replicator application_name={service}'\" "
@@ -455,26 +494,49 @@ def _rules(ctx: DrillContext, a: str, b: str) -> list[tuple[str, list[str]]]:
 @FAULTS("partition")
 @RECOVERY("partition")
 def partition(ctx: DrillContext, a: Service, b: Service) -> str:
-    """Cut every packet between two services, both directions (iptables DROP in both namespaces)."""
-    for service, rule in _rules(ctx, a, b):
+    """Cut every packet between two services, both directions (iptables DROP in both namespaces).
+    The exact rules are kept, so healing removes them even after an address changed."""
+    rules = _rules(ctx, a, b)
+    for service, rule in rules:
         proc = nsenter(ctx.stack.container(service), "iptables", "-w", "-I", *rule)
         if proc.returncode != 0:
             raise EnvironmentBroken(f"iptables in {service}: {proc.stderr.strip()}")
-    ctx.state.setdefault("partitions", []).append((a, b))
+    ctx.state.setdefault("partitions", {})[(a, b)] = rules
     return f"partitioned {a} <-> {b}"
 
 
 @RECOVERY("heal-partition")
 def heal_partition(ctx: DrillContext, a: Service, b: Service) -> str:
-    """Remove the partition's rules."""
-    for service, rule in _rules(ctx, a, b):
+    """Remove the partition's rules (from the containers still running; a stopped container's
+    network namespace, and its rules, are gone already)."""
+    rules = ctx.state.get("partitions", {}).pop((a, b), None)
+    if rules is None:
+        return f"no partition between {a} and {b}"
+    for service, rule in rules:
         c = ctx.stack.container(service)
-        if c.status != "running":
-            continue
-        nsenter(c, "iptables", "-w", "-D", *rule)
-    with contextlib.suppress(ValueError):
-        ctx.state.get("partitions", []).remove((a, b))
+        if c.status == "running":
+            nsenter(c, "iptables", "-w", "-D", *rule)
     return f"healed {a} <-> {b}"
+
+
+def _others(ctx: DrillContext, service: str) -> list[str]:
+    return [s for s in ctx.stack.services if s != service]
+
+
+@FAULTS("isolate")
+def isolate(ctx: DrillContext, service: Service) -> str:
+    """Cut a service off from every other service of the stack (both directions)."""
+    for other in _others(ctx, service):
+        partition(ctx, service, Service(other))
+    return f"{service} isolated from {', '.join(_others(ctx, service))}"
+
+
+@RECOVERY("heal-isolation")
+def heal_isolation(ctx: DrillContext, service: Service) -> str:
+    """Remove every rule that isolated the service (the network comes back)."""
+    for other in _others(ctx, service):
+        heal_partition(ctx, service, Service(other))
+    return f"{service} reconnected"
 
 
 @RECOVERY("watch-replication-lag")
@@ -550,9 +612,7 @@ def leak_credentials(ctx: DrillContext) -> str:
     ).rstrip(b"=")
     sig = hmac.new(secrets["jwt_secret"].encode(), payload, hashlib.sha256).digest()
     token = payload.decode() + "." + base64.urlsafe_b64encode(sig).rstrip(b"=").decode()
-    r = requests.get(
-        ctx.stack.app_url + "/api/auth/me", headers={"Authorization": f"Bearer {token}"}, timeout=5
-    )
+    r = AppClient(lambda: ctx.stack.app_url, PROBE_USER, str, 5.0).me(token)
     if r.status_code != 200:
         raise StepFailed(
             "leak-credentials", f"forged token rejected before rotation ({r.status_code})"
@@ -711,12 +771,3 @@ def ensure_running(ctx: DrillContext, service: Service) -> str:
         c.start()
     _wait_service(ctx, service)
     return f"{service} was {state}; now serving"
-
-
-def labelled_containers(run_id: str) -> list[str]:
-    return [
-        c.name
-        for c in engine.client().containers.list(
-            all=True, filters={"label": f"{engine.RUN_LABEL}={run_id}"}
-        )
-    ]

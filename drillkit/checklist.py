@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 
 import psycopg
-import requests
 
 from drillkit.context import DrillContext
 from drillkit.errors import EnvironmentBroken
@@ -170,10 +169,7 @@ def database_healthy(ctx: DrillContext) -> str:
 def authentication(ctx: DrillContext) -> str:
     """A user logs in with the current password and the token is accepted."""
     client = _client(ctx)
-    token = client.login()
-    r = requests.get(
-        ctx.stack.app_url + "/api/auth/me", headers={"Authorization": f"Bearer {token}"}, timeout=5
-    )
+    r = client.me(client.login())
     if r.status_code != 200:
         raise CheckFailed(f"/api/auth/me with a fresh token answered {r.status_code}")
     return "login and token check work"
@@ -251,10 +247,7 @@ def attacker_session_gone(ctx: DrillContext) -> str:
 
 @CHECKS("old-token-rejected")
 def old_token_rejected(ctx: DrillContext) -> str:
-    token = ctx.state.get("attacker_token")
-    r = requests.get(
-        ctx.stack.app_url + "/api/auth/me", headers={"Authorization": f"Bearer {token}"}, timeout=5
-    )
+    r = _client(ctx).me(str(ctx.state.get("attacker_token")))
     if r.status_code != 401:
         raise CheckFailed(f"the forged/old token still answers {r.status_code}")
     return "old token answers 401"
@@ -274,11 +267,19 @@ def audit_log_intact(ctx: DrillContext) -> str:
 
 @CHECKS("old-primary-fenced")
 def old_primary_fenced(ctx: DrillContext, service: Service = Service("primary")) -> str:
-    """Bring the old primary back and prove it cannot take a write."""
+    """Bring the old primary back and prove it cannot take a write: it either comes up read-only
+    (a standby) or refuses to start at all (its history diverged from the new timeline)."""
     c = ctx.stack.container(service)
     if c.status != "running":
         c.start()
-    ctx.stack.wait_pg(service, 60)
+    try:
+        ctx.stack.wait_pg(service, 60)
+    except EnvironmentBroken as exc:
+        c.reload()
+        if c.status in ("exited", "dead"):
+            fatal = [ln for ln in ctx.stack.logs(service, 30).splitlines() if "FATAL" in ln]
+            return f"old primary refused to start: {fatal[-1].strip() if fatal else exc}"
+        raise CheckFailed(f"old primary neither started nor stopped: {exc}") from exc
     try:
         with ctx.stack.connect(service) as conn:
             conn.execute("CREATE TABLE drillkit_fence_probe (x int)")
@@ -287,7 +288,7 @@ def old_primary_fenced(ctx: DrillContext, service: Service = Service("primary"))
             return f"old primary came back read-only: {str(exc).strip()}"
         raise CheckFailed(f"unexpected error writing to the old primary: {exc}") from exc
     finally:
-        c.stop(timeout=10)
+        c.kill(signal="SIGKILL")
     raise CheckFailed(f"the old primary ({service}) came back and ACCEPTED a write (split brain)")
 
 

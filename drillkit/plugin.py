@@ -49,6 +49,15 @@ OPTIONS: list[tuple[str, str, Any, str]] = [
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("drillkit", "drillkit chaos drills")
+    group.addoption(
+        "--drill-objective",
+        action="append",
+        default=None,
+        help="override an objective: [scenario:]rto|rpo|detection=DURATION (repeatable)",
+    )
+    parser.addini(
+        "drill_objective", "objective overrides, one per line", type="linelist", default=[]
+    )
     for name, kind, default, help_ in OPTIONS:
         ini = "drill_" + name.replace("-", "_")
         if kind == "bool":
@@ -89,6 +98,23 @@ def load_policy(path: Path) -> dict[str, dict[str, float]]:
     return out
 
 
+def parse_objective_overrides(items: list[str]) -> dict[str, dict[str, float]]:
+    """'rto=10s' (every scenario) or 'db-kill-restart:rpo=0s' -> {scenario or '*': {'rto_s': 10}}."""
+    p = Problems("--drill-objective")
+    out: dict[str, dict[str, float]] = {}
+    for item in items:
+        scope, _, assignment = item.rpartition(":") if ":" in item else ("*", "", item)
+        key, eq, value = assignment.partition("=")
+        if not eq or key not in ("rto", "rpo", "detection"):
+            p.add(item, "expected [scenario:]rto|rpo|detection=DURATION, e.g. rto=10s")
+            continue
+        seconds = parse_duration(p, item, value)
+        if seconds is not None:
+            out.setdefault(scope or "*", {})[f"{key}_s"] = seconds
+    p.raise_if_any()
+    return out
+
+
 def resolve_config(config: pytest.Config) -> RunConfig:
     p = Problems("command line / ini")
     interval = parse_duration(
@@ -114,9 +140,23 @@ def resolve_config(config: pytest.Config) -> RunConfig:
         k=int(_opt(config, "k")),
         keep_on_failure=bool(_opt(config, "keep-on-failure")),
         seed_scale=_opt(config, "seed-scale"),
-        objectives=load_policy(Path(policy)) if policy else {},
+        objectives=_merge(
+            load_policy(Path(policy)) if policy else {},
+            parse_objective_overrides(
+                config.getoption("--drill-objective") or config.getini("drill_objective")
+            ),
+        ),
         min_free_disk_gib=float(_opt(config, "min-free-disk")),
     )
+
+
+def _merge(*tables: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Later tables win: the policy file, then the command line."""
+    out: dict[str, dict[str, float]] = {}
+    for table in tables:
+        for scope, objs in table.items():
+            out.setdefault(scope, {}).update(objs)
+    return out
 
 
 def _interrupt_on_sigterm() -> None:

@@ -92,6 +92,14 @@ class AppClient:
             timeout=self.timeout_s,
         )
 
+    def me(self, token: str) -> requests.Response:
+        """GET /api/auth/me with a bearer token (any token: the old, the forged, a fresh one)."""
+        return self.session.get(
+            self.url("/api/auth/me"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=self.timeout_s,
+        )
+
     def get_order(self, order_id: int, token: str | None = None) -> requests.Response:
         return self.session.get(
             self.url(f"/api/orders/{order_id}"),

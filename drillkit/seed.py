@@ -8,7 +8,6 @@ not cost 100k key derivations); the probe and writer users are the first two row
 from __future__ import annotations
 
 import hashlib
-import io
 import secrets as _secrets
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +54,6 @@ def seed(
             for uid in range(3, n_users + 1):
                 cp.write_row((uid, f"user{uid}@{fake.domain_name()}", fake.name(), pw_hash))
         items = [fake.word() for _ in range(500)]
-        buf = io.StringIO()
         with cur.copy(
             "COPY orders (user_id, idempotency_key, item, amount_cents, payload) FROM STDIN"
         ) as cp:
@@ -64,7 +62,6 @@ def seed(
                 cp.write_row(
                     (uid, f"seed-{seed}-{i}", items[i % 500], (i * 37) % 100_000, f"seed order {i}")
                 )
-        buf.close()
         cur.execute("SELECT setval('users_id_seq', (SELECT max(id) FROM users))")
         cur.execute("ANALYZE users")
         cur.execute("ANALYZE orders")

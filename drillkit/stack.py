@@ -9,14 +9,12 @@ named `dk-<run>-<service>`. The harness reaches a service only through a port pu
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shlex
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,7 +75,6 @@ class Stack:
         self.containers: dict[str, Container] = {}
         self.image_tags: dict[str, str] = {}
         self.loopfs: hostfs.LoopFs | None = None
-        self._lock = threading.Lock()
         self.synchronous = (
             self.options.synchronous
             if self.options.synchronous is not None
@@ -348,7 +345,7 @@ class Stack:
         except docker.errors.APIError as exc:
             return f"(no logs: {exc})"
 
-    def log_context(self, service: str) -> Callable[[str], str] | Callable[[], str]:
+    def log_context(self, service: str) -> Callable[[], str]:
         return lambda: f"--- last log lines of {service} ---\n{self.logs(service)}"
 
     # ----- readiness ----------------------------------------------------------------------------
@@ -525,22 +522,6 @@ def leftovers(run_id: str | None = None) -> list[str]:
     names += [f"network {x.name}" for x in c.networks.list(filters=flt)]
     names += [f"volume {x.name}" for x in c.volumes.list(filters=flt)]
     return names
-
-
-@contextlib.contextmanager
-def running(
-    spec: StackSpec, run_id: str, run_dir: Path, options: StackOptions | None = None
-) -> Iterator[Stack]:
-    stack = Stack(spec, run_id, run_dir, options)
-    try:
-        stack.up()
-        yield stack
-    finally:
-        stack.down()
-
-
-def inspect_json(c: Container) -> str:
-    return json.dumps(c.attrs, indent=1, default=str)
 
 
 def host_pid(c: Container) -> int:

@@ -63,3 +63,34 @@ def test_bad_durations(bad):
     p = Problems("f")
     assert parse_duration(p, "x", bad) is None
     assert p.items and p.items[0].startswith("f: x: ")
+
+
+def test_objective_overrides_from_the_command_line():
+    from drillkit.plugin import _merge, parse_objective_overrides
+
+    table = parse_objective_overrides(
+        ["rto=10s", "db-kill-restart:rpo=0s", "db-kill-restart:rto=2min"]
+    )
+    assert table == {"*": {"rto_s": 10.0}, "db-kill-restart": {"rpo_s": 0.0, "rto_s": 120.0}}
+    assert _merge({"*": {"rto_s": 1.0, "rpo_s": 5.0}}, table)["*"] == {"rto_s": 10.0, "rpo_s": 5.0}
+    with pytest.raises(ValidationError) as exc:
+        parse_objective_overrides(["mttr=5s", "rto=fast"])
+    assert len(exc.value.problems) == 2
+
+
+def test_policy_file(tmp_path):
+    from drillkit.plugin import load_policy
+    from drillkit.runner import RunConfig, objectives_for
+    from drillkit.scenario import load_scenario
+
+    path = tmp_path / "policy.yaml"
+    path.write_text(
+        'objectives:\n  "*": {detection: 5min}\n  db-kill-restart: {rto: 4h, rpo: 1h}\n'
+    )
+    table = load_policy(path)
+    sc = load_scenario(Path(__file__).resolve().parents[2] / "scenarios" / "db-kill-restart.yaml")
+    obj = objectives_for(sc, RunConfig(objectives=table))
+    assert (obj.rto_s, obj.rpo_s, obj.detection_s) == (14400, 3600, 300)
+    path.write_text("objectives:\n  x: {mttr: 5s}\n")
+    with pytest.raises(ValidationError, match="unknown objective"):
+        load_policy(path)
