@@ -12,6 +12,7 @@ from typing import Any
 
 from drillkit import actions as _actions  # noqa: F401  (registers the built-in actions)
 from drillkit import checklist as _checklist  # noqa: F401  (registers the checks)
+from drillkit import runbook_actions as _runbook_actions  # noqa: F401  (more runbooks)
 from drillkit.measure import Objectives
 from drillkit.registry import CHECKS, FAULTS, RECOVERY, Duration, Registry, Service
 from drillkit.stackfile import SERVICES
