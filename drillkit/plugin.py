@@ -221,6 +221,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         except ValidationError as exc:
             problems.extend(exc.problems)
             continue
+        for tag in sc.tags:
+            metafunc.config.addinivalue_line("markers", f"{tag}: scenario tag")
         marks = [getattr(pytest.mark, t) for t in sc.tags if t.isidentifier()]
         params.append(pytest.param(sc, id=sc.id, marks=marks))
     if problems:  # validate every file before any container starts
@@ -315,7 +317,13 @@ def _progress_subscriber(config: pytest.Config, bus: EventBus) -> None:
             detail = f" {e.data.get('kind')} '{e.data.get('step')}'"
             if e.phase == Phase.STEP_ENDED:
                 detail += f" {'ok' if e.data.get('ok') else 'FAILED'} in {e.data.get('duration_s', 0):.2f} s"
-        tr.write_line(f"  [{e.data.get('scenario')} +{e.t - t0:6.2f} s] {e.phase}{detail}")
+        line = f"  [{e.data.get('scenario')} +{e.t - t0:6.2f} s] {e.phase}{detail}"
+        capman = config.pluginmanager.get_plugin("capturemanager")
+        if capman is None:
+            tr.write_line(line)
+            return
+        with capman.global_and_fixture_disabled():  # live progress, past fd-level capture
+            tr.write_line(line)
 
     if config.getoption("verbose") > 0:
         bus.subscribe(show)
