@@ -44,6 +44,12 @@ OPTIONS: list[tuple[str, str, Any, str]] = [
     ("seed-scale", "string", "small", "seed data size: small, medium, large"),
     ("results", "string", "reports", "where results, Allure results and evidence packs go"),
     ("min-free-disk", "string", "2", "GiB of free disk required before injecting"),
+    (
+        "baseline-backup",
+        "string",
+        "auto",
+        "full baseline backup: auto (when the runbook restores one), always, never",
+    ),
 ]
 
 
@@ -147,7 +153,16 @@ def resolve_config(config: pytest.Config) -> RunConfig:
             ),
         ),
         min_free_disk_gib=float(_opt(config, "min-free-disk")),
+        baseline_backup=_choice(
+            "--drill-baseline-backup", _opt(config, "baseline-backup"), ("auto", "always", "never")
+        ),
     )
+
+
+def _choice(option: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValidationError([f"{option}: expected one of {', '.join(choices)}, got {value!r}"])
+    return value
 
 
 def _merge(*tables: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:

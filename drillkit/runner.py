@@ -31,7 +31,7 @@ from drillkit.measure import LedgerOutcome, Objectives, judge, measure
 from drillkit.probes import Baseline, ProbeConfig, Probes, median, verify_ledger
 from drillkit.registry import CHECKS, FAULTS, RECOVERY, call
 from drillkit.results import CheckResult, DrillResult, StepRecord
-from drillkit.scenario import Scenario, Step
+from drillkit.scenario import RESTORE_ACTIONS, Scenario, Step
 from drillkit.seed import PROBE_USER, SCALES, WRITER_USER, seed
 from drillkit.stack import Stack, StackOptions
 from drillkit.stackfile import StackSpec, load_stack
@@ -54,7 +54,8 @@ class RunConfig:
     objectives: dict[str, dict[str, float]] = field(default_factory=dict)
     """scenario id (or '*') -> {'rto_s':..., 'rpo_s':..., 'detection_s':...} overrides"""
     min_free_disk_gib: float = 2.0
-    baseline_backup: bool = True
+    baseline_backup: str = "auto"
+    """'auto': a full backup (taken and verified) when the runbook restores one; 'always'; 'never'."""
 
 
 def new_run_id() -> str:
@@ -191,7 +192,10 @@ class Runner:
         self._emit(Phase.SEEDED, users=report.users, orders=report.orders)
         # baseline backup ---------------------------------------------------------------------------
         self._phase("baseline")
-        if self.config.baseline_backup:
+        restores = any(step.action in RESTORE_ACTIONS for step in sc.recovery)
+        if self.config.baseline_backup == "always" or (
+            self.config.baseline_backup == "auto" and restores
+        ):
             t = self.clock()
             out = stack.pgbackrest("backup", "--type=full")
             if "WARN" in out:  # pgBackRest backs up a bad-checksum page with exit 0 and a WARN
@@ -250,21 +254,26 @@ class Runner:
         engine.check_guardrails(self.config.min_free_disk_gib)
         t_fault = self.clock()
         res.markers["fault"] = t_fault
-        self._run_step(ctx, sc.fault, "fault", FAULTS, 0, 1)
+        self._run_step(ctx, sc.fault, "fault", FAULTS, 0, 1, deadline)
         self._emit(Phase.INJECTED, t_fault=t_fault)
         # detect ----------------------------------------------------------------------------------------
         self._phase("detect")
-        window_s = min(sc.objectives.detection_s or 5.0, 10.0, max(0.0, deadline.remaining()))
+        # Detection: when the scenario has a detection objective the operator responds to the
+        # first failed probe, so the runbook starts then (or when the objective has passed).
+        # Without one (a leak reported by a third party) the runbook starts at once; MTTD is
+        # still measured from the probes afterwards.
         first = None
-        try:
-            first = wait_for(
-                lambda: probes.first_failure(t_fault),
-                what="a failed probe",
-                timeout_s=window_s,
-                interval_s=0.02,
-            )
-        except EnvironmentBroken:
-            res.extra["detection"] = f"no probe failed within {window_s:g} s of injection"
+        if sc.objectives.detection_s is not None:
+            window_s = min(sc.objectives.detection_s, 10.0, max(0.0, deadline.remaining()))
+            try:
+                first = wait_for(
+                    lambda: probes.first_failure(t_fault),
+                    what="a failed probe",
+                    timeout_s=window_s,
+                    interval_s=0.02,
+                )
+            except EnvironmentBroken:
+                res.extra["detection"] = f"no probe failed within {window_s:g} s of injection"
         if first is not None:
             res.markers["detected"] = first.t
             self._emit(Phase.DETECTED, t=first.t, probe=first.probe, error=first.error)
@@ -275,7 +284,7 @@ class Runner:
         for i, step in enumerate(sc.recovery):
             deadline.check(f"recovery step {i + 1} ({step.name})")
             try:
-                self._run_step(ctx, step, "recovery", RECOVERY, i, len(sc.recovery))
+                self._run_step(ctx, step, "recovery", RECOVERY, i, len(sc.recovery), deadline)
             except StepFailed as exc:
                 step_failure = exc
                 break
@@ -329,7 +338,14 @@ class Runner:
         self._emit(Phase.VERIFIED, passed=verdict.passed, breaches=verdict.breaches)
 
     def _run_step(
-        self, ctx: DrillContext, step: Step, kind: str, registry: Any, i: int, n: int
+        self,
+        ctx: DrillContext,
+        step: Step,
+        kind: str,
+        registry: Any,
+        i: int,
+        n: int,
+        deadline: Deadline,
     ) -> None:
         rec = StepRecord(name=step.name, action=step.action, kind=kind, t_start=self.clock())
         self.result.steps.append(rec)
@@ -344,8 +360,12 @@ class Runner:
 
         th = threading.Thread(target=target, name=f"step-{step.action}", daemon=True)
         th.start()
-        th.join(step.timeout_s)
+        th.join(max(0.0, min(step.timeout_s, deadline.remaining())))
         rec.t_end = self.clock()
+        if th.is_alive() and deadline.remaining() <= 0:
+            rec.ok, rec.error = False, "stopped: the drill reached its maximum duration"
+            self.result.save(self.result_path)
+            raise DrillAborted(f"{kind} step {i + 1}/{n} '{step.name}'", deadline.limit_s)
         if th.is_alive():
             rec.ok, rec.error = (
                 False,

@@ -99,8 +99,8 @@ class Scenario:
     checklist: tuple[Check, ...]
     stack: dict[str, Any] = field(default_factory=dict)
     probes: dict[str, float] = field(default_factory=dict)
-    steady_s: float = 2.0
-    observe_s: float = 3.0
+    steady_s: float = 1.5
+    observe_s: float = 2.0
     max_duration_s: float = 300.0
     expect: dict[str, str] = field(default_factory=lambda: {"outcome": "pass"})
     path: str = ""
@@ -150,7 +150,7 @@ def parse_scenario(
     objectives = _objectives(p, data.get("objectives"))
     stack = _stack(p, data.get("stack", {}))
     probes = _probes(p, data.get("probes", {}))
-    steady = _duration_block(p, data.get("steady_state", {"duration": "2s"}), "steady_state")
+    steady = _duration_block(p, data.get("steady_state", {"duration": "1500ms"}), "steady_state")
     fault = _step(p, "fault", data.get("fault"), FAULTS, services) if "fault" in data else None
     recovery: list[Step] = []
     rec_raw = data.get("recovery", [])
@@ -162,7 +162,7 @@ def parse_scenario(
             if step:
                 recovery.append(step)
     checklist = _checklist_items(p, data.get("checklist", list(DEFAULT_CHECKLIST)), services)
-    observe = parse_duration(p, "observe", data.get("observe", "3s"))
+    observe = parse_duration(p, "observe", data.get("observe", "2s"))
     max_dur = parse_duration(p, "max_duration", data.get("max_duration", "300s"), allow_zero=False)
     expect = data.get("expect", {"outcome": "pass"})
     if typed(p, "expect", expect, dict, "a mapping (outcome, breach)"):
@@ -196,7 +196,7 @@ def parse_scenario(
         checklist=tuple(checklist),
         stack=stack,
         probes=probes,
-        steady_s=steady or 2.0,
+        steady_s=steady or 1.5,
         observe_s=observe,
         max_duration_s=max_dur,
         expect=dict(expect),

@@ -13,6 +13,7 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -133,13 +134,13 @@ class Stack:
                 self.run_dir / "primary-data",
                 self.options.data_fs_mib,
             )
+        # All three start at once: the standby's entrypoint waits for the primary before cloning
+        # it, and the app retries its database until one answers.
         self._start_primary()
-        self.wait_pg("primary")
-        starters = [self._start_app]
         if "replica" in self.services:
-            starters.insert(0, self._start_replica)
-        for start in starters:
-            start()
+            self._start_replica()
+        self._start_app()
+        self.wait_pg("primary")
         if "replica" in self.services:
             self.wait_streaming()
             if self.synchronous:
@@ -462,22 +463,28 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def reap(run_id: str | None = None) -> dict[str, int]:
-    """Remove containers, networks and volumes labelled as drillkit's (one run's, or every run's)."""
+    """Remove containers, networks and volumes labelled as drillkit's (one run's, or every
+    run's). Containers go in parallel (each removal is a SIGKILL and a wait); then networks and
+    volumes, which containers held."""
     c = engine.client()
     flt = {"label": [f"{engine.RUN_LABEL}={run_id}" if run_id else engine.LABEL]}
     counts = {"containers": 0, "networks": 0, "volumes": 0}
-    for cont in c.containers.list(all=True, filters=flt):
+
+    def remove(obj: Any, kind: str, **kwargs: Any) -> None:
         with contextlib.suppress(docker.errors.NotFound):
-            cont.remove(force=True, v=True)
-            counts["containers"] += 1
-    for net in c.networks.list(filters=flt):
-        with contextlib.suppress(docker.errors.NotFound):
-            net.remove()
-            counts["networks"] += 1
-    for vol in c.volumes.list(filters=flt):
-        with contextlib.suppress(docker.errors.NotFound):
-            vol.remove(force=True)
-            counts["volumes"] += 1
+            obj.remove(**kwargs)
+            counts[kind] += 1
+
+    def in_parallel(objs: list[Any], kind: str, **kwargs: Any) -> None:
+        threads = [threading.Thread(target=remove, args=(o, kind), kwargs=kwargs) for o in objs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    in_parallel(c.containers.list(all=True, filters=flt), "containers", force=True, v=True)
+    in_parallel(c.networks.list(filters=flt), "networks")
+    in_parallel(c.volumes.list(filters=flt), "volumes", force=True)
     return counts
 
 

@@ -37,6 +37,11 @@ primary)
     ;;
 replica)
     if [ ! -s "$PGDATA/PG_VERSION" ]; then
+        # started together with the primary: wait (bounded) until it accepts connections
+        for _ in $(seq 1 600); do
+            pg_isready -q -h "${PRIMARY_HOST:?}" -t 1 && break
+            sleep 0.05
+        done
         PGPASSWORD=$(secret replication_password) pg_basebackup \
             -d "host=${PRIMARY_HOST:?} user=replicator application_name=${REPLICA_NAME:-replica}" \
             -D "$PGDATA" -X stream -R -c fast

@@ -34,7 +34,7 @@ bus = EventBus()
 def show(e):
     print(e.phase, e.data.get("run_id"), e.data.get("step", ""), flush=True)
 bus.subscribe(show)
-cfg = RunConfig(results_dir=Path(sys.argv[1]), run_root=Path(sys.argv[2]), baseline_backup=False)
+cfg = RunConfig(results_dir=Path(sys.argv[1]), run_root=Path(sys.argv[2]), baseline_backup="never")
 Runner(parse_scenario_text(text), cfg, bus).run()
 """
 

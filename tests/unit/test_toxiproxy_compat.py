@@ -8,6 +8,7 @@ proxy costs without toxics and writes reports/bench/toxiproxy.json (see it with 
 """
 
 import json
+import os
 import platform
 import socket
 import socketserver
@@ -28,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVER = ROOT / "images" / "toxiproxy" / "server.py"
 BENCH_REPORT = ROOT / "reports" / "bench" / "toxiproxy.json"
 HOST = "127.0.0.1"
+# The server's interpreter: this one, or e.g. /usr/bin/python3 to match the image's Debian Python.
+PYTHON = os.environ.get("TOXIPROXY_SERVER_PYTHON", sys.executable)
 BLOCK = bytes(range(256)) * 4096  # 1 MiB of a known pattern for the bulk sender
 
 
@@ -84,7 +87,7 @@ def tp(tmp_path_factory):
     log = tmp_path_factory.mktemp("toxiproxy") / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-u", str(SERVER), "--host", HOST, "--port", str(port)],
+            [PYTHON, "-u", str(SERVER), "--host", HOST, "--port", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -291,7 +294,9 @@ def test_toxics_reach_open_connections(tp, upstreams):
         assert round_trip(sock) < 0.1
         proxy.add_toxic(type="latency", attributes={"latency": 200})
         assert 0.2 <= round_trip(sock) < 0.4
-        APIConsumer.post("/proxies/live/toxics/latency_downstream", json={"attributes": {"latency": 50}})
+        APIConsumer.post(
+            "/proxies/live/toxics/latency_downstream", json={"attributes": {"latency": 50}}
+        )
         assert 0.05 <= round_trip(sock) < 0.2
         proxy.destroy_toxic("latency_downstream")
         assert round_trip(sock) < 0.1
@@ -354,7 +359,9 @@ def test_reset_peer(tp, upstreams):
         sock.sendall(b"ping")
         with pytest.raises(ConnectionResetError):
             sock.recv(10)
-    APIConsumer.post("/proxies/rst/toxics/reset_peer_downstream", json={"attributes": {"timeout": 300}})
+    APIConsumer.post(
+        "/proxies/rst/toxics/reset_peer_downstream", json={"attributes": {"timeout": 300}}
+    )
     with closing(connect(proxy)) as sock:
         start = time.perf_counter()
         sock.sendall(b"ping")
@@ -401,6 +408,17 @@ def test_disable_and_enable(tp, upstreams):
     assert tp.get_proxy("dn").enabled is True and tp.get_proxy("dn").listen == proxy.listen
     with closing(connect(proxy)) as sock:
         round_trip(sock)
+
+
+def test_bytes_sent_before_the_upstream_answers_are_kept(tp, upstreams):
+    proxy = tp.create(upstream=upstreams["echo"], name="early")
+    for _ in range(20):
+        with closing(connect(proxy)) as sock:
+            sock.sendall(b"hello")  # at once: the proxy may still be dialling the upstream
+            got = b""
+            while len(got) < 5 and (chunk := sock.recv(10)):
+                got += chunk
+            assert got == b"hello"
 
 
 def test_unreachable_upstream_closes_the_client(tp):
