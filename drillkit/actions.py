@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import docker.errors
 import psycopg
@@ -771,3 +772,97 @@ def ensure_running(ctx: DrillContext, service: Service) -> str:
         c.start()
     _wait_service(ctx, service)
     return f"{service} was {state}; now serving"
+
+
+# ---------------------------------------------------------------------------------------------
+# degradation through the fault proxy (Toxiproxy API; the stack option `proxy: true`)
+# ---------------------------------------------------------------------------------------------
+
+TOXIC_ATTRIBUTES = {
+    "latency": ("latency", "jitter"),
+    "bandwidth": ("rate",),
+    "slow_close": ("delay",),
+    "timeout": ("timeout",),
+    "reset_peer": ("timeout",),
+    "slicer": ("average_size", "size_variation", "delay"),
+    "limit_data": ("bytes",),
+}
+
+
+def _proxy(ctx: DrillContext) -> Any:
+    if "proxy" not in ctx.stack.services:
+        raise EnvironmentBroken("this action needs the fault proxy: add `stack: {proxy: true}`")
+    from drillkit.stack import PROXY_NAME
+
+    proxy = ctx.stack.toxiproxy().get_proxy(PROXY_NAME)
+    if proxy is None:
+        raise EnvironmentBroken(f"the fault proxy has no proxy named {PROXY_NAME!r}")
+    return proxy
+
+
+@FAULTS("toxic-add")
+@RECOVERY("toxic-add")
+def toxic_add(
+    ctx: DrillContext,
+    type_: str,
+    stream: str = "downstream",
+    toxicity: float = 1.0,
+    name: str = "",
+    latency: int = 0,
+    jitter: int = 0,
+    rate: int = 0,
+    delay: int = 0,
+    timeout: int = 0,
+    average_size: int = 0,
+    size_variation: int = 0,
+    bytes_: int = 0,
+) -> str:
+    """Add a toxic to the app -> primary path through the Toxiproxy API (toxiproxy-python).
+    Attributes as Toxiproxy names them: latency/jitter/delay/timeout in ms, rate in KB/s."""
+    if type_ not in TOXIC_ATTRIBUTES:
+        raise StepFailed(
+            "toxic-add", f"unknown toxic type {type_!r}: {', '.join(TOXIC_ATTRIBUTES)}"
+        )
+    values = {
+        "latency": latency,
+        "jitter": jitter,
+        "rate": rate,
+        "delay": delay,
+        "timeout": timeout,
+        "average_size": average_size,
+        "size_variation": size_variation,
+        "bytes": bytes_,
+    }
+    attributes = {k: values[k] for k in TOXIC_ATTRIBUTES[type_]}
+    toxic_name = name or f"{type_}_{stream}"
+    _proxy(ctx).add_toxic(
+        name=toxic_name, type=type_, stream=stream, toxicity=toxicity, attributes=attributes
+    )
+    ctx.state.setdefault("toxics", []).append(toxic_name)
+    return f"toxic {toxic_name}: {type_} {stream} {attributes} toxicity {toxicity:g}"
+
+
+@RECOVERY("toxic-remove")
+def toxic_remove(ctx: DrillContext, name: str) -> str:
+    """Remove a toxic by name (the runbook 'removes the cause')."""
+    proxy = _proxy(ctx)
+    if proxy.get_toxic(name) is None:
+        raise StepFailed(
+            "toxic-remove",
+            f"no toxic named {name!r} on the database path (present: {sorted(proxy.toxics())})",
+        )
+    proxy.destroy_toxic(name)
+    return f"toxic {name} removed"
+
+
+@FAULTS("proxy-down")
+def proxy_down(ctx: DrillContext) -> str:
+    """Disable the proxy: its listener closes and every connection through it drops."""
+    _proxy(ctx).disable()
+    return "database path down (proxy disabled)"
+
+
+@RECOVERY("proxy-up")
+def proxy_up(ctx: DrillContext) -> str:
+    _proxy(ctx).enable()
+    return "database path up (proxy enabled)"

@@ -46,7 +46,10 @@ def all_systems_responding(ctx: DrillContext) -> str:
     """Every service of the stack answers: the app's health, and each database accepts a query."""
     out = []
     for service in ctx.stack.services:
-        if service == "app":
+        if service == "proxy":
+            ctx.stack.toxiproxy().proxies()
+            out.append("proxy API ok")
+        elif service == "app":
             r = ctx.stack.app_health(5)
             if r.status_code != 200:
                 raise CheckFailed(f"app health answered {r.status_code}: {r.text[:200]}")
@@ -114,7 +117,7 @@ def no_error_spike(ctx: DrillContext, max_errors: int = 0) -> str:
     if len(fivexx) > max_errors:
         problems.append(f"{len(fivexx)} 5xx answers in the app log, e.g. {fivexx[0][:160]}")
     for service in ctx.stack.services:
-        if service == "app" or service == ctx.state.get("fenced"):
+        if service in ("app", "proxy") or service == ctx.state.get("fenced"):
             continue
         log = ctx.stack.containers[service].logs(since=since).decode("utf-8", "replace")
         bad = [
@@ -141,7 +144,7 @@ def database_healthy(ctx: DrillContext) -> str:
     replicas = [
         s
         for s in ctx.stack.services
-        if s not in ("app", primary)
+        if s not in ("app", "proxy", primary)
         and s != ctx.state.get("fenced")
         and ctx.state.get("promoted") != s
     ]

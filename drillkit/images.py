@@ -164,7 +164,7 @@ def _build(context: Path, tag: str, buildargs: dict[str, str], progress: Progres
 
 
 def ensure_all(
-    names: tuple[str, ...] = ("postgres", "app"), progress: Progress = _stderr
+    names: tuple[str, ...] = ("postgres", "app", "toxiproxy"), progress: Progress = _stderr
 ) -> dict[str, str]:
     """Build (or find cached) every named image; returns name -> tag."""
     return {name: ensure_image(name, progress) for name in names}

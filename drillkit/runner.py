@@ -155,6 +155,7 @@ class Runner:
                 StackOptions(
                     synchronous=self.scenario.stack.get("synchronous"),
                     data_fs_mib=self.scenario.stack.get("data_fs_mib"),
+                    proxy=bool(self.scenario.stack.get("proxy")),
                     ready_timeout_s=min(60.0, max(5.0, deadline.remaining())),
                 ),
             )
@@ -325,6 +326,14 @@ class Runner:
         res.lost, res.altered = list(outcome.lost), list(outcome.altered)
         if m.t_recovered is not None:
             res.markers["recovered"] = m.t_recovered
+        during = [x for x in res.samples if t_fault <= x.t <= (m.t_recovered or float("inf"))]
+        if during:
+            res.extra["error_rate_during_fault"] = round(
+                sum(not x.ok for x in during) / len(during), 3
+            )
+            res.extra["journey_p50_ms_during_fault"] = round(
+                1000 * median([x.latency_s for x in during if x.probe == "journey"] or [0.0]), 1
+            )
         failed_checks = self._checklist(ctx)
         verdict = judge(m, res.objectives, failed_checks)
         if ledger_error is not None:
@@ -425,9 +434,8 @@ class Runner:
                     )
         if stack is not None:
             self.secret_values = stack.secrets.values()
-            for service in ("primary", "replica", "app"):
-                if service in stack.containers:
-                    res.logs[service] = stack.logs(service, tail=60)
+            for service in stack.containers:
+                res.logs[service] = stack.logs(service, tail=60)
             res.pg_errors.extend(_pg_errors(res.logs))
         res.wall_end = time.time()
         self._emit(Phase.FINISHED, status=res.status)

@@ -149,6 +149,8 @@ def parse_scenario(
             typed(p, f"source.{k}", v, str, "a string (quote numbers like '000')")
     objectives = _objectives(p, data.get("objectives"))
     stack = _stack(p, data.get("stack", {}))
+    if stack.get("proxy"):
+        services = (*services, "proxy")
     probes = _probes(p, data.get("probes", {}))
     steady = _duration_block(p, data.get("steady_state", {"duration": "1500ms"}), "steady_state")
     fault = _step(p, "fault", data.get("fault"), FAULTS, services) if "fault" in data else None
@@ -224,8 +226,10 @@ def _objectives(p: Problems, raw: Any) -> Objectives | None:
 def _stack(p: Problems, raw: Any) -> dict[str, Any]:
     if not typed(p, "stack", raw, dict, "a mapping (synchronous, data_fs)"):
         return {}
-    check_keys(p, "stack", raw, ("synchronous", "data_fs", "replica"), ())
+    check_keys(p, "stack", raw, ("synchronous", "data_fs", "replica", "proxy"), ())
     out: dict[str, Any] = {}
+    if "proxy" in raw and typed(p, "stack.proxy", raw["proxy"], bool, "true or false"):
+        out["proxy"] = raw["proxy"]
     if "synchronous" in raw and typed(
         p, "stack.synchronous", raw["synchronous"], bool, "true or false"
     ):

@@ -32,6 +32,9 @@ from drillkit.stackfile import StackSpec
 from drillkit.wait import wait_for
 
 PG_PORT = 5432
+PROXY_IMAGE = "toxiproxy"
+PROXY_API_PORT = 8474
+PROXY_NAME = "postgres"
 Progress = Callable[[str], None]
 
 
@@ -47,6 +50,8 @@ class StackOptions:
     """Override the stack file's synchronous replication."""
     data_fs_mib: int | None = None
     """Put the primary's data directory on its own ext4 filesystem of this size (disk-full drills)."""
+    proxy: bool = False
+    """Put a Toxiproxy-compatible fault proxy ('proxy') between the app and the primary."""
     ready_timeout_s: float = 60.0
 
 
@@ -98,7 +103,7 @@ class Stack:
 
     @property
     def services(self) -> tuple[str, ...]:
-        return self.spec.services
+        return self.spec.services + (("proxy",) if self.options.proxy else ())
 
     # ----- bring-up -----------------------------------------------------------------------------
     def up(self) -> None:
@@ -108,6 +113,8 @@ class Stack:
             "postgres": images.resolve(self.spec.database.image, self.progress),
             "app": images.resolve(self.spec.app.image, self.progress),
         }
+        if self.options.proxy:
+            self.image_tags["toxiproxy"] = images.resolve(PROXY_IMAGE, self.progress)
         self.net = self.client.networks.create(
             self.name("net"),
             driver="bridge",
@@ -127,7 +134,8 @@ class Stack:
             },
         )
         self.config_dir.mkdir(parents=True, exist_ok=True)
-        self.set_db_hosts(["primary", "replica"] if "replica" in self.services else ["primary"])
+        first = "proxy" if self.options.proxy else "primary"
+        self.set_db_hosts([first, "replica"] if "replica" in self.services else [first])
         if self.options.data_fs_mib:
             self.loopfs = hostfs.LoopFs.create(
                 self.run_dir / "primary-data.img",
@@ -139,6 +147,8 @@ class Stack:
         self._start_primary()
         if "replica" in self.services:
             self._start_replica()
+        if self.options.proxy:
+            self._start_proxy()
         self._start_app()
         self.wait_pg("primary")
         if "replica" in self.services:
@@ -237,6 +247,38 @@ class Stack:
             },
             ports={f"{app.port}/tcp": ("127.0.0.1", None)},
         )
+
+    def _start_proxy(self) -> None:
+        """The fault proxy, then its one proxy: 'postgres', listening on proxy:5432 for primary."""
+        self._create(
+            "proxy",
+            self.image_tags["toxiproxy"],
+            env={},
+            mounts={},
+            ports={f"{PROXY_API_PORT}/tcp": ("127.0.0.1", None)},
+        )
+
+        def api_up() -> bool:
+            # a real answer: docker-proxy accepts TCP connections before the server listens
+            self.toxiproxy().proxies()
+            return True
+
+        wait_for(
+            api_up,
+            what="the fault proxy's API",
+            timeout_s=self.options.ready_timeout_s,
+            context=self.log_context("proxy"),
+        )
+        self.toxiproxy().create(upstream="primary:5432", name=PROXY_NAME, listen="0.0.0.0:5432")
+
+    def toxiproxy(self) -> Any:
+        """A toxiproxy-python client for this stack's proxy (the client's address is global to the
+        process, so it is set on every call)."""
+        from toxiproxy import Toxiproxy
+
+        client = Toxiproxy()
+        client.update_api_consumer("127.0.0.1", self.port("proxy", PROXY_API_PORT))
+        return client
 
     # ----- access -------------------------------------------------------------------------------
     def container(self, service: str) -> Container:
