@@ -11,6 +11,7 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -126,19 +127,29 @@ def pause_service(ctx: DrillContext, service: Service, duration: Duration) -> st
     length, used to measure the harness's own clock accuracy."""
     c = ctx.stack.container(service)
     c.pause()
-    t_paused = ctx.clock()
-    done = threading.Event()
 
     def resume() -> None:
-        done.wait(max(0.0, duration - (ctx.clock() - t_paused)))
         with contextlib.suppress(docker.errors.APIError):
             c.unpause()
-        ctx.figure("true_outage_s", ctx.clock() - t_paused)
 
-    timer = threading.Thread(target=resume, daemon=True)
+    _undo_after(ctx, duration, resume)
+    return f"{service} paused for {duration:g} s"
+
+
+def _undo_after(ctx: DrillContext, duration: float, undo: Callable[[], object]) -> None:
+    """Undo a fault exactly `duration` after now, in the background, and record the true outage
+    length (figure `true_outage_s`). Teardown ends the timer early if the drill stops first."""
+    t_start = ctx.clock()
+    done = threading.Event()
+
+    def run() -> None:
+        done.wait(max(0.0, duration - (ctx.clock() - t_start)))
+        undo()
+        ctx.figure("true_outage_s", ctx.clock() - t_start)
+
+    timer = threading.Thread(target=run, daemon=True)
     timer.start()
     ctx.cleanups.append(lambda: (done.set(), timer.join()))
-    return f"{service} paused for {duration:g} s"
 
 
 @FAULTS("block-port")
@@ -165,17 +176,7 @@ def block_port(ctx: DrillContext, service: Service, port: int, duration: Duratio
     proc = nsenter(c, "iptables", "-w", "-I", *rule)
     if proc.returncode != 0:
         raise EnvironmentBroken(f"iptables in {service}: {proc.stderr.strip()}")
-    t_blocked = ctx.clock()
-    done = threading.Event()
-
-    def unblock() -> None:
-        done.wait(max(0.0, duration - (ctx.clock() - t_blocked)))
-        nsenter(c, "iptables", "-w", "-D", *rule)
-        ctx.figure("true_outage_s", ctx.clock() - t_blocked)
-
-    timer = threading.Thread(target=unblock, daemon=True)
-    timer.start()
-    ctx.cleanups.append(lambda: (done.set(), timer.join()))
+    _undo_after(ctx, duration, lambda: nsenter(c, "iptables", "-w", "-D", *rule))
     return f"{service}:{port} refuses connections for {duration:g} s"
 
 
