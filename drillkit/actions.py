@@ -391,9 +391,7 @@ def reconcile_from_audit(ctx: DrillContext) -> str:
     if since is None:
         raise StepFailed("reconcile-from-audit", "no restore point time recorded")
     # the figure "before reconciliation" is what a restore alone would have cost
-    from drillkit.runner import ledger_outcome
-
-    before = ledger_outcome(ctx)
+    before = ctx.ledger()
     ctx.figure("lost_before_reconciliation", len(before.lost_or_altered))
     from drillkit.measure import rpo
 

@@ -77,8 +77,8 @@ def cmd_session_start(args: argparse.Namespace) -> int:
 
 def cmd_finish(args: argparse.Namespace) -> int:
     """After a suite: append history, build the evidence pack, warn about stale drills."""
-    from drillkit.plugin import iter_results
     from drillkit.reporting import evidence, history
+    from drillkit.results import load_all
     from drillkit.scenario import discover
 
     session = args.session or os.environ.get("DRILLKIT_SESSION")
@@ -86,7 +86,7 @@ def cmd_finish(args: argparse.Namespace) -> int:
         print("drillkit: no session given (DRILLKIT_SESSION)", file=sys.stderr)
         return 2
     results_dir = REPORTS / "runs" / session
-    results = list(iter_results(results_dir)) if results_dir.is_dir() else []
+    results = load_all(results_dir) if results_dir.is_dir() else []
     if not results:
         print(f"drillkit: no drill records in {results_dir}", file=sys.stderr)
         return 0

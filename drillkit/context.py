@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from drillkit.probes import Baseline, Probes
+from drillkit.measure import LedgerOutcome
+from drillkit.probes import Baseline, Probes, verify_ledger
 from drillkit.results import DrillResult
 from drillkit.stack import Stack
 
@@ -29,6 +30,15 @@ class DrillContext:
     def primary(self) -> str:
         """The service currently acting as primary (changes after a failover)."""
         return str(self.state.get("primary", "primary"))
+
+    def ledger(self) -> LedgerOutcome:
+        """Look up every write the writer sent and every one it saw acknowledged, in the database
+        acting as primary now."""
+        with self.probes._lock:
+            acked = list(self.probes.acked)
+            sent = set(self.probes.sent)
+        with self.stack.connect(self.primary) as conn:
+            return verify_ledger(conn, acked, sent)
 
     def evidence(self, name: str, text: str) -> None:
         self.result.evidence[name] = text

@@ -161,12 +161,11 @@ def judge(m: Measurement, obj: Objectives, failed_checks: Sequence[str] = ()) ->
     elif m.rto_s > obj.rto_s:
         breach("rto", f"RTO {fmt_s(m.rto_s)} > objective {fmt_s(obj.rto_s)}")
     lost = m.lost + m.altered
-    if m.rpo_s > obj.rpo_s or (obj.rpo_s == 0 and lost):
-        breach(
-            "rpo",
-            f"RPO {fmt_s(m.rpo_s)} > objective {fmt_s(obj.rpo_s)} "
-            f"({m.lost} acknowledged writes lost, {m.altered} altered, of {m.acked})",
-        )
+    counts = f"{m.lost} acknowledged writes lost, {m.altered} altered, of {m.acked}"
+    if m.rpo_s > obj.rpo_s:
+        breach("rpo", f"RPO {fmt_s(m.rpo_s)} > objective {fmt_s(obj.rpo_s)} ({counts})")
+    elif obj.rpo_s == 0 and lost:  # a loss inside one instant still breaches an RPO of zero
+        breach("rpo", f"RPO objective 0 s breached: {counts} (span {fmt_s(m.rpo_s)})")
     if obj.detection_s is not None and m.mttd_s is not None and m.mttd_s > obj.detection_s:
         breach("detection", f"MTTD {fmt_s(m.mttd_s)} > objective {fmt_s(obj.detection_s)}")
     for item in failed_checks:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -403,11 +403,6 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         f"{len(results)} drills, {total:.1f} s of drill time; records in "
         f"{drill_config(config).results_dir}"
     )
-
-
-def iter_results(directory: Path) -> Iterator[DrillResult]:
-    for path in sorted(directory.glob("*.json")):
-        yield DrillResult.load(path)
 
 
 __all__ = ["ROOT", "assert_verdict", "load_policy", "resolve_config"]

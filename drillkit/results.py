@@ -104,6 +104,11 @@ class DrillResult:
         return cls.from_json(json.loads(path.read_text()))
 
 
+def load_all(directory: Path) -> list[DrillResult]:
+    """Every drill record of a session folder, in file-name order."""
+    return [DrillResult.load(p) for p in sorted(directory.glob("*.json"))]
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)

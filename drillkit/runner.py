@@ -28,7 +28,7 @@ from drillkit.context import DrillContext
 from drillkit.errors import DrillAborted, DrillError, EnvironmentBroken, StepFailed
 from drillkit.events import EventBus, Phase
 from drillkit.measure import LedgerOutcome, Objectives, judge, measure
-from drillkit.probes import Baseline, ProbeConfig, Probes, median, verify_ledger
+from drillkit.probes import Baseline, ProbeConfig, Probes, median
 from drillkit.registry import CHECKS, FAULTS, RECOVERY, call
 from drillkit.results import CheckResult, DrillResult, StepRecord
 from drillkit.scenario import RESTORE_ACTIONS, Scenario, Step
@@ -69,14 +69,6 @@ def objectives_for(scenario: Scenario, config: RunConfig) -> Objectives:
         if override:
             obj = dataclasses.replace(obj, **override)
     return obj
-
-
-def ledger_outcome(ctx: DrillContext) -> LedgerOutcome:
-    with ctx.probes._lock:
-        acked = list(ctx.probes.acked)
-        sent = set(ctx.probes.sent)
-    with ctx.stack.connect(ctx.primary) as conn:
-        return verify_ledger(conn, acked, sent)
 
 
 class Deadline:
@@ -313,7 +305,7 @@ class Runner:
         self._phase("verify")
         ledger_error = None
         try:
-            outcome = ledger_outcome(ctx)
+            outcome = ctx.ledger()
         except (EnvironmentBroken, psycopg.Error) as exc:
             # A database that cannot be read after "recovery" proves none of the acknowledged
             # writes: each counts as lost (an auditor's reading), and the reason is a breach.
