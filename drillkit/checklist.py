@@ -90,7 +90,11 @@ def performance_baseline(ctx: DrillContext, factor: float = 1.5, floor_ms: float
     t_rec = ctx.result.markers.get("recovered")
     if t_rec is None:
         raise CheckFailed("never recovered: no post-recovery samples")
-    journeys = [s for s in ctx.probes.snapshot() if s.probe == "journey" and s.t > t_rec and s.ok]
+    journeys = [  # journeys that began after recovery (not ones stuck behind the fault)
+        s
+        for s in ctx.probes.snapshot()
+        if s.probe == "journey" and s.t - s.latency_s >= t_rec and s.ok
+    ]
     settled_from = t_rec + (max((s.t for s in journeys), default=t_rec) - t_rec) / 2
     after = [s.latency_s for s in journeys if s.t >= settled_from]
     if len(after) < 3:

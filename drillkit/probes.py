@@ -25,6 +25,7 @@ from typing import Any
 import psycopg
 import requests
 
+from drillkit.errors import EnvironmentBroken
 from drillkit.measure import AckedWrite, LedgerOutcome, Sample
 
 Clock = Callable[[], float]
@@ -110,6 +111,15 @@ class AppClient:
 
 class ProbeError(Exception):
     pass
+
+
+PROBE_FAILURES: tuple[type[Exception], ...] = (
+    requests.RequestException,
+    ValueError,
+    ProbeError,
+    EnvironmentBroken,  # the app's container is stopped: it has no published port to call
+)
+"""What a probe records as a failed sample (never what stops the probe or the writer)."""
 
 
 class Probes:
@@ -203,7 +213,7 @@ class Probes:
             r = requests.get(self.health_url(), timeout=self.config.timeout_s)
             ok = r.status_code == 200 and r.json().get("status") == "ok"
             err = None if ok else f"health {r.status_code}: {r.text[:120]}"
-        except (requests.RequestException, ValueError) as exc:
+        except PROBE_FAILURES as exc:
             ok, err = False, f"{type(exc).__name__}: {str(exc)[:160]}"
         self._record("availability", start, ok, err)
 
@@ -227,7 +237,7 @@ class Probes:
                     f"canary order {CANARY_ORDER_ID} answered {r.status_code}: {r.text[:120]}"
                 )
             ok, err = True, None
-        except (requests.RequestException, ValueError, KeyError, ProbeError) as exc:
+        except (*PROBE_FAILURES, KeyError) as exc:
             ok, err = False, f"{type(exc).__name__}: {str(exc)[:160]}"
         self._record("journey", start, ok, err)
 
@@ -253,7 +263,7 @@ class Probes:
             if r.status_code == 401:
                 self.writer_client.login()
                 r = self.writer_client.create_order(key, payload)
-        except (requests.RequestException, ProbeError):
+        except PROBE_FAILURES:
             return
         if r.status_code in (200, 201):
             with self._lock:
