@@ -90,24 +90,30 @@ def cmd_finish(args: argparse.Namespace) -> int:
     if not results:
         print(f"drillkit: no drill records in {results_dir}", file=sys.stderr)
         return 0
+    recorded = {
+        (row.get("run_id"), row.get("scenario_id")) for row in history.load_history(HISTORY)
+    }
     for r in results:
-        if r.status == "running":
+        if r.status == "running":  # the harness died mid-drill: the record says so
             r.status = "interrupted"
             r.save(results_dir / f"{r.scenario_id}.json")
-        history.append_history(HISTORY, r)
-    env = results[0].environment
+        if (r.run_id, r.scenario_id) not in recorded:  # finishing a session twice adds nothing
+            history.append_history(HISTORY, r)
+    rows = history.load_history(HISTORY)
+    ids = [p.stem for p in discover(ROOT / "scenarios")]
+    stale = history.stale_scenarios(rows, ids, max_age_days=args.max_age_days)
     pack = evidence.build_pack(
         results,
         REPORTS / "evidence" / session,
         operator=getpass.getuser(),
         run_id=session,
-        environment=env,
+        environment=results[0].environment,
+        history=rows,
+        stale=stale,
+        replace=True,
     )
-    print(f"drillkit: evidence pack: {pack}")
-    ids = [p.stem for p in discover(ROOT / "scenarios")]
-    for sid, reason in history.stale_scenarios(
-        history.load_history(HISTORY), ids, max_age_days=args.max_age_days
-    ):
+    print(f"drillkit: evidence pack: {pack} (verify: python -m drillkit.cli verify-pack {pack})")
+    for sid, reason in stale:
         print(f"drillkit: WARNING: drill {sid} is stale: {reason}", file=sys.stderr)
     return 0
 
