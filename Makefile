@@ -8,7 +8,7 @@ PYTEST := $(PY) -m pytest
 DRILL_ARGS ?=
 TEST_ARGS ?=
 
-.PHONY: all drill nightly test unit integration report clean bench lint venv engine images help
+.PHONY: all drill nightly test unit integration report clean bench lint venv engine images help toxiproxy-official
 
 help:
 	@echo "make drill    run every drill (quarterly suite), then the report and the evidence pack"
@@ -61,3 +61,12 @@ bench: images
 
 clean: venv
 	@$(PY) -m drillkit.cli clean
+
+# The Toxiproxy compatibility suite against the official image, where a registry serves it
+# (it cannot here: no registry answers). Host networking so its proxies listen on 127.0.0.1.
+TOXIPROXY_IMAGE ?= ghcr.io/shopify/toxiproxy:2.9.0
+toxiproxy-official: venv engine
+	docker run -d --rm --name drillkit-toxiproxy-official --label io.drillkit=true --network host \
+	    $(TOXIPROXY_IMAGE) -host 127.0.0.1 -port 18474
+	TOXIPROXY_EXTERNAL=127.0.0.1:18474 $(PYTEST) tests/unit/test_toxiproxy_compat.py -v; \
+	    status=$$?; docker rm -f drillkit-toxiproxy-official >/dev/null; exit $$status

@@ -81,8 +81,20 @@ def upstreams():
         srv.server_close()
 
 
+EXTERNAL = os.environ.get("TOXIPROXY_EXTERNAL")
+"""host:port of another Toxiproxy server to run the same suite against (e.g. the official image,
+where a registry serves it: `make toxiproxy-official`)."""
+
+
 @pytest.fixture(scope="module")
 def tp(tmp_path_factory):
+    if EXTERNAL:
+        host, port = EXTERNAL.rsplit(":", 1)
+        client = Toxiproxy()
+        client.update_api_consumer(host, int(port))
+        assert client.running(), f"no Toxiproxy answers at {EXTERNAL}"
+        yield client
+        return
     port = free_port()
     log = tmp_path_factory.mktemp("toxiproxy") / "server.log"
     with open(log, "wb") as out:
