@@ -61,10 +61,22 @@ def cmd_clean(args: argparse.Namespace) -> int:
         f"drillkit: removed {counts['containers']} containers, {counts['networks']} networks, "
         f"{counts['volumes']} volumes, {len(loops)} mounts/loop devices"
     )
+    cmd_prune_images(args)
     left = stack.leftovers(None)
     if left:
         print("drillkit: still present: " + ", ".join(left), file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_prune_images(args: argparse.Namespace) -> int:
+    from drillkit import images
+
+    removed = images.prune_stale()
+    print(
+        f"drillkit: removed {len(removed)} images built from older inputs"
+        + (f": {', '.join(removed)}" if removed else "")
+    )
     return 0
 
 
@@ -180,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     v.set_defaults(fn=cmd_validate)
     sub.add_parser("clean", help="remove everything drillkit left behind").set_defaults(
         fn=cmd_clean
+    )
+    sub.add_parser("prune-images", help="remove images built from older inputs").set_defaults(
+        fn=cmd_prune_images
     )
     sub.add_parser("session-start", help="print a new session id").set_defaults(
         fn=cmd_session_start

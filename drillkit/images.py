@@ -170,6 +170,30 @@ def ensure_all(
     return {name: ensure_image(name, progress) for name in names}
 
 
+def prune_stale(names: tuple[str, ...] = ("postgres", "app", "toxiproxy")) -> list[str]:
+    """Remove drillkit/<name> images built from older inputs (not the current hash) that no
+    container uses; returns the removed tags. The base image is kept."""
+    base = _local(BOOTSTRAP_TAG) or _local(REGISTRY_BASE)
+    removed: list[str] = []
+    client = engine.client()
+    for name in names:
+        context = IMAGES_DIR / name
+        if base is None or not (context / "Dockerfile").is_file():
+            continue
+        current = f"drillkit/{name}:{context_hash(context, base)}"
+        for image in client.images.list(name=f"drillkit/{name}"):
+            for tag in image.tags:
+                if tag != current:
+                    try:
+                        client.images.remove(tag)
+                        removed.append(tag)
+                    except docker.errors.APIError:
+                        pass  # still used by a container: kept
+    pruned = client.images.prune(filters={"dangling": True, "label": f"{engine.LABEL}.image=true"})
+    removed += [d.get("Deleted", "") for d in pruned.get("ImagesDeleted") or [] if d.get("Deleted")]
+    return removed
+
+
 def resolve(ref: str, progress: Progress = _stderr) -> str:
     """A stack file's image: a folder of images/ (built, cached) or an existing image reference."""
     if (IMAGES_DIR / ref / "Dockerfile").is_file():
