@@ -7,14 +7,17 @@ reporters subscribe to the bus. It never imports a reporter.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import secrets as _secrets
 import shutil
+import signal
 import subprocess
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -432,18 +435,43 @@ class Runner:
         res.wall_end = time.time()
         self._emit(Phase.FINISHED, status=res.status)
         keep = self.config.keep_on_failure and res.status != "passed"
+        interrupted: list[int] = []
         if stack is not None and not keep:
-            try:
-                stack.down()
-            finally:
-                hostfs.reap_loopfs(self.config.run_root / self.run_id)
-                shutil.rmtree(self.config.run_root / self.run_id, ignore_errors=True)
+            with signals_held() as interrupted:
+                try:
+                    stack.down()
+                finally:
+                    hostfs.reap_loopfs(self.config.run_root / self.run_id)
+                    shutil.rmtree(self.config.run_root / self.run_id, ignore_errors=True)
             self._emit(Phase.TORN_DOWN)
         elif keep:
             res.extra["kept"] = (
                 f"stack kept for debugging: make clean removes it (run {self.run_id})"
             )
+        if interrupted and res.status not in ("interrupted", "error"):
+            res.status = "interrupted"
         res.save(self.result_path)
+        if interrupted:
+            raise KeyboardInterrupt(f"signal {interrupted[0]} (held during teardown)")
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[list[int]]:
+    """Teardown is not interruptible: Ctrl-C or SIGTERM arriving while it runs is recorded in the
+    yielded list (the caller raises KeyboardInterrupt once its record is saved)."""
+    pending: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield pending
+        return
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: pending.append(signum)) for sig in held
+    }
+    try:
+        yield pending
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _pg_errors(logs: dict[str, str]) -> list[str]:
