@@ -9,6 +9,7 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from drillkit.cli import _allure_cli
@@ -16,7 +17,7 @@ from drillkit.reporting.evidence import build_pack, chromium_render, find_chromi
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "unit"))
-from test_reporting import assert_not_blank, make_result  # noqa: E402
+from test_reporting import assert_not_blank, decode_png, make_result  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     find_chromium() is None, reason="needs Debian's chromium (make test installs it)"
@@ -31,6 +32,14 @@ from drillkit.reporting.allure_report import attach_to_allure
 def test_db_kill_restart():
     attach_to_allure(make_result())
 """
+
+
+def drawn_share(png: bytes) -> float:
+    """Share of pixels that differ from the page's background (its most common colour)."""
+    pixels = (decode_png(png)[..., :3] * 255).astype("uint8").reshape(-1, 3)
+    colours, counts = np.unique(pixels, axis=0, return_counts=True)
+    background = colours[counts.argmax()]
+    return float((np.abs(pixels.astype(int) - background).sum(axis=1) > 30).mean())
 
 
 def screenshot(url: str, out: Path) -> bytes:
@@ -90,11 +99,11 @@ def test_allure_html_report_renders(tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         png = screenshot(
-            f"http://127.0.0.1:{server.server_port}/index.html#behaviors", tmp_path / "allure.png"
+            f"http://127.0.0.1:{server.server_port}/index.html", tmp_path / "allure.png"
         )
     finally:
         server.shutdown()
-    assert_not_blank(png)
+    assert drawn_share(png) > 0.02, "the report page rendered (nearly) empty"
     data = (report / "data" / "behaviors.json").read_text()
     assert "db-kill-restart" in data
 
