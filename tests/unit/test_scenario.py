@@ -9,7 +9,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from drillkit.errors import ValidationError
-from drillkit.scenario import discover, load_scenario, parse_scenario, parse_scenario_text
+from drillkit.scenario import (
+    TOP_KEYS,
+    discover,
+    load_scenario,
+    parse_scenario,
+    parse_scenario_text,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = """
@@ -141,24 +147,7 @@ values = st.recursive(
     ),
     max_leaves=20,
 )
-KEYS = [
-    "id",
-    "title",
-    "source",
-    "severity",
-    "failure_class",
-    "tags",
-    "objectives",
-    "fault",
-    "recovery",
-    "checklist",
-    "stack",
-    "probes",
-    "observe",
-    "expect",
-    "with",
-    "action",
-]
+KEYS = [*TOP_KEYS, "with", "action"]  # every top-level key, and two step keys out of place
 
 
 @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
