@@ -569,16 +569,20 @@ def find_chromium() -> str | None:
 
 
 def chromium_render(
-    html_path: Path,
+    page: Path | str,
     out_path: Path,
     mode: Literal["pdf", "png"] = "pdf",
     chromium: str | None = None,
     timeout_s: float = 120.0,
     window: tuple[int, int] = (1280, 2400),
+    virtual_time_ms: int | None = None,
 ) -> None:
-    """Print `html_path` to a PDF, or screenshot it to a PNG, with headless Chromium.
+    """Print `page` (a file, or a URL such as a report served on 127.0.0.1) to a PDF, or
+    screenshot it to a PNG, with headless Chromium.
 
-    Offline by construction: no network services, and every host name resolves to nothing.
+    Offline by construction: no network services, and every host name resolves to nothing but
+    127.0.0.1. `virtual_time_ms` lets a scripted page run that long in virtual
+    time before the capture (a JavaScript app such as the Allure report draws after load).
     Raises FileNotFoundError without Chromium, RuntimeError when it fails or times out.
     """
     exe = chromium or find_chromium()
@@ -601,7 +605,7 @@ def chromium_render(
             "--disable-dev-shm-usage",
             "--disable-breakpad",
             "--mute-audio",
-            "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
             f"--user-data-dir={profile}",
         ]
         if mode == "pdf":
@@ -616,7 +620,9 @@ def chromium_render(
                 f"--window-size={window[0]},{window[1]}",
                 "--hide-scrollbars",
             ]
-        args.append(html_path.resolve().as_uri())
+        if virtual_time_ms is not None:
+            args.append(f"--virtual-time-budget={virtual_time_ms}")
+        args.append(page if isinstance(page, str) else page.resolve().as_uri())
         env = {**os.environ, "HOME": profile}
         proc = subprocess.Popen(
             args,

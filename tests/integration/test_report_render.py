@@ -43,28 +43,7 @@ def drawn_share(png: bytes) -> float:
 
 
 def screenshot(url: str, out: Path) -> bytes:
-    chromium = find_chromium()
-    subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--hide-scrollbars",
-            f"--user-data-dir={out.parent / 'chromium-profile'}",
-            "--window-size=1400,900",
-            "--virtual-time-budget=8000",
-            f"--screenshot={out}",
-            url,
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    chromium_render(url, out, mode="png", window=(1400, 900), virtual_time_ms=8000)
     return out.read_bytes()
 
 
