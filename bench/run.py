@@ -250,8 +250,12 @@ def bench_restore_scale(config: RunConfig) -> dict[str, Any]:
             seed(conn, s.secrets["user_password"], "large")
         size = s.sql("primary", "SELECT pg_database_size('app')")[0][0]
         s.pgbackrest("backup", "--type=full", timeout_s=900)
-        xid = s.sql("primary", "SELECT txid_current()")[0][0]
-        s.sql("primary", "DELETE FROM orders WHERE id % 2 = 0")
+        # the drill's own destruction, so both restores replay the same WAL: recovery to an
+        # exclusive xid target reads the destructive transaction's records up to its commit
+        xid = s.sql(
+            "primary",
+            "WITH d AS (DELETE FROM orders RETURNING 1) SELECT txid_current() FROM d LIMIT 1",
+        )[0][0]
         s.sql("primary", "SELECT pg_switch_wal()")
         s.pgbackrest("check")
         t = time.monotonic()

@@ -20,9 +20,9 @@ WRITER_USER = "writer@drill.example"
 SCALES: dict[str, tuple[int, int]] = {
     "small": (200, 2_000),
     "medium": (5_000, 100_000),
-    "large": (100_000, 3_000_000),
+    "large": (100_000, 5_600_000),
 }
-"""scale -> (users, orders). 'large' is ~1 GB on disk with indexes."""
+"""scale -> (users, orders). 'large' is ~1 GiB on disk with indexes (3 M orders measured 0.55 GiB)."""
 
 
 def hash_password(password: str, iterations: int = 1000, salt: bytes | None = None) -> str:
