@@ -220,6 +220,8 @@ def restart_service(ctx: DrillContext, service: Service) -> str:
 def _wait_service(ctx: DrillContext, service: str, timeout_s: float = 60) -> None:
     if service == "app":
         ctx.stack.wait_app(timeout_s)
+    elif service == "web":
+        ctx.stack.wait_web(timeout_s)
     else:
         ctx.stack.wait_pg(service, timeout_s)
 

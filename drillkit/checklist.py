@@ -54,6 +54,11 @@ def all_systems_responding(ctx: DrillContext) -> str:
             if r.status_code != 200:
                 raise CheckFailed(f"app health answered {r.status_code}: {r.text[:200]}")
             out.append("app 200")
+        elif service == "web":
+            r = ctx.stack.web_health(5)
+            if r.status_code != 200:
+                raise CheckFailed(f"web front answered {r.status_code}: {r.text[:200]}")
+            out.append("web 200")
         elif service == ctx.state.get("fenced"):
             out.append(f"{service} fenced (not expected to serve)")
         else:
@@ -123,7 +128,7 @@ def no_error_spike(ctx: DrillContext, max_errors: int = 0) -> str:
     if len(fivexx) > max_errors:
         problems.append(f"{len(fivexx)} 5xx answers in the app log, e.g. {fivexx[0][:160]}")
     for service in ctx.stack.services:
-        if service in ("app", "proxy") or service == ctx.state.get("fenced"):
+        if service in ("app", "proxy", "web") or service == ctx.state.get("fenced"):
             continue
         log = ctx.stack.containers[service].logs(since=since).decode("utf-8", "replace")
         bad = [
@@ -150,7 +155,7 @@ def database_healthy(ctx: DrillContext) -> str:
     replicas = [
         s
         for s in ctx.stack.services
-        if s not in ("app", "proxy", primary)
+        if s not in ("app", "proxy", "web", primary)
         and s != ctx.state.get("fenced")
         and ctx.state.get("promoted") != s
     ]

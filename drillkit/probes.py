@@ -4,6 +4,8 @@
 - Journey probe: log in, create an order, read it back, read an existing (seeded) order; ok when
   every step answers as expected.
   A journey slower than `degraded_after_s` also fails (a degradation is an outage of the journey).
+- Extra probes a stack option adds (e.g. the web front's "site" probe: every page served with its
+  known-good SHA-256): ok unless their check raises.
 - Writer: sends orders at a steady rate and records each acknowledged one (key, payload hash, ack
   time); keys sent but never acknowledged are kept to count "in doubt" rows later.
 
@@ -13,6 +15,7 @@ A sample's `t` is its completion time (when its outcome was known).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import threading
@@ -135,8 +138,11 @@ class Probes:
         probe_user: str,
         writer_user: str,
         clock: Clock = time.monotonic,
+        extra: dict[str, Callable[[], object]] | None = None,
     ) -> None:
         self.config = config
+        self.extra = dict(extra or {})
+        """name -> check run at every tick like the built-in probes (fails when it raises)."""
         self.clock = clock
         self.health_url = lambda: base_url() + health_path
         self.journey_client = AppClient(base_url, probe_user, password, config.timeout_s)
@@ -169,6 +175,15 @@ class Probes:
                 daemon=True,
             ),
             threading.Thread(target=self._writer_loop, name="writer", daemon=True),
+            *(
+                threading.Thread(
+                    target=self._tick,
+                    args=(functools.partial(self._extra, name, check), self.config.interval_s),
+                    name=f"probe-{name}",
+                    daemon=True,
+                )
+                for name, check in self.extra.items()
+            ),
         ]
         for t in self._threads:
             t.start()
@@ -240,6 +255,15 @@ class Probes:
         except (*PROBE_FAILURES, KeyError) as exc:
             ok, err = False, f"{type(exc).__name__}: {str(exc)[:160]}"
         self._record("journey", start, ok, err)
+
+    def _extra(self, name: str, check: Callable[[], object]) -> None:
+        start = self.clock()
+        try:
+            check()
+            ok, err = True, None
+        except (*PROBE_FAILURES, KeyError) as exc:
+            ok, err = False, f"{type(exc).__name__}: {str(exc)[:160]}"
+        self._record(name, start, ok, err)
 
     def _writer_loop(self) -> None:
         period = 1.0 / self.config.writer_rate_hz

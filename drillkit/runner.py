@@ -39,6 +39,7 @@ from drillkit.seed import PROBE_USER, SCALES, WRITER_USER, seed
 from drillkit.stack import Stack, StackOptions
 from drillkit.stackfile import StackSpec, load_stack
 from drillkit.wait import wait_for
+from drillkit.web import site_probes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -151,6 +152,7 @@ class Runner:
                     synchronous=self.scenario.stack.get("synchronous"),
                     data_fs_mib=self.scenario.stack.get("data_fs_mib"),
                     proxy=bool(self.scenario.stack.get("proxy")),
+                    web=bool(self.scenario.stack.get("web")),
                     ready_timeout_s=min(60.0, max(5.0, deadline.remaining())),
                 ),
             )
@@ -216,6 +218,7 @@ class Runner:
             probe_user=PROBE_USER,
             writer_user=WRITER_USER,
             clock=self.clock,
+            extra=site_probes(stack, sc.probes.get("timeout", 2.0)),
         )
         ctx = DrillContext(stack=stack, probes=probes, result=res, clock=self.clock)
         ctx.state["seeded_orders"] = SCALES[self.config.seed_scale][1]

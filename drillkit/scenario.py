@@ -13,6 +13,7 @@ from typing import Any
 from drillkit import actions as _actions  # noqa: F401  (registers the built-in actions)
 from drillkit import checklist as _checklist  # noqa: F401  (registers the checks)
 from drillkit import runbook_actions as _runbook_actions  # noqa: F401  (more runbooks)
+from drillkit import web as _web  # noqa: F401  (the web front's defacement drill)
 from drillkit.measure import Objectives
 from drillkit.registry import CHECKS, FAULTS, RECOVERY, Duration, Registry, Service
 from drillkit.stackfile import SERVICES
@@ -151,6 +152,8 @@ def parse_scenario(
     stack = _stack(p, data.get("stack", {}))
     if stack.get("proxy"):
         services = (*services, "proxy")
+    if stack.get("web"):
+        services = (*services, "web")
     probes = _probes(p, data.get("probes", {}))
     steady = _duration_block(p, data.get("steady_state", {"duration": "1500ms"}), "steady_state")
     fault = _step(p, "fault", data.get("fault"), FAULTS, services) if "fault" in data else None
@@ -226,10 +229,12 @@ def _objectives(p: Problems, raw: Any) -> Objectives | None:
 def _stack(p: Problems, raw: Any) -> dict[str, Any]:
     if not typed(p, "stack", raw, dict, "a mapping (synchronous, data_fs)"):
         return {}
-    check_keys(p, "stack", raw, ("synchronous", "data_fs", "replica", "proxy"), ())
+    check_keys(p, "stack", raw, ("synchronous", "data_fs", "replica", "proxy", "web"), ())
     out: dict[str, Any] = {}
     if "proxy" in raw and typed(p, "stack.proxy", raw["proxy"], bool, "true or false"):
         out["proxy"] = raw["proxy"]
+    if "web" in raw and typed(p, "stack.web", raw["web"], bool, "true or false"):
+        out["web"] = raw["web"]
     if "synchronous" in raw and typed(
         p, "stack.synchronous", raw["synchronous"], bool, "true or false"
     ):

@@ -25,7 +25,7 @@ import psycopg
 import requests
 from docker.models.containers import Container
 
-from drillkit import engine, hostfs, images
+from drillkit import engine, hostfs, images, webfront
 from drillkit.errors import BlastRadiusError, EnvironmentBroken
 from drillkit.secrets import Secrets
 from drillkit.stackfile import StackSpec
@@ -35,6 +35,7 @@ PG_PORT = 5432
 PROXY_IMAGE = "toxiproxy"
 PROXY_API_PORT = 8474
 PROXY_NAME = "postgres"
+WEB_IMAGE = "web"
 Progress = Callable[[str], None]
 
 
@@ -52,6 +53,9 @@ class StackOptions:
     """Put the primary's data directory on its own ext4 filesystem of this size (disk-full drills)."""
     proxy: bool = False
     """Put a Toxiproxy-compatible fault proxy ('proxy') between the app and the primary."""
+    web: bool = False
+    """Start a web front ('web': nginx serving a static site, /api/ proxied to the app) and back
+    its content up (tarball + SHA-256 manifest in the run dir) once it serves."""
     ready_timeout_s: float = 60.0
 
 
@@ -81,6 +85,7 @@ class Stack:
         self.containers: dict[str, Container] = {}
         self.image_tags: dict[str, str] = {}
         self.loopfs: hostfs.LoopFs | None = None
+        self.web_backups: list[webfront.WebBackup] = []
         self.synchronous = (
             self.options.synchronous
             if self.options.synchronous is not None
@@ -103,7 +108,11 @@ class Stack:
 
     @property
     def services(self) -> tuple[str, ...]:
-        return self.spec.services + (("proxy",) if self.options.proxy else ())
+        return (
+            self.spec.services
+            + (("proxy",) if self.options.proxy else ())
+            + (("web",) if self.options.web else ())
+        )
 
     # ----- bring-up -----------------------------------------------------------------------------
     def up(self) -> None:
@@ -115,6 +124,8 @@ class Stack:
         }
         if self.options.proxy:
             self.image_tags["toxiproxy"] = images.resolve(PROXY_IMAGE, self.progress)
+        if self.options.web:
+            self.image_tags["web"] = images.resolve(WEB_IMAGE, self.progress)
         self.net = self.client.networks.create(
             self.name("net"),
             driver="bridge",
@@ -150,6 +161,8 @@ class Stack:
         if self.options.proxy:
             self._start_proxy()
         self._start_app()
+        if self.options.web:
+            self._start_web()
         self.wait_pg("primary")
         if "replica" in self.services:
             self.wait_streaming()
@@ -160,6 +173,11 @@ class Stack:
                     "SELECT pg_reload_conf()",
                 )
         self.wait_app()
+        if self.options.web:
+            self.wait_web()
+            self.web_backups.append(
+                webfront.take_backup(self.container("web"), self.run_dir / "web-backup")
+            )
         self.progress(f"stack {self.run_id} ready in {time.monotonic() - t0:.1f} s")
 
     def _create(
@@ -271,6 +289,22 @@ class Stack:
         )
         self.toxiproxy().create(upstream="primary:5432", name=PROXY_NAME, listen="0.0.0.0:5432")
 
+    def _start_web(self) -> None:
+        """The web front: the public site on port 80, a staff preview of the same content (never
+        behind the maintenance page) on 8081; the content in a labelled volume that the image's
+        site fills on first mount."""
+        content = self.client.volumes.create(self.name("web-content"), labels=self.labels("web"))
+        self._create(
+            "web",
+            self.image_tags["web"],
+            env={},
+            mounts={content.name: {"bind": webfront.WEB_ROOT, "mode": "rw"}},
+            ports={
+                f"{webfront.WEB_PORT}/tcp": ("127.0.0.1", None),
+                f"{webfront.WEB_PREVIEW_PORT}/tcp": ("127.0.0.1", None),
+            },
+        )
+
     def toxiproxy(self) -> Any:
         """A toxiproxy-python client for this stack's proxy (the client's address is global to the
         process, so it is set on every call)."""
@@ -319,6 +353,10 @@ class Stack:
             if b["HostIp"] not in ("127.0.0.1", ""):
                 raise BlastRadiusError(f"{c.name} publishes on {b['HostIp']}, not 127.0.0.1")
         return int(bindings[0]["HostPort"])
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.port('web', webfront.WEB_PORT)}"
 
     @property
     def app_url(self) -> str:
@@ -435,6 +473,24 @@ class Stack:
             what="the app's health endpoint",
             timeout_s=timeout_s or self.options.ready_timeout_s,
             context=self.log_context("app"),
+        )
+
+    def web_health(self, timeout_s: float = 2.0) -> requests.Response:
+        """The web front's home page (200 when it serves the site; 503 in maintenance)."""
+        return requests.get(self.web_url + "/", timeout=timeout_s)
+
+    def wait_web(self, timeout_s: float | None = None) -> None:
+        """Until nginx answers its own liveness URL (also while the site is in maintenance)."""
+
+        def serving() -> bool:
+            self.require_running("web")
+            return requests.get(self.web_url + "/healthz", timeout=1.0).status_code == 200
+
+        wait_for(
+            serving,
+            what="the web front (nginx) to answer",
+            timeout_s=timeout_s or self.options.ready_timeout_s,
+            context=self.log_context("web"),
         )
 
     def run_tool(self, service: str, argv: list[str], timeout_s: float = 300.0) -> str:
