@@ -7,6 +7,7 @@ directory and reaped by `reap_loopfs()` (make clean, or the next run's start) af
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,10 +55,26 @@ class LoopFs:
         return cls(image, mountpoint, device)
 
     def free_bytes(self) -> int:
-        import os
-
         st = os.statvfs(self.mountpoint)
         return st.f_bavail * st.f_frsize
+
+    def size_bytes(self) -> int:
+        st = os.statvfs(self.mountpoint)
+        return st.f_blocks * st.f_frsize
+
+    def grow_offline(self, add_mib: int) -> None:
+        """Extend the filesystem by `add_mib` MiB: unmount, enlarge the backing file and the loop
+        device, fsck, resize2fs, mount again. Offline because this kernel refuses online
+        resize2fs (EPERM); nothing may hold the mount (stop the container that binds it)."""
+        _run("umount", str(self.mountpoint))
+        try:
+            with self.image.open("r+b") as f:
+                f.truncate(self.image.stat().st_size + add_mib * 2**20)
+            _run("losetup", "-c", self.device)
+            _run("e2fsck", "-f", "-y", self.device)
+            _run("resize2fs", self.device)
+        finally:
+            _run("mount", self.device, str(self.mountpoint))
 
     def destroy(self) -> None:
         with contextlib.suppress(EnvironmentBroken):

@@ -151,6 +151,7 @@ class Runner:
                 StackOptions(
                     synchronous=self.scenario.stack.get("synchronous"),
                     data_fs_mib=self.scenario.stack.get("data_fs_mib"),
+                    wal_fs_mib=self.scenario.stack.get("wal_fs_mib"),
                     proxy=bool(self.scenario.stack.get("proxy")),
                     web=bool(self.scenario.stack.get("web")),
                     ready_timeout_s=min(60.0, max(5.0, deadline.remaining())),

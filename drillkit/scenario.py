@@ -13,6 +13,7 @@ from typing import Any
 from drillkit import actions as _actions  # noqa: F401  (registers the built-in actions)
 from drillkit import checklist as _checklist  # noqa: F401  (registers the checks)
 from drillkit import runbook_actions as _runbook_actions  # noqa: F401  (more runbooks)
+from drillkit import wal as _wal  # noqa: F401  (WAL volume full)
 from drillkit import web as _web  # noqa: F401  (the web front's defacement drill)
 from drillkit.measure import Objectives
 from drillkit.registry import CHECKS, FAULTS, RECOVERY, Duration, Registry, Service
@@ -229,7 +230,7 @@ def _objectives(p: Problems, raw: Any) -> Objectives | None:
 def _stack(p: Problems, raw: Any) -> dict[str, Any]:
     if not typed(p, "stack", raw, dict, "a mapping (synchronous, data_fs)"):
         return {}
-    check_keys(p, "stack", raw, ("synchronous", "data_fs", "replica", "proxy", "web"), ())
+    check_keys(p, "stack", raw, ("synchronous", "data_fs", "wal_fs", "replica", "proxy", "web"), ())
     out: dict[str, Any] = {}
     if "proxy" in raw and typed(p, "stack.proxy", raw["proxy"], bool, "true or false"):
         out["proxy"] = raw["proxy"]
@@ -241,17 +242,18 @@ def _stack(p: Problems, raw: Any) -> dict[str, Any]:
         out["synchronous"] = raw["synchronous"]
     if "replica" in raw and typed(p, "stack.replica", raw["replica"], bool, "true or false"):
         out["replica"] = raw["replica"]
-    if "data_fs" in raw:
-        v = raw["data_fs"]
-        if (
-            isinstance(v, str)
-            and v.endswith("MiB")
-            and v[:-3].isdigit()
-            and 32 <= int(v[:-3]) <= 4096
-        ):
-            out["data_fs_mib"] = int(v[:-3])
-        else:
-            p.add("stack.data_fs", f"expected a size from '32MiB' to '4096MiB', got {v!r}")
+    for key in ("data_fs", "wal_fs"):
+        if key in raw:
+            v = raw[key]
+            if (
+                isinstance(v, str)
+                and v.endswith("MiB")
+                and v[:-3].isdigit()
+                and 32 <= int(v[:-3]) <= 4096
+            ):
+                out[f"{key}_mib"] = int(v[:-3])
+            else:
+                p.add(f"stack.{key}", f"expected a size from '32MiB' to '4096MiB', got {v!r}")
     return out
 
 

@@ -51,6 +51,8 @@ class StackOptions:
     """Override the stack file's synchronous replication."""
     data_fs_mib: int | None = None
     """Put the primary's data directory on its own ext4 filesystem of this size (disk-full drills)."""
+    wal_fs_mib: int | None = None
+    """Put the primary's pg_wal on its own ext4 filesystem of this size (WAL-volume-full drills)."""
     proxy: bool = False
     """Put a Toxiproxy-compatible fault proxy ('proxy') between the app and the primary."""
     web: bool = False
@@ -85,6 +87,9 @@ class Stack:
         self.containers: dict[str, Container] = {}
         self.image_tags: dict[str, str] = {}
         self.loopfs: hostfs.LoopFs | None = None
+        """The primary's data filesystem (stack option data_fs)."""
+        self.walfs: hostfs.LoopFs | None = None
+        """The primary's pg_wal filesystem (stack option wal_fs)."""
         self.web_backups: list[webfront.WebBackup] = []
         self.synchronous = (
             self.options.synchronous
@@ -152,6 +157,12 @@ class Stack:
                 self.run_dir / "primary-data.img",
                 self.run_dir / "primary-data",
                 self.options.data_fs_mib,
+            )
+        if self.options.wal_fs_mib:
+            self.walfs = hostfs.LoopFs.create(
+                self.run_dir / "primary-wal.img",
+                self.run_dir / "primary-wal",
+                self.options.wal_fs_mib,
             )
         # All three start at once: the standby's entrypoint waits for the primary before cloning
         # it, and the app retries its database until one answers.
@@ -226,6 +237,12 @@ class Stack:
                 self.name(f"{service}-data"), labels=self.labels(service)
             )
             data = {vol.name: {"bind": "/pgdata", "mode": "rw"}}
+        if service == "primary" and self.walfs is not None:
+            # pg_wal on its own filesystem, bound over the data directory's pg_wal (the
+            # entrypoint hands the mount point to postgres and the template's copy fills it)
+            wal = self.walfs.mountpoint / "wal"
+            wal.mkdir(exist_ok=True)
+            data[str(wal)] = {"bind": "/pgdata/pg_wal", "mode": "rw"}
         repo = self.client.volumes.create(self.name("pgbackrest"), labels=self.labels("pgbackrest"))
         return {
             **data,
@@ -548,9 +565,10 @@ class Stack:
     def down(self) -> None:
         """Remove everything this run created. Safe to call twice and after a partial up()."""
         reap(self.run_id)
-        if self.loopfs is not None:
-            self.loopfs.destroy()
-            self.loopfs = None
+        for fs in (self.loopfs, self.walfs):
+            if fs is not None:
+                fs.destroy()
+        self.loopfs = self.walfs = None
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -12,6 +12,11 @@ if [ "$(id -u)" = 0 ]; then
     mkdir -p "$PGDATA" /run/postgresql
     chown postgres:postgres "$PGDATA" /run/postgresql /var/lib/pgbackrest
     chmod 700 "$PGDATA"
+    # pg_wal may be a mount point of its own (a WAL volume): hand it to postgres as well
+    if [ -d "$PGDATA/pg_wal" ]; then
+        chown postgres:postgres "$PGDATA/pg_wal"
+        chmod 700 "$PGDATA/pg_wal"
+    fi
     exec setpriv --reuid=postgres --regid=postgres --init-groups "$0" "$@"
 fi
 

@@ -101,6 +101,7 @@ def test_every_shipped_scenario_is_valid():
         (edit(observ="3s"), "s.yaml: observ: unknown key (did you mean 'observe'?)"),
         (edit(probes={"interval": "2s"}), "s.yaml: probes.interval: must be sub-second"),
         (edit(stack={"data_fs": "10GB"}), "s.yaml: stack.data_fs: expected a size"),
+        (edit(stack={"wal_fs": "8MiB"}), "s.yaml: stack.wal_fs: expected a size"),
         ("id: [unclosed", "s.yaml: line 1 column"),
         ("- a\n- b\n", "s.yaml: <top>: expected a mapping"),
     ],
