@@ -1,10 +1,13 @@
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from drillkit.errors import ValidationError
-from drillkit.stackfile import load_stack, parse_stack
-from drillkit.validate import Problems, parse_duration
+from drillkit.stackfile import REFERENCE, StackSpec, load_stack, parse_stack
+from drillkit.validate import Problems, parse_duration, parse_yaml
 
 
 def test_reference_stack_loads():
@@ -94,3 +97,70 @@ def test_policy_file(tmp_path):
     path.write_text("objectives:\n  x: {mttr: 5s}\n")
     with pytest.raises(ValidationError, match="unknown objective"):
         load_policy(path)
+
+
+# ----- fuzz: any stack file ends in a StackSpec or a ValidationError with file:path lines ------
+
+leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**40), max_value=2**40),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.sampled_from(["postgres", "app", "/api/health", "health", "8080", "true", "/run/x"]),
+)
+values = st.recursive(
+    leaf,
+    lambda c: st.one_of(
+        st.lists(c, max_size=4), st.dictionaries(st.text(max_size=10) | leaf, c, max_size=4)
+    ),
+    max_leaves=16,
+)
+DB_KEYS = ["image", "replica", "synchronous", "replicas"]
+APP_KEYS = ["image", "port", "health", "secrets_dir", "config_dir", "env", "healthz"]
+
+
+def _parses_or_says_where(data):
+    try:
+        spec = parse_stack(data, "fuzz.yaml")
+    except ValidationError as exc:
+        assert exc.problems and all(p.startswith("fuzz.yaml: ") for p in exc.problems)
+    else:
+        assert isinstance(spec, StackSpec)
+        assert 0 < spec.app.port < 65536 and spec.app.health.startswith("/")
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.dictionaries(st.sampled_from(["name", "database", "app", "services"]), values, max_size=4)
+)
+def test_fuzzed_stack_top_levels(data):
+    _parses_or_says_where(data)
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.dictionaries(st.sampled_from(DB_KEYS), values, max_size=4),
+    st.dictionaries(st.sampled_from(APP_KEYS), values, max_size=7),
+)
+def test_fuzzed_stack_sections(db, app):
+    _parses_or_says_where({"name": "fuzz", "database": db, "app": app})
+
+
+@settings(deadline=None)
+@given(st.text(max_size=300))
+def test_fuzzed_stack_yaml_text(text):
+    try:
+        data = parse_yaml(text, "fuzz.yaml")
+    except ValidationError as exc:
+        assert all(p.startswith("fuzz.yaml: ") for p in exc.problems)
+        return
+    _parses_or_says_where(data)
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["database", "app"]), st.sampled_from(DB_KEYS + APP_KEYS), values)
+def test_fuzzed_field_of_the_reference_stack(section, key, junk):
+    data = yaml.safe_load(REFERENCE.read_text())
+    data[section] = {**(data.get(section) or {}), key: junk}
+    _parses_or_says_where(data)
