@@ -22,6 +22,7 @@ app's database and the providers' own ledgers.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 import time
@@ -38,6 +39,7 @@ from drillkit.payledger import (
     PROVIDERS,
     AppPayment,
     PaymentAck,
+    ProviderCharge,
     Reconciliation,
     fetch_charges,
     fetch_status,
@@ -93,21 +95,27 @@ def app_payments(ctx: DrillContext) -> list[AppPayment]:
     return [AppPayment(int(r[0]), r[1], int(r[2]), r[3], r[4], r[5]) for r in rows]
 
 
+def _all_charges(ctx: DrillContext) -> list[ProviderCharge]:
+    return [c for p in PROVIDERS for c in fetch_charges(ctx.stack.provider_url(p), p, timeout_s=10)]
+
+
 def reconcile_now(ctx: DrillContext) -> Reconciliation:
     """The app's payments against both providers' ledgers and the probe's acknowledgements.
 
-    Read in causal order, so a live system gives a consistent cut: the client's acks first (an
-    ack follows the app's record), then the app's payments (a record follows the provider's
-    charge), then the providers' ledgers. What can still differ is a charge made at a provider
-    while the app had not yet recorded it: in flight, not a discrepancy, if it is recorded soon
-    (see `reconcile_payments`' settle)."""
+    Read in causal order, so that a system still taking payments gives a consistent cut: the
+    client's acks (an ack follows the app's record), then the app's payments (a record follows
+    the provider's charge), then the providers' ledgers. A charge made at a provider just before
+    the app's payments were read may not be recorded yet: only the charges an earlier read of
+    the ledgers already held are judged unrecorded. What can still differ (a payment in flight
+    while the app was read) settles within milliseconds: see `reconcile_payments`' settle."""
+    earlier = {(c.provider, c.id) for c in _all_charges(ctx)}
     probe = ctx.probes.extra.get("payment")
     acked = probe.acked() if isinstance(probe, PaymentProbe) else []
     payments = app_payments(ctx)
-    charges = [
-        c for p in PROVIDERS for c in fetch_charges(ctx.stack.provider_url(p), p, timeout_s=10)
-    ]
-    return reconcile(payments, charges, acked)
+    rec = reconcile(payments, _all_charges(ctx), acked)
+    return dataclasses.replace(
+        rec, unrecorded=tuple(c for c in rec.unrecorded if (c.provider, c.id) in earlier)
+    )
 
 
 # ----- the payment probe ----------------------------------------------------------------------
