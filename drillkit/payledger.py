@@ -16,7 +16,8 @@ provider's API through its port published on 127.0.0.1.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import re
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -246,6 +247,15 @@ def payment_table(payments: Iterable[AppPayment]) -> str:
             f"{p.order_id:<9} {p.status:<9} {p.provider:<16} {p.charge_id or '-':<20} {p.key}"
         )
     return "\n".join(lines)
+
+
+_PAY_LINE = re.compile(r'request method="POST" path="/api/orders/\d+/pay" status=(\d{3})')
+
+
+def pay_answers(app_log: str) -> Counter[int]:
+    """How many times the app answered each HTTP status to `POST /api/orders/<id>/pay`, from its
+    log (one `request` line per answer)."""
+    return Counter(int(m.group(1)) for m in _PAY_LINE.finditer(app_log))
 
 
 # ----- a provider's API, from the harness ------------------------------------------------------

@@ -43,6 +43,7 @@ from drillkit.payledger import (
     Reconciliation,
     fetch_charges,
     fetch_status,
+    pay_answers,
     payment_table,
     reconcile,
     set_fault,
@@ -60,6 +61,9 @@ TITLES.update(
     {
         "payments-reconciled": (
             "Every paid order recorded exactly once (app records vs both providers' ledgers)"
+        ),
+        "payments-degraded-gracefully": (
+            "Payments degraded gracefully during the provider failure (order kept, 202, no 5xx)"
         ),
     }
 )
@@ -461,3 +465,40 @@ def payments_reconciled(ctx: DrillContext) -> str:
     if not rec.ok:
         raise CheckFailed("; ".join(rec.problems()))
     return rec.describe()
+
+
+@CHECKS("payments-degraded-gracefully")
+def payments_degraded_gracefully(ctx: DrillContext) -> str:
+    """While the provider failed the app degraded instead of failing: it answered every payment
+    request (from its log, since the fault) with 201, 200 or 202 (order kept, payment queued),
+    never a 5xx, and answered in time: no failed payment probe since the fault ended in an error
+    other than a pending payment (a client timeout, a refused order)."""
+    _require_payments(ctx.stack)
+    t_fault = ctx.result.markers.get("fault")
+    if t_fault is None:
+        raise CheckFailed("no fault was injected")
+    since = int(ctx.result.wall(t_fault))
+    log = ctx.stack.container("app").logs(since=since).decode("utf-8", "replace")
+    answers = pay_answers(log)
+    problems = []
+    bad = {status: n for status, n in answers.items() if status not in (200, 201, 202)}
+    if bad:
+        problems.append(f"the app answered payment requests with {bad}")
+    if not answers.get(202):
+        problems.append("no payment was queued as pending: the provider failure was not seen")
+    failed = [
+        s for s in ctx.probes.snapshot() if s.probe == "payment" and s.t >= t_fault and not s.ok
+    ]
+    other = [s for s in failed if "payment pending (202)" not in (s.error or "")]
+    if other:
+        problems.append(
+            f"{len(other)} of {len(failed)} failed payments were not a pending answer, e.g. "
+            f"{other[0].error}"
+        )
+    if problems:
+        raise CheckFailed("; ".join(problems))
+    slowest = max((s.latency_s for s in failed), default=0.0)
+    return (
+        f"payment answers since the fault: {dict(sorted(answers.items()))}; "
+        f"{len(failed)} payments queued as pending, the slowest answered in {slowest:.2f} s"
+    )

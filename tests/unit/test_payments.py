@@ -21,6 +21,7 @@ from drillkit.payledger import (
     PaymentAck,
     ProviderCharge,
     charges_from_listing,
+    pay_answers,
     payment_table,
     reconcile,
 )
@@ -125,6 +126,20 @@ def test_charges_from_listing_and_table():
         charges_from_listing("provider", {"nope": []})
     table = payment_table([pay(2), pay(1, "pending")])
     assert table.splitlines()[1].startswith("1 ") and "pending" in table
+
+
+def test_pay_answers_counts_statuses_of_pay_requests_only():
+    log = "\n".join(
+        [
+            '2026-12-01T06:00:00.1Z request method="POST" path="/api/orders/7/pay" status=201 duration_ms=4.1',
+            '2026-12-01T06:00:00.2Z request method="POST" path="/api/orders/8/pay" status=202 duration_ms=1003.0',
+            '2026-12-01T06:00:00.3Z request method="POST" path="/api/orders/9/pay" status=202 duration_ms=2.0',
+            '2026-12-01T06:00:00.4Z request method="POST" path="/api/orders" status=503 duration_ms=1.0',
+            '2026-12-01T06:00:00.5Z request method="GET" path="/api/orders/9" status=200 duration_ms=1.0',
+            '2026-12-01T06:00:00.6Z request method="POST" path="/api/orders/10/pay" status=503 duration_ms=9',
+        ]
+    )
+    assert pay_answers(log) == {201: 1, 202: 2, 503: 1}
 
 
 def test_the_payment_scenarios_need_the_payment_stack():
