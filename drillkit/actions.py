@@ -21,6 +21,7 @@ import requests
 
 from drillkit.context import DrillContext
 from drillkit.errors import EnvironmentBroken, StepFailed
+from drillkit.payledger import PROVIDERS
 from drillkit.probes import AppClient
 from drillkit.registry import FAULTS, RECOVERY, Duration, Service
 from drillkit.seed import PROBE_USER
@@ -222,6 +223,8 @@ def _wait_service(ctx: DrillContext, service: str, timeout_s: float = 60) -> Non
         ctx.stack.wait_app(timeout_s)
     elif service == "web":
         ctx.stack.wait_web(timeout_s)
+    elif service in PROVIDERS:
+        ctx.stack.wait_provider(service, timeout_s)
     else:
         ctx.stack.wait_pg(service, timeout_s)
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import time
 
 import psycopg
+import requests
 
 from drillkit.context import DrillContext
 from drillkit.errors import EnvironmentBroken
+from drillkit.payledger import PROVIDERS, STATUS_PATH
 from drillkit.probes import AppClient, median
 from drillkit.registry import CHECKS, Service
 from drillkit.seed import PROBE_USER
@@ -59,6 +61,11 @@ def all_systems_responding(ctx: DrillContext) -> str:
             if r.status_code != 200:
                 raise CheckFailed(f"web front answered {r.status_code}: {r.text[:200]}")
             out.append("web 200")
+        elif service in PROVIDERS:
+            r = requests.get(ctx.stack.provider_url(service) + STATUS_PATH, timeout=5)
+            if r.status_code != 200:
+                raise CheckFailed(f"{service} status page answered {r.status_code}")
+            out.append(f"{service} {r.json()['status']['indicator']}")
         elif service == ctx.state.get("fenced"):
             out.append(f"{service} fenced (not expected to serve)")
         else:
@@ -128,7 +135,7 @@ def no_error_spike(ctx: DrillContext, max_errors: int = 0) -> str:
     if len(fivexx) > max_errors:
         problems.append(f"{len(fivexx)} 5xx answers in the app log, e.g. {fivexx[0][:160]}")
     for service in ctx.stack.services:
-        if service in ("app", "proxy", "web") or service == ctx.state.get("fenced"):
+        if service in ("app", "proxy", "web", *PROVIDERS) or service == ctx.state.get("fenced"):
             continue
         log = ctx.stack.containers[service].logs(since=since).decode("utf-8", "replace")
         bad = [
@@ -155,7 +162,7 @@ def database_healthy(ctx: DrillContext) -> str:
     replicas = [
         s
         for s in ctx.stack.services
-        if s not in ("app", "proxy", "web", primary)
+        if s not in ("app", "proxy", "web", *PROVIDERS, primary)
         and s != ctx.state.get("fenced")
         and ctx.state.get("promoted") != s
     ]

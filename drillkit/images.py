@@ -164,13 +164,16 @@ def _build(context: Path, tag: str, buildargs: dict[str, str], progress: Progres
 
 
 def ensure_all(
-    names: tuple[str, ...] = ("postgres", "app", "toxiproxy", "web"), progress: Progress = _stderr
+    names: tuple[str, ...] = ("postgres", "app", "toxiproxy", "web", "payments"),
+    progress: Progress = _stderr,
 ) -> dict[str, str]:
     """Build (or find cached) every named image; returns name -> tag."""
     return {name: ensure_image(name, progress) for name in names}
 
 
-def prune_stale(names: tuple[str, ...] = ("postgres", "app", "toxiproxy", "web")) -> list[str]:
+def prune_stale(
+    names: tuple[str, ...] = ("postgres", "app", "toxiproxy", "web", "payments"),
+) -> list[str]:
     """Remove drillkit/<name> images built from older inputs (not the current hash) that no
     container uses; returns the removed tags. The base image is kept."""
     base = _local(BOOTSTRAP_TAG) or _local(REGISTRY_BASE)

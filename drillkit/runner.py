@@ -31,6 +31,7 @@ from drillkit.context import DrillContext
 from drillkit.errors import DrillAborted, DrillError, EnvironmentBroken, StepFailed
 from drillkit.events import EventBus, Phase
 from drillkit.measure import LedgerOutcome, Objectives, judge, measure
+from drillkit.payments import payment_probes
 from drillkit.probes import Baseline, ProbeConfig, Probes, median
 from drillkit.registry import CHECKS, FAULTS, RECOVERY, call
 from drillkit.results import CheckResult, DrillResult, StepRecord
@@ -154,6 +155,7 @@ class Runner:
                     wal_fs_mib=self.scenario.stack.get("wal_fs_mib"),
                     proxy=bool(self.scenario.stack.get("proxy")),
                     web=bool(self.scenario.stack.get("web")),
+                    payments=bool(self.scenario.stack.get("payments")),
                     ready_timeout_s=min(60.0, max(5.0, deadline.remaining())),
                 ),
             )
@@ -219,7 +221,10 @@ class Runner:
             probe_user=PROBE_USER,
             writer_user=WRITER_USER,
             clock=self.clock,
-            extra=site_probes(stack, sc.probes.get("timeout", 2.0)),
+            extra={
+                **site_probes(stack, sc.probes.get("timeout", 2.0)),
+                **payment_probes(stack, sc.probes.get("timeout", 2.0)),
+            },
         )
         ctx = DrillContext(stack=stack, probes=probes, result=res, clock=self.clock)
         ctx.state["seeded_orders"] = SCALES[self.config.seed_scale][1]

@@ -12,10 +12,12 @@ from typing import Any
 
 from drillkit import actions as _actions  # noqa: F401  (registers the built-in actions)
 from drillkit import checklist as _checklist  # noqa: F401  (registers the checks)
+from drillkit import payments as _payments  # noqa: F401  (the payment provider failure drill)
 from drillkit import runbook_actions as _runbook_actions  # noqa: F401  (more runbooks)
 from drillkit import wal as _wal  # noqa: F401  (WAL volume full)
 from drillkit import web as _web  # noqa: F401  (the web front's defacement drill)
 from drillkit.measure import Objectives
+from drillkit.payledger import PROVIDERS
 from drillkit.registry import CHECKS, FAULTS, RECOVERY, Duration, Registry, Service
 from drillkit.stackfile import SERVICES
 from drillkit.validate import (
@@ -155,6 +157,8 @@ def parse_scenario(
         services = (*services, "proxy")
     if stack.get("web"):
         services = (*services, "web")
+    if stack.get("payments"):
+        services = (*services, *PROVIDERS)
     probes = _probes(p, data.get("probes", {}))
     steady = _duration_block(p, data.get("steady_state", {"duration": "1500ms"}), "steady_state")
     fault = _step(p, "fault", data.get("fault"), FAULTS, services) if "fault" in data else None
@@ -230,12 +234,20 @@ def _objectives(p: Problems, raw: Any) -> Objectives | None:
 def _stack(p: Problems, raw: Any) -> dict[str, Any]:
     if not typed(p, "stack", raw, dict, "a mapping (synchronous, data_fs)"):
         return {}
-    check_keys(p, "stack", raw, ("synchronous", "data_fs", "wal_fs", "replica", "proxy", "web"), ())
+    check_keys(
+        p,
+        "stack",
+        raw,
+        ("synchronous", "data_fs", "wal_fs", "replica", "proxy", "web", "payments"),
+        (),
+    )
     out: dict[str, Any] = {}
     if "proxy" in raw and typed(p, "stack.proxy", raw["proxy"], bool, "true or false"):
         out["proxy"] = raw["proxy"]
     if "web" in raw and typed(p, "stack.web", raw["web"], bool, "true or false"):
         out["web"] = raw["web"]
+    if "payments" in raw and typed(p, "stack.payments", raw["payments"], bool, "true or false"):
+        out["payments"] = raw["payments"]
     if "synchronous" in raw and typed(
         p, "stack.synchronous", raw["synchronous"], bool, "true or false"
     ):

@@ -12,7 +12,15 @@ import secrets as _secrets
 from pathlib import Path
 
 DB_SECRETS = ("pg_superuser_password", "app_db_password", "replication_password")
-APP_SECRETS = ("app_db_user", "app_db_password", "jwt_secret", "admin_token")
+APP_SECRETS = (
+    "app_db_user",
+    "app_db_password",
+    "jwt_secret",
+    "admin_token",
+    "payments_webhook_secret",
+)
+PAYMENT_SECRETS = ("payments_webhook_secret",)
+"""What the stub payment providers read: the secret they sign webhooks with."""
 
 
 class Secrets:
@@ -20,14 +28,15 @@ class Secrets:
         self.root = root
         self.db_dir = root / "secrets-db"
         self.app_dir = root / "secrets-app"
+        self.payments_dir = root / "secrets-payments"
         self._current: dict[str, str] = {}
         self._issued: list[str] = []
         root.mkdir(parents=True, exist_ok=True)
         os.chmod(root, 0o700)
-        for d in (self.db_dir, self.app_dir):
+        for d in (self.db_dir, self.app_dir, self.payments_dir):
             d.mkdir(exist_ok=True)
             os.chmod(d, 0o755)
-        for name in sorted({*DB_SECRETS, *APP_SECRETS, "user_password"}):
+        for name in sorted({*DB_SECRETS, *APP_SECRETS, *PAYMENT_SECRETS, "user_password"}):
             self.set(name, "app" if name == "app_db_user" else self.generate())
 
     @staticmethod
@@ -42,7 +51,11 @@ class Secrets:
         self._current[name] = value
         if name != "app_db_user":
             self._issued.append(value)
-        for d, names in ((self.db_dir, DB_SECRETS), (self.app_dir, APP_SECRETS)):
+        for d, names in (
+            (self.db_dir, DB_SECRETS),
+            (self.app_dir, APP_SECRETS),
+            (self.payments_dir, PAYMENT_SECRETS),
+        ):
             if name in names:
                 tmp = d / f".{name}.tmp"
                 tmp.write_text(value + "\n")

@@ -25,7 +25,7 @@ import psycopg
 import requests
 from docker.models.containers import Container
 
-from drillkit import engine, hostfs, images, webfront
+from drillkit import engine, hostfs, images, payledger, webfront
 from drillkit.errors import BlastRadiusError, EnvironmentBroken
 from drillkit.secrets import Secrets
 from drillkit.stackfile import StackSpec
@@ -36,6 +36,7 @@ PROXY_IMAGE = "toxiproxy"
 PROXY_API_PORT = 8474
 PROXY_NAME = "postgres"
 WEB_IMAGE = "web"
+PAYMENTS_IMAGE = "payments"
 Progress = Callable[[str], None]
 
 
@@ -58,6 +59,9 @@ class StackOptions:
     web: bool = False
     """Start a web front ('web': nginx serving a static site, /api/ proxied to the app) and back
     its content up (tarball + SHA-256 manifest in the run dir) once it serves."""
+    payments: bool = False
+    """Start two stub payment providers ('provider', the primary, and 'provider-backup') and
+    configure the app to charge orders at the primary."""
     ready_timeout_s: float = 60.0
 
 
@@ -117,6 +121,7 @@ class Stack:
             self.spec.services
             + (("proxy",) if self.options.proxy else ())
             + (("web",) if self.options.web else ())
+            + (payledger.PROVIDERS if self.options.payments else ())
         )
 
     # ----- bring-up -----------------------------------------------------------------------------
@@ -131,6 +136,8 @@ class Stack:
             self.image_tags["toxiproxy"] = images.resolve(PROXY_IMAGE, self.progress)
         if self.options.web:
             self.image_tags["web"] = images.resolve(WEB_IMAGE, self.progress)
+        if self.options.payments:
+            self.image_tags["payments"] = images.resolve(PAYMENTS_IMAGE, self.progress)
         self.net = self.client.networks.create(
             self.name("net"),
             driver="bridge",
@@ -171,6 +178,10 @@ class Stack:
             self._start_replica()
         if self.options.proxy:
             self._start_proxy()
+        if self.options.payments:
+            self.set_payment_provider(payledger.PROVIDERS[0])
+            for provider in payledger.PROVIDERS:
+                self._start_provider(provider)
         self._start_app()
         if self.options.web:
             self._start_web()
@@ -184,6 +195,9 @@ class Stack:
                     "SELECT pg_reload_conf()",
                 )
         self.wait_app()
+        if self.options.payments:
+            for provider in payledger.PROVIDERS:
+                self.wait_provider(provider)
         if self.options.web:
             self.wait_web()
             self.web_backups.append(
@@ -322,6 +336,23 @@ class Stack:
             },
         )
 
+    def _start_provider(self, service: str) -> None:
+        """A stub payment provider (images/payments): its charge API, ledger, status page and
+        fault control on port 8090; webhooks go to the app by name on the internal network."""
+        self._create(
+            service,
+            self.image_tags["payments"],
+            env={
+                "PROVIDER_NAME": service,
+                "PORT": str(payledger.PROVIDER_PORT),
+                "WEBHOOK_URL": f"http://app:{self.spec.app.port}{payledger.WEBHOOK_PATH}",
+            },
+            mounts={
+                str(self.secrets.payments_dir): {"bind": "/run/drillkit/secrets", "mode": "ro"}
+            },
+            ports={f"{payledger.PROVIDER_PORT}/tcp": ("127.0.0.1", None)},
+        )
+
     def toxiproxy(self) -> Any:
         """A toxiproxy-python client for this stack's proxy (the client's address is global to the
         process, so it is set on every call)."""
@@ -374,6 +405,10 @@ class Stack:
     @property
     def web_url(self) -> str:
         return f"http://127.0.0.1:{self.port('web', webfront.WEB_PORT)}"
+
+    def provider_url(self, service: str) -> str:
+        """A stub payment provider's API, through its port published on 127.0.0.1."""
+        return f"http://127.0.0.1:{self.port(service, payledger.PROVIDER_PORT)}"
 
     @property
     def app_url(self) -> str:
@@ -510,6 +545,21 @@ class Stack:
             context=self.log_context("web"),
         )
 
+    def wait_provider(self, service: str, timeout_s: float | None = None) -> None:
+        """Until a stub payment provider answers its status page."""
+
+        def serving() -> bool:
+            self.require_running(service)
+            url = self.provider_url(service) + payledger.STATUS_PATH
+            return requests.get(url, timeout=1.0).status_code == 200
+
+        wait_for(
+            serving,
+            what=f"the payment provider {service} to answer",
+            timeout_s=timeout_s or self.options.ready_timeout_s,
+            context=self.log_context(service),
+        )
+
     def run_tool(self, service: str, argv: list[str], timeout_s: float = 300.0) -> str:
         """Run a one-off container of the postgres image with `service`'s volumes (its container may
         be stopped): restores, offline edits of the data directory. No network."""
@@ -550,6 +600,10 @@ class Stack:
     # ----- app configuration --------------------------------------------------------------------
     def set_db_hosts(self, hosts: list[str]) -> None:
         _write_atomic(self.config_dir / "db_hosts", ",".join(hosts) + "\n")
+
+    def set_payment_provider(self, provider: str) -> None:
+        """The provider the app charges at (takes effect on the app's next reload)."""
+        _write_atomic(self.config_dir / "payment_provider", provider + "\n")
 
     def set_maintenance(self, on: bool) -> None:
         flag = self.config_dir / "maintenance"

@@ -5,6 +5,15 @@ It serves health, login with HMAC-signed tokens, idempotent orders with an audit
 database and in an fsync'ed JSON-lines file, and an admin replay of that file for the runbooks'
 "Data Reconciliation" step after a point-in-time restore.
 
+Payments (when a provider is configured): ``POST /api/orders/<id>/pay`` charges the order at the
+configured payment provider (one payment per order, one idempotency key per payment), with a
+bounded timeout. When the provider fails or does not answer in time the order is kept and the
+payment queued as ``pending`` (202): the app degrades, it never loses the order or answers 5xx for
+the provider's failure. Signed ``charge.succeeded`` webhooks from the provider mark payments
+captured. Admin endpoints verify pending payments against the ledger of the provider they were
+attempted at and process them at the currently configured provider (the runbook's "switch to the
+backup provider, verify, process pending"). The provider is read from a config file (SIGHUP).
+
 Configuration comes from environment variables and from files that are re-read on SIGHUP (see
 ``Settings`` and ``RuntimeConfig``). Every database call is bounded in time: a request answers
 within about ``DB_STATEMENT_TIMEOUT_MS`` + 0.5 s whatever the database does (down, frozen,
@@ -16,6 +25,7 @@ import binascii
 import contextlib
 import hashlib
 import hmac
+import http.client
 import ipaddress
 import json
 import math
@@ -32,6 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self, TypeAlias, TypeVar
+from urllib.parse import quote as urllib_quote
 from urllib.parse import urlsplit
 
 try:
@@ -60,6 +71,10 @@ REPLAY_BUDGET_S = 60.0
 """The admin replay is a runbook step, not a probe: it may take longer than a request budget."""
 
 MAINTENANCE_MESSAGE = "maintenance mode: writes are refused"
+DEFAULT_PROVIDER_PORT = 8090
+PAYMENT_KEY_PREFIX = "pay:"
+PAYMENT_BATCH_BUDGET_S = 60.0
+"""Verifying or processing the pending payments is a runbook step: it may outlast a request."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,6 +383,119 @@ def select_replay_records(
 
 
 # --------------------------------------------------------------------------------------------
+# Payments (pure)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProviderTarget:
+    """A payment provider's address on the stack's network."""
+
+    host: str
+    port: int = DEFAULT_PROVIDER_PORT
+
+    @property
+    def name(self) -> str:
+        """How payments record it: the host, with the port only when it is not the default."""
+        return self.host if self.port == DEFAULT_PROVIDER_PORT else f"{self.host}:{self.port}"
+
+
+_PROVIDER_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})")
+
+
+def parse_provider(text: str) -> ProviderTarget:
+    """The payment_provider file: one ``host`` or ``host:port`` (e.g. ``provider-backup``)."""
+    entry = text.strip()
+    host, sep, port_text = entry.partition(":")
+    if not _PROVIDER_RE.fullmatch(host):
+        raise ValueError(f"bad payment provider host {host!r}")
+    if not sep:
+        return ProviderTarget(host)
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"bad port in payment provider {entry!r}")
+    return ProviderTarget(host, int(port_text))
+
+
+_PAY_PATH_RE = re.compile(r"/api/orders/([0-9]{1,19})/pay")
+
+
+def parse_pay_path(path: str) -> int | None:
+    """The order id of ``/api/orders/<id>/pay`` when it is a bigint; else None."""
+    match = _PAY_PATH_RE.fullmatch(path)
+    if match is None:
+        return None
+    order_id = int(match.group(1))
+    return order_id if 0 < order_id <= INT8_MAX else None
+
+
+def payment_key(order_key: str) -> str:
+    """The idempotency key of an order's payment at the providers: stable for the order, so every
+    retry of the same payment at the same provider is the same charge."""
+    return PAYMENT_KEY_PREFIX + order_key
+
+
+def webhook_signature(secret: bytes, body: bytes) -> str:
+    """``sha256=<hex of HMAC-SHA256(secret, body)>``: the X-Provider-Signature of a webhook."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def verify_webhook_signature(secret: bytes, body: bytes, header: str | None) -> bool:
+    if not secret or not header:
+        return False
+    return hmac.compare_digest(webhook_signature(secret, body).encode(), header.strip().encode())
+
+
+@dataclass(frozen=True)
+class ChargeInfo:
+    """A succeeded charge as a provider reports it."""
+
+    id: str
+    idempotency_key: str
+    amount_cents: int
+    provider: str
+
+
+def parse_charge(body: Any) -> ChargeInfo:
+    """A provider's charge object; only a ``succeeded`` one with every field is accepted."""
+    if not isinstance(body, dict):
+        raise ValueError("charge must be a JSON object")
+    charge_id, key, amount = body.get("id"), body.get("idempotency_key"), body.get("amount_cents")
+    provider = body.get("provider")
+    if not isinstance(charge_id, str) or not charge_id or not isinstance(key, str) or not key:
+        raise ValueError("charge lacks id or idempotency_key")
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise ValueError("charge lacks an integer amount_cents")
+    if not isinstance(provider, str) or not provider:
+        raise ValueError("charge lacks its provider")
+    if body.get("status") != "succeeded":
+        raise ValueError(f"charge status is {body.get('status')!r}, not 'succeeded'")
+    return ChargeInfo(id=charge_id, idempotency_key=key, amount_cents=amount, provider=provider)
+
+
+def validate_webhook_body(body: Any) -> ChargeInfo:
+    """A ``charge.succeeded`` webhook's charge."""
+    if not isinstance(body, dict) or body.get("type") != "charge.succeeded":
+        raise ValidationError('webhook must be a JSON object of type "charge.succeeded"')
+    try:
+        return parse_charge(body.get("data"))
+    except ValueError as exc:
+        raise ValidationError(f"webhook data: {exc}") from exc
+
+
+def succeeded_charge(listing: Any, key: str) -> ChargeInfo | None:
+    """The succeeded charge for ``key`` in a provider's ``GET /v1/charges`` answer, if any."""
+    data = listing.get("data") if isinstance(listing, dict) else None
+    if not isinstance(data, list):
+        raise ValueError("charge listing has no data list")
+    for item in data:
+        with contextlib.suppress(ValueError):
+            charge = parse_charge(item)
+            if charge.idempotency_key == key:
+                return charge
+    return None
+
+
+# --------------------------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------------------------
 
@@ -432,6 +560,9 @@ class Settings:
     audit_file: str
     connect_timeout_s: int
     statement_timeout_ms: int
+    payment_provider_file: str = "/run/drillkit/config/payment_provider"
+    webhook_secret_file: str = "/run/drillkit/secrets/payments_webhook_secret"
+    payment_timeout_ms: int = 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Self:
@@ -448,6 +579,13 @@ class Settings:
             audit_file=env.get("AUDIT_FILE", "/var/log/app/audit.jsonl"),
             connect_timeout_s=_env_int(env, "DB_CONNECT_TIMEOUT_S", 1, 1),
             statement_timeout_ms=_env_int(env, "DB_STATEMENT_TIMEOUT_MS", 2000, 1),
+            payment_provider_file=env.get(
+                "PAYMENT_PROVIDER_FILE", "/run/drillkit/config/payment_provider"
+            ),
+            webhook_secret_file=env.get(
+                "WEBHOOK_SECRET_FILE", "/run/drillkit/secrets/payments_webhook_secret"
+            ),
+            payment_timeout_ms=_env_int(env, "PAYMENT_TIMEOUT_MS", 1000, 1),
         )
 
     @property
@@ -466,6 +604,9 @@ class RuntimeConfig:
     secret: bytes
     admin_token: str
     problems: tuple[str, ...] = ()
+    payment_provider: ProviderTarget | None = None
+    """None: payments are not configured (no payment_provider file)."""
+    webhook_secret: bytes = b""
 
 
 def _read_config_file(path: str, what: str, problems: list[str]) -> str:
@@ -478,9 +619,17 @@ def _read_config_file(path: str, what: str, problems: list[str]) -> str:
         return ""
 
 
+def _read_optional_file(path: str, what: str, problems: list[str]) -> str | None:
+    """Like _read_config_file, but an absent file is None and no problem (a feature left off)."""
+    if not os.path.exists(path):
+        return None
+    return _read_config_file(path, what, problems)
+
+
 def load_runtime_config(settings: Settings) -> RuntimeConfig:
     """Read every config and secret file. A missing file is reported, not fatal: the app then
-    answers 503 (database), 503 (login) or 401 (tokens, admin) until a SIGHUP fixes it."""
+    answers 503 (database), 503 (login) or 401 (tokens, admin) until a SIGHUP fixes it. Without a
+    payment_provider file payments are off (503), and that is no problem."""
     problems: list[str] = []
     hosts_text = _read_config_file(settings.db_hosts_file, "db hosts", problems)
     try:
@@ -488,15 +637,28 @@ def load_runtime_config(settings: Settings) -> RuntimeConfig:
     except ValueError as exc:
         problems.append(f"db hosts file {settings.db_hosts_file}: {exc}")
         hosts = ()
-    config = RuntimeConfig(
+    provider_text = _read_optional_file(
+        settings.payment_provider_file, "payment provider", problems
+    )
+    provider = None
+    if provider_text is not None:
+        try:
+            provider = parse_provider(provider_text)
+        except ValueError as exc:
+            problems.append(f"payment provider file {settings.payment_provider_file}: {exc}")
+    webhook_secret = ""
+    if provider is not None:
+        webhook_secret = _read_config_file(settings.webhook_secret_file, "webhook secret", problems)
+    return RuntimeConfig(
         hosts=hosts,
         db_user=_read_config_file(settings.db_user_file, "db user", problems),
         db_password=_read_config_file(settings.db_password_file, "db password", problems),
         secret=_read_config_file(settings.secret_file, "token secret", problems).encode("utf-8"),
         admin_token=_read_config_file(settings.admin_token_file, "admin token", problems),
+        payment_provider=provider,
+        webhook_secret=webhook_secret.encode("utf-8"),
         problems=tuple(problems),
     )
-    return config
 
 
 # --------------------------------------------------------------------------------------------
@@ -535,6 +697,9 @@ class Stats:
         self.errors_5xx = 0
         self.db_errors = 0
         self.connected_host: str | None = None
+        self.payment_attempts = 0
+        self.payment_failures: dict[str, int] = {}
+        self.payments_in_flight: dict[str, int] = {}
 
     def count_request(self, status: int) -> None:
         with self._lock:
@@ -550,6 +715,22 @@ class Stats:
         with self._lock:
             self.connected_host = host
 
+    @contextlib.contextmanager
+    def payment_attempt(self, provider: str) -> Iterator[None]:
+        """Counts one attempt at `provider` as in flight while the block runs."""
+        with self._lock:
+            self.payment_attempts += 1
+            self.payments_in_flight[provider] = self.payments_in_flight.get(provider, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.payments_in_flight[provider] -= 1
+
+    def count_payment_failure(self, kind: str) -> None:
+        with self._lock:
+            self.payment_failures[kind] = self.payment_failures.get(kind, 0) + 1
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
@@ -557,6 +738,9 @@ class Stats:
                 "errors_5xx": self.errors_5xx,
                 "db_errors": self.db_errors,
                 "connected_host": self.connected_host,
+                "payment_attempts": self.payment_attempts,
+                "payment_failures": dict(self.payment_failures),
+                "payments_in_flight": {k: v for k, v in self.payments_in_flight.items() if v},
             }
 
 
@@ -830,6 +1014,109 @@ class AuditFile:
 
 
 # --------------------------------------------------------------------------------------------
+# The payment provider's API
+# --------------------------------------------------------------------------------------------
+
+
+class PaymentError(Exception):
+    """A charge or lookup that did not succeed. ``kind``: timeout, unreachable, error, refused."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class ProviderClient:
+    """Calls a provider's charge API, every call bounded by ``timeout_s`` per socket operation
+    (connect, send, each read): a hung provider costs a request at most about that long."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+
+    def _request(
+        self,
+        target: ProviderTarget,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        conn = http.client.HTTPConnection(target.host, target.port, timeout=self.timeout_s)
+        try:
+            data = json.dumps(body).encode() if body is not None else None
+            hdrs = {"Content-Type": "application/json", **(headers or {})}
+            conn.request(method, path, body=data, headers=hdrs)
+            resp = conn.getresponse()
+            raw = resp.read()
+        except TimeoutError as exc:
+            raise PaymentError(
+                "timeout", f"{target.name} did not answer within {self.timeout_s * 1000:.0f} ms"
+            ) from exc
+        except (http.client.HTTPException, ConnectionError) as exc:
+            raise PaymentError("error", f"{target.name}: {type(exc).__name__}: {exc}") from exc
+        except OSError as exc:
+            raise PaymentError("unreachable", f"{target.name}: {exc.strerror or exc}") from exc
+        finally:
+            conn.close()
+        try:
+            parsed = json.loads(raw) if raw else {}
+        except ValueError as exc:
+            raise PaymentError("error", f"{target.name} answered {resp.status}, not JSON") from exc
+        if resp.status >= 500:
+            raise PaymentError("error", f"{target.name} answered {resp.status}")
+        if resp.status >= 400:
+            message = parsed.get("error", {}).get("message") if isinstance(parsed, dict) else None
+            raise PaymentError("refused", f"{target.name} answered {resp.status}: {message}")
+        return resp.status, parsed
+
+    def charge(
+        self, target: ProviderTarget, key: str, amount_cents: int, description: str
+    ) -> ChargeInfo:
+        _, body = self._request(
+            target,
+            "POST",
+            "/v1/charges",
+            {"amount_cents": amount_cents, "currency": "usd", "description": description},
+            {"Idempotency-Key": key},
+        )
+        try:
+            charge = parse_charge(body)
+        except ValueError as exc:
+            raise PaymentError("error", f"{target.name}: {exc}") from exc
+        if charge.idempotency_key != key or charge.amount_cents != amount_cents:
+            raise PaymentError("error", f"{target.name} answered another charge ({charge.id})")
+        return charge
+
+    def lookup(self, target: ProviderTarget, key: str) -> ChargeInfo | None:
+        """The succeeded charge the provider's ledger holds for ``key``, or None."""
+        query = "/v1/charges?idempotency_key=" + urllib_quote(key)
+        _, body = self._request(target, "GET", query)
+        try:
+            return succeeded_charge(body, key)
+        except ValueError as exc:
+            raise PaymentError("error", f"{target.name}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class PaymentRow:
+    id: int
+    order_id: int
+    idempotency_key: str
+    amount_cents: int
+    status: str
+    provider: str
+    charge_id: str | None
+    verified: bool
+    """The provider it was attempted at has no charge for its key (checked by verify)."""
+
+
+_PAYMENT_COLUMNS = (
+    "id, order_id, idempotency_key, amount_cents, status, provider, charge_id,"
+    " verified_at IS NOT NULL"
+)
+
+
+# --------------------------------------------------------------------------------------------
 # The application
 # --------------------------------------------------------------------------------------------
 
@@ -855,6 +1142,7 @@ class App:
         self._report_config_problems()
         self.pool = DbPool(settings, lambda: self.config, self.stats)
         self.audit = AuditFile(settings.audit_file)
+        self.providers = ProviderClient(settings.payment_timeout_ms / 1000)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -863,7 +1151,12 @@ class App:
         self.config = load_runtime_config(self.settings)
         self._report_config_problems()
         self.pool.reset()
-        log("config_reloaded", db_hosts=",".join(h.host for h in self.config.hosts))
+        provider = self.config.payment_provider
+        log(
+            "config_reloaded",
+            db_hosts=",".join(h.host for h in self.config.hosts),
+            payment_provider=provider.name if provider else None,
+        )
 
     def _report_config_problems(self) -> None:
         for problem in self.config.problems:
@@ -883,6 +1176,8 @@ class App:
                 return self.me(request)
             if path == "/api/admin/stats":
                 return self.admin_stats(request)
+            if path == "/api/admin/payments":
+                return self.payments_status(request)
             order_id = parse_order_id(path)
             if order_id is not None:
                 return self.get_order(request, order_id)
@@ -893,6 +1188,15 @@ class App:
                 return self.create_order(request)
             if path == "/api/admin/replay-audit":
                 return self.replay_audit(request)
+            if path == "/api/payments/webhook":
+                return self.payment_webhook(request)
+            if path == "/api/admin/payments/verify":
+                return self.verify_payments(request)
+            if path == "/api/admin/payments/process-pending":
+                return self.process_pending(request)
+            pay_id = parse_pay_path(path)
+            if pay_id is not None:
+                return self.pay_order(request, pay_id)
         return 404, {"error": "not found"}
 
     # ---- helpers ---------------------------------------------------------------------------
@@ -1130,6 +1434,311 @@ class App:
     def admin_stats(self, request: Request) -> Response:
         self._require_admin(request)
         return 200, self.stats.snapshot()
+
+    # ---- payments --------------------------------------------------------------------------
+
+    def _provider(self) -> ProviderTarget:
+        target = self.config.payment_provider
+        if target is None:
+            raise HttpError(503, "no payment provider configured")
+        return target
+
+    def pay_order(self, request: Request, order_id: int) -> Response:
+        """Pay for one of the caller's orders at the configured provider. 201 captured; 200 when
+        it was already captured; 202 pending (the order is kept, the payment queued) when the
+        provider failed or did not answer in time, or when an earlier attempt at another provider
+        has an unknown outcome (a client retry never charges a second provider)."""
+        principal = self._principal(request)
+        if self.maintenance():
+            raise HttpError(503, MAINTENANCE_MESSAGE)
+        target = self._provider()
+
+        def claim(conn: DbConnection) -> PaymentRow:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT user_id, amount_cents, idempotency_key FROM orders WHERE id = %s",
+                    (order_id,),
+                )
+                order = cur.fetchone()
+                if order is None or order[0] != principal.user_id:
+                    conn.rollback()
+                    raise HttpError(404, "order not found")
+                cur.execute(
+                    "INSERT INTO payments (order_id, idempotency_key, amount_cents, status, provider)"
+                    " VALUES (%s, %s, %s, 'pending', %s) ON CONFLICT (order_id) DO NOTHING",
+                    (order_id, payment_key(order[2]), order[1], target.name),
+                )
+                cur.execute(
+                    f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE order_id = %s", (order_id,)
+                )
+                row = cur.fetchone()
+            conn.commit()
+            if row is None:  # inserted and deleted meanwhile: nothing sensible to do but retry
+                raise DbUnavailableError("payment row vanished")
+            return PaymentRow(*row)
+
+        payment = self._with_db(claim, self.settings.request_db_budget_s)
+        if payment.status == "captured":
+            return 200, self._payment_answer(payment, payment.provider, payment.charge_id)
+        if payment.provider != target.name and not payment.verified:
+            return 202, self._payment_answer(
+                payment,
+                payment.provider,
+                None,
+                reason=f"queued: the attempt at {payment.provider} has an unknown outcome",
+            )
+        charge, error = self._attempt(payment, target)
+        if charge is None:
+            return 202, self._payment_answer(payment, target.name, None, reason=error)
+        return 201, self._payment_answer(payment, charge.provider, charge.id)
+
+    @staticmethod
+    def _payment_answer(
+        payment: PaymentRow, provider: str, charge_id: str | None, reason: str | None = None
+    ) -> dict[str, Any]:
+        answer: dict[str, Any] = {
+            "order_id": payment.order_id,
+            "payment_key": payment.idempotency_key,
+            "status": "pending" if charge_id is None else "captured",
+            "provider": provider,
+            "charge_id": charge_id,
+        }
+        if reason is not None:
+            answer["reason"] = reason
+        return answer
+
+    def _attempt(
+        self, payment: PaymentRow, target: ProviderTarget
+    ) -> tuple[ChargeInfo | None, str | None]:
+        """Charge `payment` at `target` and record the outcome: (charge, None) when captured,
+        (None, reason) when it stays pending."""
+        try:
+            with self.stats.payment_attempt(target.name):
+                charge = self.providers.charge(
+                    target,
+                    payment.idempotency_key,
+                    payment.amount_cents,
+                    f"order {payment.order_id}",
+                )
+        except PaymentError as exc:
+            failure = exc
+        else:
+            self._with_db(
+                lambda conn: self._record_capture(conn, payment, charge, "answer"),
+                self.settings.request_db_budget_s,
+            )
+            return charge, None
+        self.stats.count_payment_failure(failure.kind)
+        log(
+            "payment_pending",
+            order_id=payment.order_id,
+            provider=target.name,
+            kind=failure.kind,
+            error=str(failure),
+        )
+        self._with_db(
+            lambda conn: self._record_failure(conn, payment, target, failure),
+            self.settings.request_db_budget_s,
+        )
+        return None, f"{failure.kind}: {failure}"
+
+    @staticmethod
+    def _record_failure(
+        conn: DbConnection, payment: PaymentRow, target: ProviderTarget, exc: PaymentError
+    ) -> None:
+        with conn.cursor() as cur:
+            cur.execute(
+                "UPDATE payments SET attempts = attempts + 1, last_error = %s, provider = %s,"
+                " verified_at = NULL WHERE id = %s AND status = 'pending'",
+                (f"{exc.kind}: {exc}"[:500], target.name, payment.id),
+            )
+            cur.execute(
+                "INSERT INTO audit_log (actor, action, detail) VALUES ('app', 'payment.pending', %s)",
+                (Jsonb({"order_id": payment.order_id, "provider": target.name, "kind": exc.kind}),),
+            )
+        conn.commit()
+
+    @staticmethod
+    def _record_capture(
+        conn: DbConnection, payment: PaymentRow, charge: ChargeInfo, source: str
+    ) -> str:
+        """Mark the payment captured by `charge` (once: a second report of the same charge is a
+        no-op). Returns 'captured', 'already' or 'conflict' (captured by another charge: the
+        order was charged twice; logged and audited for reconciliation)."""
+        with conn.cursor() as cur:
+            cur.execute(
+                "UPDATE payments SET status = 'captured', charge_id = %s, provider = %s,"
+                " source = %s, captured_at = now(), attempts = attempts + %s, last_error = NULL"
+                " WHERE id = %s AND status = 'pending' RETURNING id",
+                (charge.id, charge.provider, source, int(source == "answer"), payment.id),
+            )
+            if cur.fetchone() is not None:
+                outcome = "captured"
+            else:
+                cur.execute("SELECT charge_id FROM payments WHERE id = %s", (payment.id,))
+                row = cur.fetchone()
+                outcome = "already" if row is not None and row[0] == charge.id else "conflict"
+            detail = {
+                "order_id": payment.order_id,
+                "provider": charge.provider,
+                "charge_id": charge.id,
+                "amount_cents": charge.amount_cents,
+                "source": source,
+            }
+            if outcome != "already":
+                cur.execute(
+                    "INSERT INTO audit_log (actor, action, detail) VALUES ('app', %s, %s)",
+                    (f"payment.{outcome}", Jsonb(detail)),
+                )
+        conn.commit()
+        if outcome == "conflict":
+            log("payment_conflict", **detail)
+        return outcome
+
+    def payment_webhook(self, request: Request) -> Response:
+        """A provider's signed ``charge.succeeded``: the payment it names is captured."""
+        secret = self.config.webhook_secret
+        if not secret:
+            raise HttpError(503, "payments are not configured")
+        if not verify_webhook_signature(
+            secret, request.body, request.header("X-Provider-Signature")
+        ):
+            raise HttpError(401, "bad webhook signature")
+        try:
+            charge = validate_webhook_body(self._json(request))
+        except ValidationError as exc:
+            raise HttpError(400, str(exc)) from exc
+
+        def apply(conn: DbConnection) -> str:
+            with conn.cursor() as cur:
+                cur.execute(
+                    f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE idempotency_key = %s",
+                    (charge.idempotency_key,),
+                )
+                row = cur.fetchone()
+            conn.rollback()
+            if row is None:
+                return "unknown payment"
+            payment = PaymentRow(*row)
+            if payment.amount_cents != charge.amount_cents:
+                log("payment_amount_mismatch", order_id=payment.order_id, charge_id=charge.id)
+                return "amount mismatch"
+            return self._record_capture(conn, payment, charge, "webhook")
+
+        result = self._with_db(apply, self.settings.request_db_budget_s)
+        log("payment_webhook", provider=charge.provider, charge_id=charge.id, result=result)
+        return 200, {"received": True, "result": result}
+
+    def _pending(self) -> list[PaymentRow]:
+        def fetch(conn: DbConnection) -> list[PaymentRow]:
+            with conn.cursor() as cur:
+                cur.execute(
+                    f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE status = 'pending' ORDER BY id"
+                )
+                rows = cur.fetchall()
+            conn.rollback()
+            return [PaymentRow(*r) for r in rows]
+
+        return self._with_db(fetch, PAYMENT_BATCH_BUDGET_S)
+
+    def payments_status(self, request: Request) -> Response:
+        self._require_admin(request)
+
+        def counts(conn: DbConnection) -> dict[str, int]:
+            with conn.cursor() as cur:
+                cur.execute("SELECT status, count(*) FROM payments GROUP BY status")
+                rows = cur.fetchall()
+            conn.rollback()
+            return {status: n for status, n in rows}
+
+        target = self.config.payment_provider
+        stats = self.stats.snapshot()
+        return 200, {
+            "provider": target.name if target else None,
+            "counts": self._with_db(counts, self.settings.request_db_budget_s),
+            "in_flight": stats["payments_in_flight"],
+            "attempts": stats["payment_attempts"],
+            "failures": stats["payment_failures"],
+            "timeout_ms": self.settings.payment_timeout_ms,
+        }
+
+    def verify_payments(self, request: Request) -> Response:
+        """Verify transaction integrity: each pending payment is looked up in the ledger of the
+        provider it was attempted at. A charge there means the provider captured it but its
+        answer (and webhook) never arrived: recorded as captured. None means it was not charged:
+        marked verified, safe to charge at another provider. A provider that does not answer
+        leaves the payment unverified."""
+        self._require_admin(request)
+        found, not_charged, unknown = [], [], []
+        for payment in self._pending():
+            try:
+                target = parse_provider(payment.provider)
+                charge = self.providers.lookup(target, payment.idempotency_key)
+            except (ValueError, PaymentError) as exc:
+                unknown.append(f"order {payment.order_id} at {payment.provider}: {exc}")
+                continue
+            if charge is not None:
+                self._with_db(
+                    lambda conn, p=payment, c=charge: self._record_capture(conn, p, c, "verify"),
+                    self.settings.request_db_budget_s,
+                )
+                found.append(payment.order_id)
+                continue
+
+            def mark(conn: DbConnection, p: PaymentRow = payment) -> None:
+                with conn.cursor() as cur:
+                    cur.execute(
+                        "UPDATE payments SET verified_at = now()"
+                        " WHERE id = %s AND status = 'pending' AND provider = %s",
+                        (p.id, p.provider),
+                    )
+                conn.commit()
+
+            self._with_db(mark, self.settings.request_db_budget_s)
+            not_charged.append(payment.order_id)
+        log(
+            "payments_verified",
+            captured_found=len(found),
+            not_charged=len(not_charged),
+            unknown=len(unknown),
+        )
+        return 200, {
+            "captured_found": found,
+            "not_charged": not_charged,
+            "unknown": unknown,
+        }
+
+    def process_pending(self, request: Request) -> Response:
+        """Process pending transactions at the configured provider (same idempotency key per
+        payment). With ``verified_only`` (the default) a payment last attempted at another
+        provider is charged only once verify has proved that provider did not charge it;
+        ``"verified_only": false`` charges every pending payment regardless."""
+        self._require_admin(request)
+        body = self._json(request) if request.body else {}
+        verified_only = body.get("verified_only", True) if isinstance(body, dict) else True
+        if not isinstance(verified_only, bool):
+            raise HttpError(400, "verified_only must be true or false")
+        target = self._provider()
+        captured, still_pending, skipped = [], [], []
+        for payment in self._pending():
+            if verified_only and payment.provider != target.name and not payment.verified:
+                skipped.append(payment.order_id)
+                continue
+            charge, _ = self._attempt(payment, target)
+            (captured if charge is not None else still_pending).append(payment.order_id)
+        log(
+            "payments_processed",
+            provider=target.name,
+            captured=len(captured),
+            still_pending=len(still_pending),
+            skipped_unverified=len(skipped),
+        )
+        return 200, {
+            "provider": target.name,
+            "captured": captured,
+            "still_pending": still_pending,
+            "skipped_unverified": skipped,
+        }
 
 
 _DUMMY_HASH = hash_password("drillkit-no-such-user", salt=b"\x00" * 16)

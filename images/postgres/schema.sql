@@ -22,6 +22,27 @@ CREATE TABLE orders (
     created_at      timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX orders_created_at ON orders (created_at);
+-- One payment per order. 'pending': queued, its outcome not known (the provider failed, timed out
+-- or has not answered); 'captured': charged, with the provider's charge id. `provider` is where it
+-- was last attempted (host[:port]); `verified_at` says that provider's ledger was checked and holds
+-- no charge for the key (safe to charge it elsewhere).
+CREATE TABLE payments (
+    id              bigserial PRIMARY KEY,
+    order_id        bigint NOT NULL UNIQUE REFERENCES orders (id),
+    idempotency_key text NOT NULL UNIQUE,
+    amount_cents    integer NOT NULL CHECK (amount_cents >= 0),
+    status          text NOT NULL CHECK (status IN ('pending', 'captured')),
+    provider        text NOT NULL,
+    charge_id       text,
+    source          text,
+    attempts        integer NOT NULL DEFAULT 0,
+    last_error      text,
+    verified_at     timestamptz,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    captured_at     timestamptz,
+    CHECK ((status = 'captured') = (charge_id IS NOT NULL))
+);
+CREATE INDEX payments_pending ON payments (id) WHERE status = 'pending';
 CREATE TABLE audit_log (
     id     bigserial PRIMARY KEY,
     at     timestamptz NOT NULL DEFAULT now(),

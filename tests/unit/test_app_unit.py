@@ -467,3 +467,144 @@ def test_connection_errors_are_told_apart_from_statement_errors() -> None:
     assert app.is_connection_error(psycopg.InterfaceError("connection already closed"))
     assert not app.is_connection_error(errors.QueryCanceled("57014"))
     assert not app.is_connection_error(errors.UniqueViolation("23505"))
+
+
+# ---- payments ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("provider", ("provider", 8090, "provider")),
+        (" provider-backup\n", ("provider-backup", 8090, "provider-backup")),
+        ("pay.internal:9000", ("pay.internal", 9000, "pay.internal:9000")),
+    ],
+)
+def test_parse_provider(text: str, expected: tuple[str, int, str]) -> None:
+    target = app.parse_provider(text)
+    assert (target.host, target.port, target.name) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["", " ", "-x", "a b", "provider:", "provider:0", "p:99999", "p:x"]
+)
+def test_parse_provider_refuses(text: str) -> None:
+    with pytest.raises(ValueError, match="payment provider"):
+        app.parse_provider(text)
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/api/orders/12/pay", 12),
+        ("/api/orders/12", None),
+        ("/api/orders/0/pay", None),
+        ("/api/orders/12/pay/", None),
+        ("/api/orders/x/pay", None),
+        (f"/api/orders/{2**63}/pay", None),
+    ],
+)
+def test_parse_pay_path(path: str, expected: int | None) -> None:
+    assert app.parse_pay_path(path) == expected
+    if expected is not None:
+        assert app.parse_order_id(path) is None  # never taken for GET /api/orders/<id>
+
+
+def test_payment_key_is_stable_per_order() -> None:
+    assert app.payment_key("order-1") == app.payment_key("order-1") == "pay:order-1"
+    assert app.payment_key("order-1") != app.payment_key("order-2")
+
+
+def test_webhook_signature_round_trip_and_tampering() -> None:
+    body = b'{"type":"charge.succeeded"}'
+    header = app.webhook_signature(SECRET, body)
+    assert header.startswith("sha256=") and len(header) == 7 + 64
+    assert app.verify_webhook_signature(SECRET, body, header)
+    assert app.verify_webhook_signature(SECRET, body, f" {header}\n")
+    assert not app.verify_webhook_signature(SECRET, body + b" ", header)
+    assert not app.verify_webhook_signature(b"other", body, header)
+    assert not app.verify_webhook_signature(SECRET, body, None)
+    assert not app.verify_webhook_signature(b"", body, app.webhook_signature(b"", body))
+
+
+CHARGE = {
+    "id": "ch_provider_000001",
+    "idempotency_key": "pay:k1",
+    "amount_cents": 100,
+    "provider": "provider",
+    "status": "succeeded",
+}
+
+
+def test_parse_charge_accepts_a_succeeded_charge_only() -> None:
+    charge = app.parse_charge(CHARGE)
+    assert charge == app.ChargeInfo("ch_provider_000001", "pay:k1", 100, "provider")
+    for broken, message in (
+        ({**CHARGE, "status": "failed"}, "not 'succeeded'"),
+        ({**CHARGE, "amount_cents": "100"}, "amount_cents"),
+        ({**CHARGE, "amount_cents": True}, "amount_cents"),
+        ({**CHARGE, "id": ""}, "id or idempotency_key"),
+        ({k: v for k, v in CHARGE.items() if k != "provider"}, "provider"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            app.parse_charge(broken)
+
+
+def test_validate_webhook_body() -> None:
+    assert (
+        app.validate_webhook_body({"type": "charge.succeeded", "data": CHARGE}).id == CHARGE["id"]
+    )
+    with pytest.raises(app.ValidationError, match=r"charge\.succeeded"):
+        app.validate_webhook_body({"type": "charge.refunded", "data": CHARGE})
+    with pytest.raises(app.ValidationError, match="webhook data"):
+        app.validate_webhook_body({"type": "charge.succeeded", "data": {"id": "x"}})
+
+
+def test_succeeded_charge_picks_the_key_from_a_listing() -> None:
+    other = {**CHARGE, "id": "ch_2", "idempotency_key": "pay:k2"}
+    listing = {"data": [other, {"junk": 1}, CHARGE]}
+    assert app.succeeded_charge(listing, "pay:k1") == app.parse_charge(CHARGE)
+    assert app.succeeded_charge(listing, "pay:k3") is None
+    with pytest.raises(ValueError, match="data"):
+        app.succeeded_charge({"object": "list"}, "pay:k1")
+
+
+def test_payments_are_off_without_a_provider_file(tmp_path: Path) -> None:
+    settings = app.Settings.from_env(
+        {
+            "PAYMENT_PROVIDER_FILE": str(tmp_path / "absent"),
+            "WEBHOOK_SECRET_FILE": str(tmp_path / "absent-too"),
+        }
+    )
+    config = app.load_runtime_config(settings)
+    assert config.payment_provider is None and config.webhook_secret == b""
+    assert not any("payment" in p or "webhook" in p for p in config.problems)
+
+
+def test_payment_provider_and_webhook_secret_are_read(tmp_path: Path) -> None:
+    (tmp_path / "provider").write_text("provider-backup\n")
+    (tmp_path / "whsec").write_text("wh-secret\n")
+    settings = app.Settings.from_env(
+        {
+            "PAYMENT_PROVIDER_FILE": str(tmp_path / "provider"),
+            "WEBHOOK_SECRET_FILE": str(tmp_path / "whsec"),
+            "PAYMENT_TIMEOUT_MS": "750",
+        }
+    )
+    config = app.load_runtime_config(settings)
+    assert config.payment_provider == app.ProviderTarget("provider-backup")
+    assert config.webhook_secret == b"wh-secret"
+    assert settings.payment_timeout_ms == 750
+    (tmp_path / "provider").write_text("bad host\n")
+    problems = app.load_runtime_config(settings).problems
+    assert any("payment provider file" in p for p in problems)
+
+
+def test_payment_attempts_are_counted_in_flight_per_provider() -> None:
+    stats = app.Stats()
+    with stats.payment_attempt("provider"):
+        assert stats.snapshot()["payments_in_flight"] == {"provider": 1}
+        with stats.payment_attempt("provider-backup"):
+            assert stats.snapshot()["payments_in_flight"] == {"provider": 1, "provider-backup": 1}
+    snap = stats.snapshot()
+    assert snap["payments_in_flight"] == {} and snap["payment_attempts"] == 2
