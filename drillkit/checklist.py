@@ -7,6 +7,7 @@ A check returns a detail string when it holds and raises CheckFailed when it doe
 
 from __future__ import annotations
 
+import re
 import time
 
 import psycopg
@@ -131,7 +132,7 @@ def no_error_spike(ctx: DrillContext, max_errors: int = 0) -> str:
     since = int(ctx.result.wall(t_rec)) + 1
     problems = []
     app_log = ctx.stack.containers["app"].logs(since=since).decode("utf-8", "replace")
-    fivexx = [ln for ln in app_log.splitlines() if " 50" in ln and ("POST" in ln or "GET" in ln)]
+    fivexx = server_errors(app_log)
     if len(fivexx) > max_errors:
         problems.append(f"{len(fivexx)} 5xx answers in the app log, e.g. {fivexx[0][:160]}")
     for service in ctx.stack.services:
@@ -149,6 +150,16 @@ def no_error_spike(ctx: DrillContext, max_errors: int = 0) -> str:
     if problems:
         raise CheckFailed("; ".join(problems))
     return f"no errors in the logs since {time.strftime('%H:%M:%S', time.gmtime(since))} UTC"
+
+
+APP_5XX = re.compile(r" request .*\bstatus=5\d\d\b")
+"""A request the app answered with a 5xx, in its log format:
+``<UTC time> request method="GET" path="/api/health" status=503 duration_ms=1.2``."""
+
+
+def server_errors(app_log: str) -> list[str]:
+    """The app-log lines of requests answered with a 5xx."""
+    return [ln for ln in app_log.splitlines() if APP_5XX.search(ln)]
 
 
 @CHECKS("database-healthy")

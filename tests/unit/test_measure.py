@@ -2,6 +2,7 @@
 
 import pytest
 
+from drillkit.checklist import server_errors
 from drillkit.measure import (
     AckedWrite,
     LedgerOutcome,
@@ -138,3 +139,19 @@ def test_checklist_failures_fail_the_verdict():
 def test_k_must_be_positive():
     with pytest.raises(ValueError):
         recovery_time([], T_FAULT, k=0)
+
+
+def test_no_error_spike_reads_the_apps_5xx_lines():
+    log = "\n".join(
+        [
+            '2026-12-01T06:00:00.000001Z request method="GET" path="/api/health" status=200 duration_ms=1.2',
+            '2026-12-01T06:00:00.100001Z request method="POST" path="/api/orders" status=503 duration_ms=0.8',
+            '2026-12-01T06:00:00.200001Z request method="GET" path="/api/orders/5031" status=404 duration_ms=0.5',
+            '2026-12-01T06:00:00.300001Z db_error error="status=500 from upstream"',
+            '2026-12-01T06:00:00.400001Z request method="POST" path="/api/orders/7/pay" status=500 duration_ms=3.0',
+            '2026-12-01T06:00:00.500001Z request method="GET" path="/api/health" status=5030 duration_ms=1.0',
+        ]
+    )
+    found = server_errors(log)
+    assert [ln.split(" status=")[1][:3] for ln in found] == ["503", "500"]
+    assert server_errors(log.splitlines()[0]) == []
