@@ -26,11 +26,11 @@ import docker.errors
 import psycopg
 
 from drillkit import engine, hostfs
-from drillkit.checklist import TITLES, CheckFailed
+from drillkit.checklist import TITLES, CheckFailed, settled_performance
 from drillkit.context import DrillContext
 from drillkit.errors import DrillAborted, DrillError, EnvironmentBroken, StepFailed
 from drillkit.events import EventBus, Phase
-from drillkit.measure import LedgerOutcome, Objectives, judge, measure
+from drillkit.measure import LedgerOutcome, Objectives, judge, measure, recovery_time
 from drillkit.payments import payment_probes
 from drillkit.probes import Baseline, ProbeConfig, Probes, median
 from drillkit.registry import CHECKS, FAULTS, RECOVERY, call
@@ -310,6 +310,8 @@ class Runner:
         except EnvironmentBroken:
             res.extra["recovery"] = f"not recovered {limit:.0f} s after the runbook's last step"
         time.sleep(sc.observe_s)  # the observation window: catches flapping after recovery
+        if "recovery" not in res.extra:
+            self._settle_performance(ctx, t_fault, k, deadline)
         probes.stop()
         res.samples = probes.snapshot()
         res.acked = list(probes.acked)
@@ -405,6 +407,34 @@ class Runner:
             if kind == "fault":
                 raise EnvironmentBroken(f"fault step '{step.name}' failed: {rec.error}")
             raise StepFailed(f"{i + 1}/{n} '{step.name}' ({step.action})", rec.error or "failed")
+
+    def _settle_performance(
+        self, ctx: DrillContext, t_fault: float, k: int, deadline: Deadline
+    ) -> None:
+        """Observe longer, up to the scenario's `settle`, while the settled journey median is over
+        the performance-baseline limit: on 2 busy cores a host hiccup of a few seconds can land in
+        a short window; a lasting degradation is still over the limit when the bound runs out, and
+        the check then fails with its numbers."""
+        check = next((c for c in self.scenario.checklist if c.id == "performance-baseline"), None)
+        if check is None or ctx.baseline is None or self.scenario.settle_s <= 0:
+            return
+        started = self.clock()
+
+        def settled() -> bool:
+            t_rec = recovery_time(ctx.probes.snapshot(), t_fault, k)
+            return t_rec is None or settled_performance(ctx, t_rec, **check.params).within
+
+        with contextlib.suppress(EnvironmentBroken):  # not settled: the check says by how much
+            wait_for(
+                settled,
+                what="journey latency to settle",
+                timeout_s=min(self.scenario.settle_s, max(0.0, deadline.remaining() - 5)),
+                interval_s=0.25,
+                transient=(),
+            )
+        waited = self.clock() - started
+        if waited >= 0.25:
+            self.result.extra["performance_settle_s"] = round(waited, 2)
 
     def _checklist(self, ctx: DrillContext) -> list[str]:
         failed: list[str] = []

@@ -57,6 +57,7 @@ TOP_KEYS = (
     "recovery",
     "checklist",
     "observe",
+    "settle",
     "max_duration",
     "expect",
     "description",
@@ -105,6 +106,9 @@ class Scenario:
     probes: dict[str, float] = field(default_factory=dict)
     steady_s: float = 1.5
     observe_s: float = 2.0
+    settle_s: float = 4.0
+    """How much longer than `observe` the runner may keep observing while journeys are still over
+    the performance-baseline limit (a host hiccup passes, a lasting degradation fails)."""
     max_duration_s: float = 300.0
     expect: dict[str, str] = field(default_factory=lambda: {"outcome": "pass"})
     path: str = ""
@@ -173,6 +177,7 @@ def parse_scenario(
                 recovery.append(step)
     checklist = _checklist_items(p, data.get("checklist", list(DEFAULT_CHECKLIST)), services)
     observe = parse_duration(p, "observe", data.get("observe", "2s"))
+    settle = parse_duration(p, "settle", data.get("settle", "4s"))
     max_dur = parse_duration(p, "max_duration", data.get("max_duration", "300s"), allow_zero=False)
     expect = data.get("expect", {"outcome": "pass"})
     if typed(p, "expect", expect, dict, "a mapping (outcome, breach)"):
@@ -191,7 +196,11 @@ def parse_scenario(
         p.add("objectives.rto", "an RTO of 0 is impossible for a runbook that restores a backup")
     p.raise_if_any()
     assert (
-        fault is not None and objectives is not None and observe is not None and max_dur is not None
+        fault is not None
+        and objectives is not None
+        and observe is not None
+        and settle is not None
+        and max_dur is not None
     )
     return Scenario(
         id=data["id"],
@@ -208,6 +217,7 @@ def parse_scenario(
         probes=probes,
         steady_s=steady or 1.5,
         observe_s=observe,
+        settle_s=settle,
         max_duration_s=max_dur,
         expect=dict(expect),
         path=str(source),

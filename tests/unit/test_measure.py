@@ -1,8 +1,15 @@
 """Measurement on synthetic timelines and ledgers: DESIGN.md's definitions, edge cases included."""
 
+from types import SimpleNamespace
+
 import pytest
 
-from drillkit.checklist import server_errors
+from drillkit.checklist import (
+    CheckFailed,
+    performance_baseline,
+    server_errors,
+    settled_performance,
+)
 from drillkit.measure import (
     AckedWrite,
     LedgerOutcome,
@@ -14,6 +21,7 @@ from drillkit.measure import (
     recovery_time,
     rpo,
 )
+from drillkit.probes import Baseline
 
 T_FAULT = 100.0
 
@@ -155,3 +163,58 @@ def test_no_error_spike_reads_the_apps_5xx_lines():
     found = server_errors(log)
     assert [ln.split(" status=")[1][:3] for ln in found] == ["503", "500"]
     assert server_errors(log.splitlines()[0]) == []
+
+
+# ----- performance-baseline: the settled half of the post-recovery window ---------------------
+
+
+def _perf_ctx(latencies_after, t_rec=10.0, baseline_ms=40.0):
+    """A context whose journeys start at t_rec and run every 100 ms with the given latencies."""
+    samples = [
+        Sample("journey", t_rec + 0.1 * i + lat, True, lat) for i, lat in enumerate(latencies_after)
+    ]
+    return SimpleNamespace(
+        baseline=Baseline(baseline_ms / 1000, 0.01, 15),
+        probes=SimpleNamespace(snapshot=lambda: list(samples)),
+        result=SimpleNamespace(markers={"recovered": t_rec}, extra={}),
+    )
+
+
+def test_performance_back_to_the_baseline_passes():
+    ctx = _perf_ctx([0.041] * 30)
+    perf = settled_performance(ctx, 10.0)
+    assert perf.within and perf.count >= 14
+    assert "journey median 41.0 ms" in performance_baseline(ctx)
+
+
+def test_a_slow_start_after_recovery_is_not_a_regression():
+    # cold caches right after a restore: the first half of the window is slow, the second normal
+    ctx = _perf_ctx([0.300] * 15 + [0.042] * 15)
+    assert settled_performance(ctx, 10.0).within
+
+
+def test_a_lasting_degradation_fails_with_its_numbers():
+    ctx = _perf_ctx([0.150] * 30)  # 3.75x the 40 ms baseline; the limit is 1.5x + 25 ms = 85 ms
+    perf = settled_performance(ctx, 10.0)
+    assert not perf.within and perf.limit_s == pytest.approx(0.085)
+    with pytest.raises(CheckFailed, match=r"journey median 150.0 ms .* \(limit 85.0 ms\)"):
+        performance_baseline(ctx)
+
+
+def test_a_degradation_at_the_end_of_the_window_fails():
+    # recovered, then slow again (e.g. the wrong fix): the settled half is the slow part
+    ctx = _perf_ctx([0.040] * 15 + [0.200] * 15)
+    assert not settled_performance(ctx, 10.0).within
+
+
+def test_the_extended_observation_is_stated_in_the_detail():
+    ctx = _perf_ctx([0.041] * 30)
+    ctx.result.extra["performance_settle_s"] = 2.5
+    assert "observation extended 2.5 s" in performance_baseline(ctx)
+
+
+def test_too_few_journeys_after_recovery_fail():
+    ctx = _perf_ctx([0.041] * 3)
+    assert not settled_performance(ctx, 10.0).within
+    with pytest.raises(CheckFailed, match="only 2 successful journeys"):
+        performance_baseline(ctx)
