@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import psycopg
 import requests
@@ -173,8 +174,8 @@ def no_error_spike(ctx: DrillContext, max_errors: int = 0) -> str:
         raise CheckFailed("never recovered")
     since = int(ctx.result.wall(t_rec)) + 1
     problems = []
-    app_log = ctx.stack.containers["app"].logs(since=since).decode("utf-8", "replace")
-    fivexx = server_errors(app_log)
+    app_log = ctx.stack.containers["app"].logs(since=since - 1).decode("utf-8", "replace")
+    fivexx = server_errors(app_log, began_after=ctx.result.wall(t_rec))
     if len(fivexx) > max_errors:
         problems.append(f"{len(fivexx)} 5xx answers in the app log, e.g. {fivexx[0][:160]}")
     for service in ctx.stack.services:
@@ -194,14 +195,32 @@ def no_error_spike(ctx: DrillContext, max_errors: int = 0) -> str:
     return f"no errors in the logs since {time.strftime('%H:%M:%S', time.gmtime(since))} UTC"
 
 
-APP_5XX = re.compile(r" request .*\bstatus=5\d\d\b")
-"""A request the app answered with a 5xx, in its log format:
-``<UTC time> request method="GET" path="/api/health" status=503 duration_ms=1.2``."""
+APP_5XX = re.compile(r"^(\S+) request .*\bstatus=5\d\d\b(?:.*\bduration_ms=([\d.]+))?")
+"""A request the app answered with a 5xx, in its log format (the time is when it answered):
+``2026-11-23T16:41:00.123456Z request method="GET" path="/api/health" status=503 duration_ms=1.2``."""
 
 
-def server_errors(app_log: str) -> list[str]:
-    """The app-log lines of requests answered with a 5xx."""
-    return [ln for ln in app_log.splitlines() if APP_5XX.search(ln)]
+def server_errors(app_log: str, began_after: float | None = None) -> list[str]:
+    """The app-log lines of requests answered with a 5xx; with `began_after` (a Unix time), only
+    those that began at or after it (answer time − duration): a request that waited out the
+    outage and was refused just after recovery is the outage's, not a post-recovery error. A line
+    whose time cannot be read is kept."""
+    out = []
+    for ln in app_log.splitlines():
+        m = APP_5XX.search(ln)
+        if m is None:
+            continue
+        if began_after is not None:
+            try:
+                answered = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%fZ")
+            except ValueError:
+                out.append(ln)
+                continue
+            began = answered.replace(tzinfo=UTC).timestamp() - float(m.group(2) or 0) / 1000
+            if began < began_after:
+                continue
+        out.append(ln)
+    return out
 
 
 @CHECKS("database-healthy")

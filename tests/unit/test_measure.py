@@ -1,5 +1,6 @@
 """Measurement on synthetic timelines and ledgers: DESIGN.md's definitions, edge cases included."""
 
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
@@ -163,6 +164,16 @@ def test_no_error_spike_reads_the_apps_5xx_lines():
     found = server_errors(log)
     assert [ln.split(" status=")[1][:3] for ln in found] == ["503", "500"]
     assert server_errors(log.splitlines()[0]) == []
+
+
+def test_a_5xx_to_a_request_that_began_before_recovery_is_the_outages():
+    recovered = datetime(2026, 12, 1, 7, 58, 19, tzinfo=UTC).timestamp()
+    waited_out = '2026-12-01T07:58:20.120725Z request method="GET" path="/api/health" status=503 duration_ms=2215.0'
+    after = '2026-12-01T07:58:20.120725Z request method="POST" path="/api/orders" status=503 duration_ms=3.5'
+    unreadable = 'yesterday request method="GET" path="/api/health" status=500 duration_ms=1.0'
+    log = "\n".join([waited_out, after, unreadable])
+    assert server_errors(log, began_after=recovered) == [after, unreadable]
+    assert server_errors(log) == [waited_out, after, unreadable]
 
 
 # ----- performance-baseline: the settled half of the post-recovery window ---------------------
