@@ -178,8 +178,8 @@ def no_error_spike(ctx: DrillContext, max_errors: int = 0) -> str:
     fivexx = server_errors(app_log, began_after=ctx.result.wall(t_rec))
     if len(fivexx) > max_errors:
         problems.append(f"{len(fivexx)} 5xx answers in the app log, e.g. {fivexx[0][:160]}")
-    for service in ctx.stack.services:
-        if service in ("app", "proxy", "web", *PROVIDERS) or service == ctx.state.get("fenced"):
+    for service in ctx.stack.databases:
+        if service == ctx.state.get("fenced"):
             continue
         log = ctx.stack.containers[service].logs(since=since).decode("utf-8", "replace")
         bad = [
@@ -233,10 +233,8 @@ def database_healthy(ctx: DrillContext) -> str:
     parts = [f"{primary} writable"]
     replicas = [
         s
-        for s in ctx.stack.services
-        if s not in ("app", "proxy", "web", *PROVIDERS, primary)
-        and s != ctx.state.get("fenced")
-        and ctx.state.get("promoted") != s
+        for s in ctx.stack.databases
+        if s != primary and s != ctx.state.get("fenced") and ctx.state.get("promoted") != s
     ]
     for replica in replicas:
         if replica == "replica" and primary == "replica":

@@ -124,6 +124,12 @@ class Stack:
             + (payledger.PROVIDERS if self.options.payments else ())
         )
 
+    @property
+    def databases(self) -> tuple[str, ...]:
+        """The PostgreSQL services: the primary, and the replica when the stack has one (never
+        the app or a service a stack option adds: proxy, web, payment providers)."""
+        return tuple(s for s in self.spec.services if s != "app")
+
     # ----- bring-up -----------------------------------------------------------------------------
     def up(self) -> None:
         """Create networks and volumes, start primary, then replica and app; wait until healthy."""
