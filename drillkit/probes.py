@@ -1,6 +1,7 @@
 """Continuous probes and the write ledger, on the drill's monotonic clock.
 
-- Availability probe: GET the health URL; ok on 200 with status "ok".
+- Availability probe: GET the health URL; ok on 200 with status "ok" and maintenance mode off
+  (an app in maintenance refuses writes: it is up, not recovered).
 - Journey probe: log in, create an order, read it back, read an existing (seeded) order; ok when
   every step answers as expected.
   A journey slower than `degraded_after_s` also fails (a degradation is an outage of the journey).
@@ -35,6 +36,20 @@ Clock = Callable[[], float]
 CANARY_ORDER_ID = 1
 """The first seeded order: the journey reads it back on every run, so destroyed or unreadable
 existing data (not only new writes) is user-visible."""
+
+
+def health_verdict(status_code: int, body: object) -> str | None:
+    """Why a health answer is not a pass, or None when it is one.
+
+    A 200 that says maintenance mode is on fails: the app refuses writes until maintenance is
+    off, and recovery cannot be said to be reached before that (with it counted as a pass, a
+    write refused after T_recovered was possible between the journey probe's ticks).
+    """
+    if status_code != 200 or not isinstance(body, dict) or body.get("status") != "ok":
+        return f"health {status_code}: {str(body)[:120]}"
+    if body.get("maintenance"):
+        return "health: maintenance mode on (writes are refused)"
+    return None
 
 
 def payload_hash(payload: str) -> str:
@@ -226,8 +241,12 @@ class Probes:
         start = self.clock()
         try:
             r = requests.get(self.health_url(), timeout=self.config.timeout_s)
-            ok = r.status_code == 200 and r.json().get("status") == "ok"
-            err = None if ok else f"health {r.status_code}: {r.text[:120]}"
+            try:
+                body: object = r.json()
+            except ValueError:
+                body = r.text
+            err = health_verdict(r.status_code, body)
+            ok = err is None
         except PROBE_FAILURES as exc:
             ok, err = False, f"{type(exc).__name__}: {str(exc)[:160]}"
         self._record("availability", start, ok, err)

@@ -22,7 +22,7 @@ from drillkit.measure import (
     recovery_time,
     rpo,
 )
-from drillkit.probes import Baseline
+from drillkit.probes import Baseline, health_verdict
 
 T_FAULT = 100.0
 
@@ -229,3 +229,24 @@ def test_too_few_journeys_after_recovery_fail():
     assert not settled_performance(ctx, 10.0).within
     with pytest.raises(CheckFailed, match="only 2 successful journeys"):
         performance_baseline(ctx)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "why"),
+    [
+        (200, {"status": "ok", "maintenance": False}, None),
+        (200, {"status": "ok", "maintenance": True}, "maintenance mode on"),
+        (503, {"status": "error", "error": "database unavailable"}, "health 503"),
+        (200, {"status": "error"}, "health 200"),
+        (200, "<html>proxy error</html>", "health 200"),
+    ],
+)
+def test_health_verdict(status: int, body: object, why: str | None) -> None:
+    """Maintenance mode is not availability: with it counted as a pass, T_recovered could fall
+    before maintenance was off and a refused write land after it (a CI failure of
+    corruption-logical on no-error-spike)."""
+    got = health_verdict(status, body)
+    if why is None:
+        assert got is None
+    else:
+        assert got is not None and why in got
