@@ -177,11 +177,12 @@ class Stack:
                 self.run_dir / "primary-wal",
                 self.options.wal_fs_mib,
             )
-        # All three start at once: the standby's entrypoint waits for the primary before cloning
-        # it, and the app retries its database until one answers.
+        # All three start at once: the standby's entrypoint copies the template the primary starts
+        # from and waits for the primary before streaming from it, and the app retries its
+        # database until one answers.
         self._start_primary()
         if "replica" in self.services:
-            self._start_replica()
+            self._start_replica(seed="template")
         if self.options.proxy:
             self._start_proxy()
         if self.options.payments:
@@ -279,11 +280,18 @@ class Stack:
             ports={f"{PG_PORT}/tcp": ("127.0.0.1", None)},
         )
 
-    def _start_replica(self) -> None:
+    def _start_replica(self, seed: str = "basebackup") -> None:
+        """`seed` "template": a new stack's standby, copied from the template the primary starts
+        from (no base backup); "basebackup": cloned from the running primary (any later clone)."""
         self._create(
             "replica",
             self.image_tags["postgres"],
-            env={"DRILLKIT_ROLE": "replica", "PRIMARY_HOST": "primary", "REPLICA_NAME": "replica"},
+            env={
+                "DRILLKIT_ROLE": "replica",
+                "PRIMARY_HOST": "primary",
+                "REPLICA_NAME": "replica",
+                "REPLICA_SEED": seed,
+            },
             mounts=self._pg_mounts("replica"),
             ports={f"{PG_PORT}/tcp": ("127.0.0.1", None)},
         )

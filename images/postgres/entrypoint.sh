@@ -42,14 +42,27 @@ primary)
     ;;
 replica)
     if [ ! -s "$PGDATA/PG_VERSION" ]; then
+        conninfo="host=${PRIMARY_HOST:?} user=replicator application_name=${REPLICA_NAME:-replica}"
+        if [ "${REPLICA_SEED:-basebackup}" = template ]; then
+            # A new stack: the primary starts from this same cleanly shut-down template (same
+            # system identifier, timeline 1), so a copy of it is a valid cold base backup. The
+            # standby streams everything the primary writes after the template's shutdown
+            # checkpoint (the per-run passwords included), and no pg_basebackup waits on the
+            # primary. A re-clone (a restored or promoted primary) always takes a base backup.
+            cp -a /opt/pgtemplate/. "$PGDATA/"
+            touch "$PGDATA/standby.signal"
+            printf "primary_conninfo = '%s password=%s'\n" "$conninfo" \
+                "$(secret replication_password)" >> "$PGDATA/postgresql.auto.conf"
+        fi
         # started together with the primary: wait (bounded) until it accepts connections
         for _ in $(seq 1 600); do
             pg_isready -q -h "${PRIMARY_HOST:?}" -t 1 && break
             sleep 0.05
         done
-        PGPASSWORD=$(secret replication_password) pg_basebackup \
-            -d "host=${PRIMARY_HOST:?} user=replicator application_name=${REPLICA_NAME:-replica}" \
-            -D "$PGDATA" -X stream -R -c fast
+        if [ ! -e "$PGDATA/standby.signal" ]; then
+            PGPASSWORD=$(secret replication_password) pg_basebackup \
+                -d "$conninfo" -D "$PGDATA" -X stream -R -c fast
+        fi
     fi
     exec postgres -D "$PGDATA" "$@"
     ;;
