@@ -6,9 +6,12 @@ the probes, the writer and the runner, so no two clocks are ever compared.
 - T_fault: when fault injection began.
 - A sample's time `t` is when its outcome became known (the probe's completion, or its timeout).
   MTTD = t of the first failed sample at or after T_fault − T_fault.
-- T_recovered: the first sample of the final run of passing samples (all probes merged in completion
-  order), provided that run holds at least K samples; nothing fails after it up to the end of the
+- T_recovered: when every probe that failed after T_fault has passed again (the first passing sample
+  of the last probe to recover), provided the final run of passing samples (all probes merged in
+  completion order) holds at least K samples; nothing fails after it up to the end of the
   observation window. RTO = T_recovered − T_fault; 0 when no sample failed after T_fault.
+  (Per probe, not merged: during a partial outage the health probe passes between two failed
+  journeys, and that pass is not the end of the outage.)
 - Lost writes: acknowledged and absent, or present with another payload (altered).
   RPO = max(T_fault, newest lost ack) − oldest lost ack, and 0 when nothing is lost.
 """
@@ -92,7 +95,14 @@ def recovery_time(samples: Sequence[Sample], t_fault: float, k: int) -> float | 
     tail = after[last_fail + 1 :]
     if len(tail) < k:
         return None
-    return tail[0].t
+    t_rec = tail[0].t
+    for probe in {s.probe for s in after if not s.ok}:
+        mine = [s for s in after if s.probe == probe]
+        last = max(i for i, s in enumerate(mine) if not s.ok)
+        if last + 1 == len(mine):
+            return None  # it never passed again
+        t_rec = max(t_rec, mine[last + 1].t)
+    return t_rec
 
 
 def rpo(lost: Iterable[AckedWrite], t_fault: float) -> float:

@@ -84,6 +84,25 @@ def test_k_consecutive_counts_both_probes_merged():
     assert t == pytest.approx(101.5, abs=0.11)  # the journey's recovery is the later one
 
 
+def test_t_recovered_waits_for_every_probe_that_failed():
+    """A partial outage (disk full: reads work, writes fail): the health probe passes throughout,
+    so the first merged pass after the journey's last failure is a health sample taken while
+    writes still failed. Recovery is the journey's first pass (a writer's refused write between
+    the two failed no-error-spike in a flake run)."""
+    a = timeline(probe="availability", step=0.1, start=90.0)
+    j = timeline((100.0, 103.0), probe="journey", step=0.1, start=90.05)
+    t = recovery_time(a + j, T_FAULT, k=5)
+    assert t == pytest.approx(103.05)
+    merged_first_pass = min(s.t for s in a + j if s.t > 102.95)
+    assert merged_first_pass == pytest.approx(103.0) and t > merged_first_pass
+
+
+def test_never_recovered_while_one_probe_has_not_passed_again():
+    a = timeline(probe="availability", step=0.1, start=90.0)
+    j = timeline((100.0, 121.0), probe="journey", step=0.1, start=90.05, end=119.0)
+    assert recovery_time(a + j, T_FAULT, k=5) is None
+
+
 def test_rpo_zero_when_nothing_lost():
     assert rpo([], T_FAULT) == 0
 

@@ -407,11 +407,11 @@ def test_index_html_content(pack: Path) -> None:
         "pitr-restore",
         "wal-volume-full",
         'src="timeline-db-kill-restart.png"',
-        "2.10 s / 30.0 s",
+        "2.13 s / 30.0 s",
         "3 lost, 0 altered of 500 acknowledged",
         "9/9 passed",
         "8/9 passed",
-        "RTO 2.10 s &gt; objective 1.00 s",
+        "RTO 2.13 s &gt; objective 1.00 s",
         "PASSED",
         "FAILED",
         "ERROR",
@@ -640,7 +640,7 @@ def test_append_and_load_history(tmp_path: Path) -> None:
     assert first["run_id"] == "run-20261120-1400"
     assert first["wall_end"] == "2026-11-20T14:00:12+00:00"
     assert first["status"] == "passed" and first["lost"] == 3
-    assert first["rto_s"] == pytest.approx(2.1) and first["mttd_s"] == pytest.approx(0.1)
+    assert first["rto_s"] == pytest.approx(2.13) and first["mttd_s"] == pytest.approx(0.1)
     assert first["objectives"] == {"rto_s": 30.0, "rpo_s": 5.0, "detection_s": 1.0}
     assert error["rto_s"] is None and error["status"] == "error"
     assert set(first) >= {
@@ -764,7 +764,7 @@ def test_step_plan_titles_carry_duration_and_outcome() -> None:
     assert "recovery 1/2: Restart PostgreSQL — 1.20 s — ok" in titles
     assert "recovery 2/2: Verify application health — 0.50 s — FAILED" in titles
     assert titles.index("recovery 1/2: Restart PostgreSQL — 1.20 s — ok") < titles.index(
-        "recovered: probes passing again — RTO 2.10 s (objective 30.0 s) — ok"
+        "recovered: probes passing again — RTO 2.13 s (objective 30.0 s) — ok"
     )
     failed = [line for line in step_plan(with_failed_step(make_result())) if line.failed]
     assert [line.error for line in failed] == ["HTTP 503 from /health"]
