@@ -172,10 +172,12 @@ def no_error_spike(ctx: DrillContext, max_errors: int = 0) -> str:
     t_rec = ctx.result.markers.get("recovered")
     if t_rec is None:
         raise CheckFailed("never recovered")
-    since = int(ctx.result.wall(t_rec)) + 1
+    t_rec_wall = ctx.result.wall(t_rec)
+    since = int(t_rec_wall) + 1
     problems = []
+    # the app's lines from the second T_recovered falls in (each line's start time is judged)
     app_log = ctx.stack.containers["app"].logs(since=since - 1).decode("utf-8", "replace")
-    fivexx = server_errors(app_log, began_after=ctx.result.wall(t_rec))
+    fivexx = server_errors(app_log, began_after=t_rec_wall)
     if len(fivexx) > max_errors:
         problems.append(f"{len(fivexx)} 5xx answers in the app log, e.g. {fivexx[0][:160]}")
     for service in ctx.stack.databases:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import docker.errors
 import psycopg
@@ -280,7 +280,7 @@ class Stack:
             ports={f"{PG_PORT}/tcp": ("127.0.0.1", None)},
         )
 
-    def _start_replica(self, seed: str = "basebackup") -> None:
+    def _start_replica(self, seed: Literal["template", "basebackup"] = "basebackup") -> None:
         """`seed` "template": a new stack's standby, copied from the template the primary starts
         from (no base backup); "basebackup": cloned from the running primary (any later clone)."""
         self._create(

@@ -4,7 +4,7 @@
 # its sabotage) is a flake: fix its root cause, never retry it away.
 #   scripts/flake-check.sh 20          the nightly set (12 drills, ~2.5 min a run)
 #   scripts/flake-check.sh 3 all       every drill and every sabotaged twin with its expected
-#                                      verdict, as `make test` runs them (44 drills, ~12 min a run)
+#                                      verdict, as `make test` runs them (42 drills, ~12 min a run)
 set -uo pipefail
 n=${1:-20}
 set_name=${2:-nightly}
