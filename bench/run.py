@@ -20,11 +20,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from drillkit.events import EventBus, Phase
-from drillkit.runner import ROOT, RunConfig, Runner
-from drillkit.scenario import load_scenario, parse_scenario_text
-from drillkit.stack import Stack
-from drillkit.stackfile import load_stack
+from drillkit.core.events import EventBus, Phase
+from drillkit.core.runner import RunConfig, Runner
+from drillkit.core.scenario import load_scenario, parse_scenario_text
+from drillkit.paths import ROOT
+from drillkit.stack.spec import load_stack
+from drillkit.stack.stack import Stack
 
 OUT = ROOT / "reports" / "bench"
 CORE = ("db-kill-restart", "corruption-page", "partition-app-db", "credential-leak", "disk-full")
@@ -232,7 +233,7 @@ def bench_restore_scale(config: RunConfig) -> dict[str, Any]:
     writable."""
     import dataclasses
 
-    from drillkit.seed import seed
+    from drillkit.stack.seed import seed
 
     big = dataclasses.replace(config, seed_scale="large")
     sc = dataclasses.replace(

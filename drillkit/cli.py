@@ -13,14 +13,14 @@ import time
 from pathlib import Path
 
 from drillkit.errors import DrillError, ValidationError
-from drillkit.runner import ROOT
+from drillkit.paths import ROOT
 
 REPORTS = ROOT / "reports"
 HISTORY = REPORTS / "history" / "drills.jsonl"
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from drillkit import images
+    from drillkit.stack import images
 
     t = time.monotonic()
     tags = images.ensure_all()
@@ -31,7 +31,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from drillkit.scenario import discover, load_scenario
+    from drillkit.core.scenario import discover, load_scenario
 
     problems: list[str] = []
     paths = [
@@ -51,7 +51,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from drillkit import hostfs, stack
+    from drillkit.stack import hostfs, stack
 
     counts = stack.reap(None)
     loops = hostfs.reap_loopfs(ROOT / ".run")
@@ -70,7 +70,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 
 def cmd_prune_images(args: argparse.Namespace) -> int:
-    from drillkit import images
+    from drillkit.stack import images
 
     removed = images.prune_stale()
     print(
@@ -81,7 +81,7 @@ def cmd_prune_images(args: argparse.Namespace) -> int:
 
 
 def cmd_session_start(args: argparse.Namespace) -> int:
-    from drillkit.runner import new_run_id
+    from drillkit.core.runner import new_run_id
 
     print(time.strftime("%Y%m%d-%H%M%S-") + new_run_id()[:4])
     return 0
@@ -89,9 +89,9 @@ def cmd_session_start(args: argparse.Namespace) -> int:
 
 def cmd_finish(args: argparse.Namespace) -> int:
     """After a suite: append history, build the evidence pack, warn about stale drills."""
+    from drillkit.core.results import load_all
+    from drillkit.core.scenario import discover
     from drillkit.reporting import evidence, history
-    from drillkit.results import load_all
-    from drillkit.scenario import discover
 
     session = args.session or os.environ.get("DRILLKIT_SESSION")
     if not session:

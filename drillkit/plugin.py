@@ -18,13 +18,14 @@ from typing import Any
 
 import pytest
 
-from drillkit import stack as stack_mod
+from drillkit.core.events import EventBus, Phase
+from drillkit.core.results import DrillResult
+from drillkit.core.runner import RunConfig, Runner, new_run_id
+from drillkit.core.scenario import Scenario, discover, load_scenario
 from drillkit.errors import EnvironmentBroken, ValidationError
-from drillkit.events import EventBus, Phase
-from drillkit.results import DrillResult
-from drillkit.runner import ROOT, RunConfig, Runner, new_run_id
-from drillkit.scenario import Scenario, discover, load_scenario
-from drillkit.stackfile import load_stack
+from drillkit.paths import ROOT
+from drillkit.stack import stack as stack_mod
+from drillkit.stack.spec import load_stack
 from drillkit.validate import Problems, load_yaml, parse_duration
 
 OPTIONS: list[tuple[str, str, Any, str]] = [

@@ -1,6 +1,6 @@
 """Reporters: timeline charts, Allure results, the evidence pack and the drill history.
 
-They know only `DrillResult` (drillkit.results) and `Event` (drillkit.events); nothing imports a
+They know only `DrillResult` (drillkit.core.results) and `Event` (drillkit.core.events); nothing imports a
 reporter except the plugin that registers it. This module holds the small helpers they share and
 imports neither matplotlib nor allure, so `drillkit.reporting.history` stays cheap to import.
 
@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from drillkit.results import DrillResult
+from drillkit.core.results import DrillResult
 
 REDACTED = "[redacted]"
 

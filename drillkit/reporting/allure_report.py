@@ -24,7 +24,8 @@ from typing import Any
 
 import allure
 
-from drillkit.measure import fmt_s
+from drillkit.core.measure import fmt_s
+from drillkit.core.results import DrillResult, StepRecord
 from drillkit.reporting import (
     checklist_counts,
     fmt_secs,
@@ -37,7 +38,6 @@ from drillkit.reporting import (
 )
 from drillkit.reporting.charts import timeline_png
 from drillkit.reporting.evidence import checklist_table, objectives_table, standalone_html
-from drillkit.results import DrillResult, StepRecord
 
 EPIC = "Disaster-recovery drills"
 SEVERITY = {

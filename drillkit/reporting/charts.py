@@ -18,9 +18,9 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from drillkit.measure import Sample
+from drillkit.core.measure import Sample
+from drillkit.core.results import DrillResult
 from drillkit.reporting import fmt_secs, t_detected, t_fault, t_recovered, verdict_word
-from drillkit.results import DrillResult
 
 OK = "#2e7d32"
 FAIL = "#c62828"

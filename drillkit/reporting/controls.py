@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from drillkit.results import DrillResult
+from drillkit.core.results import DrillResult
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from drillkit.measure import fmt_s
+from drillkit.core.measure import fmt_s
+from drillkit.core.results import DrillResult
 from drillkit.reporting import (
     REDACTED,
     checklist_counts,
@@ -54,7 +55,6 @@ from drillkit.reporting import (
 )
 from drillkit.reporting.charts import timeline_png, trend_png
 from drillkit.reporting.controls import CONTROLS, drills_for
-from drillkit.results import DrillResult
 
 PACK_FORMAT = "drillkit-evidence-pack/1"
 MANIFEST = "manifest.json"

@@ -19,8 +19,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from drillkit.core.results import DrillResult
 from drillkit.reporting import iso_wall
-from drillkit.results import DrillResult
 
 log = logging.getLogger(__name__)
 

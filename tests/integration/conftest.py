@@ -1,7 +1,7 @@
 import pytest
 
-from drillkit import engine
 from drillkit.errors import EnvironmentBroken
+from drillkit.stack import engine
 
 
 def pytest_collection_modifyitems(items):

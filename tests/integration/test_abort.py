@@ -1,9 +1,9 @@
 """A drill past its maximum duration (its stop condition) is aborted, reported with the phase it
 was in, and torn down: nothing it made remains."""
 
-from drillkit.runner import Runner
-from drillkit.scenario import parse_scenario_text
-from drillkit.stack import leftovers
+from drillkit.core.runner import Runner
+from drillkit.core.scenario import parse_scenario_text
+from drillkit.stack.stack import leftovers
 
 SCENARIO = """
 id: overlong

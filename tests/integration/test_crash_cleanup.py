@@ -8,15 +8,15 @@ import sys
 import time
 from pathlib import Path
 
-from drillkit.runner import ROOT
-from drillkit.stack import leftovers, reap_orphans
+from drillkit.paths import ROOT
+from drillkit.stack.stack import leftovers, reap_orphans
 
 CHILD = r"""
 import sys, time
 from pathlib import Path
-from drillkit.events import EventBus
-from drillkit.runner import Runner, RunConfig
-from drillkit.scenario import parse_scenario_text
+from drillkit.core.events import EventBus
+from drillkit.core.runner import Runner, RunConfig
+from drillkit.core.scenario import parse_scenario_text
 text = '''
 id: crash
 title: harness killed mid-fault

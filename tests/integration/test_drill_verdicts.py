@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from drillkit.core.scenario import discover, load_scenario
 from drillkit.plugin import SECRETS, assert_verdict
 from drillkit.reporting.evidence import build_pack, scan_for_secrets, verify_pack
-from drillkit.scenario import discover, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = discover(ROOT / "scenarios") + discover(ROOT / "scenarios" / "sabotage")

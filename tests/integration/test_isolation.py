@@ -4,9 +4,9 @@ a drill's teardown leaves the other's stack untouched."""
 import secrets
 import threading
 
-from drillkit import engine
-from drillkit.stack import Stack, leftovers
-from drillkit.stackfile import load_stack
+from drillkit.stack import engine
+from drillkit.stack.spec import load_stack
+from drillkit.stack.stack import Stack, leftovers
 
 
 def test_two_stacks_side_by_side_do_not_collide(tmp_path):

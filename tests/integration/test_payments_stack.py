@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 import requests
 
-from drillkit import engine
-from drillkit.payledger import PROVIDERS, fetch_charges, reconcile, set_fault
-from drillkit.payments import PaymentProbe, app_payments
-from drillkit.probes import ProbeError
-from drillkit.seed import seed
-from drillkit.stack import Stack, StackOptions, leftovers
-from drillkit.stackfile import load_stack
+from drillkit.catalog.payments import PaymentProbe, app_payments
+from drillkit.core.probes import ProbeError
+from drillkit.stack import engine
+from drillkit.stack.seed import seed
+from drillkit.stack.services.payments import PROVIDERS, fetch_charges, reconcile, set_fault
+from drillkit.stack.spec import load_stack
+from drillkit.stack.stack import Stack, StackOptions, leftovers
 from drillkit.wait import wait_for
 
 

@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from drillkit.runner import ROOT
-from drillkit.scenario import parse_scenario_text
+from drillkit.core.scenario import parse_scenario_text
+from drillkit.paths import ROOT
 
 SCENARIO = """
 id: rto-accuracy-{n}

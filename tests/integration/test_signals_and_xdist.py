@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from drillkit.scenario import DEFAULT_CHECKLIST
-from drillkit.stack import leftovers
+from drillkit.core.scenario import DEFAULT_CHECKLIST
+from drillkit.stack.stack import leftovers
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,12 +8,12 @@ import docker.errors
 import pytest
 import requests
 
-from drillkit import engine
+from drillkit.core.probes import AppClient
 from drillkit.errors import BlastRadiusError
-from drillkit.probes import AppClient
-from drillkit.seed import PROBE_USER, seed
-from drillkit.stack import Stack, leftovers
-from drillkit.stackfile import load_stack
+from drillkit.stack import engine
+from drillkit.stack.seed import PROBE_USER, seed
+from drillkit.stack.spec import load_stack
+from drillkit.stack.stack import Stack, leftovers
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +122,8 @@ def test_actions_refuse_a_container_this_run_did_not_create(stack):
         stack.containers["intruder"] = outsider
         with pytest.raises(BlastRadiusError, match="not created by this run"):
             stack.container("intruder")
-        from drillkit.actions import kill_container
-        from drillkit.context import DrillContext
+        from drillkit.catalog.actions import kill_container
+        from drillkit.core.context import DrillContext
 
         ctx = DrillContext(stack=stack, probes=None, result=None, clock=lambda: 0.0)  # type: ignore[arg-type]
         with pytest.raises(BlastRadiusError):
@@ -137,7 +137,7 @@ def test_actions_refuse_a_container_this_run_did_not_create(stack):
 
 
 def test_iptables_partition_cuts_and_heals(stack):
-    from drillkit.stack import nsenter
+    from drillkit.stack.stack import nsenter
 
     app = stack.container("app")
     ip = stack.containers["primary"].attrs["NetworkSettings"]["Networks"][stack.net.name][

@@ -6,10 +6,10 @@ import secrets
 
 import pytest
 
-from drillkit.stack import Stack, StackOptions, leftovers
-from drillkit.stackfile import load_stack
+from drillkit.catalog.wal import ready_segments
+from drillkit.stack.spec import load_stack
+from drillkit.stack.stack import Stack, StackOptions, leftovers
 from drillkit.wait import wait_for
-from drillkit.wal import ready_segments
 
 MIB = 2**20
 

@@ -10,12 +10,8 @@ from typing import Any
 import pytest
 import requests
 
-from drillkit import engine
-from drillkit.checklist import CheckFailed
-from drillkit.errors import StepFailed
-from drillkit.stack import Stack, StackOptions, leftovers
-from drillkit.stackfile import load_stack
-from drillkit.web import (
+from drillkit.catalog.checks import CheckFailed
+from drillkit.catalog.web import (
     DEFAULT_MESSAGE,
     check_site_integrity,
     deface_site,
@@ -26,6 +22,10 @@ from drillkit.web import (
     verify_site_files,
     verify_site_served,
 )
+from drillkit.errors import StepFailed
+from drillkit.stack import engine
+from drillkit.stack.spec import load_stack
+from drillkit.stack.stack import Stack, StackOptions, leftovers
 
 SITE = Path(__file__).resolve().parents[2] / "images" / "web" / "site"
 

@@ -5,13 +5,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from drillkit.checklist import (
+from drillkit.catalog.checks import (
     CheckFailed,
     performance_baseline,
     server_errors,
     settled_performance,
 )
-from drillkit.measure import (
+from drillkit.core.measure import (
     AckedWrite,
     LedgerOutcome,
     Objectives,
@@ -22,7 +22,7 @@ from drillkit.measure import (
     recovery_time,
     rpo,
 )
-from drillkit.probes import Baseline, health_verdict
+from drillkit.core.probes import Baseline, health_verdict
 
 T_FAULT = 100.0
 

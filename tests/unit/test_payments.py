@@ -16,7 +16,8 @@ from typing import ClassVar
 import pytest
 import requests
 
-from drillkit.payledger import (
+from drillkit.core.scenario import parse_scenario_text
+from drillkit.stack.services.payments import (
     AppPayment,
     PaymentAck,
     ProviderCharge,
@@ -25,7 +26,6 @@ from drillkit.payledger import (
     payment_table,
     reconcile,
 )
-from drillkit.scenario import parse_scenario_text
 from drillkit.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

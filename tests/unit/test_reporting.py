@@ -21,8 +21,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drillkit.measure import AckedWrite, LedgerOutcome, Objectives, Sample, judge, measure
-from drillkit.results import CheckResult, DrillResult, StepRecord
+from drillkit.core.measure import AckedWrite, LedgerOutcome, Objectives, Sample, judge, measure
+from drillkit.core.results import CheckResult, DrillResult, StepRecord
 
 T0 = 5000.0
 """The drill clock (monotonic seconds) at the first probe sample's start."""
@@ -778,7 +778,7 @@ def test_step_plan_titles_carry_duration_and_outcome() -> None:
 
 CHILD_TEST = """
 from pathlib import Path
-from drillkit.results import DrillResult
+from drillkit.core.results import DrillResult
 from drillkit.reporting.allure_report import attach_to_allure
 
 def test_drill():

@@ -4,15 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from drillkit.registry import CHECKS, FAULTS, RECOVERY
-from drillkit.runbook_actions import (
+from drillkit.catalog.runbook_actions import (
     is_slot_refusal,
     lag_seconds,
     promotion_refusal,
     root_blockers,
     sql_ident,
 )
-from drillkit.scenario import load_scenario
+from drillkit.core.registry import CHECKS, FAULTS, RECOVERY
+from drillkit.core.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 DRILLS = {

@@ -8,14 +8,14 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drillkit.errors import ValidationError
-from drillkit.scenario import (
+from drillkit.core.scenario import (
     TOP_KEYS,
     discover,
     load_scenario,
     parse_scenario,
     parse_scenario_text,
 )
+from drillkit.errors import ValidationError
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = """

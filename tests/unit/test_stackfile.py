@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from drillkit.errors import ValidationError
-from drillkit.stackfile import REFERENCE, StackSpec, load_stack, parse_stack
+from drillkit.stack.spec import REFERENCE, StackSpec, load_stack, parse_stack
 from drillkit.validate import Problems, parse_duration, parse_yaml
 
 
@@ -82,9 +82,9 @@ def test_objective_overrides_from_the_command_line():
 
 
 def test_policy_file(tmp_path):
+    from drillkit.core.runner import RunConfig, objectives_for
+    from drillkit.core.scenario import load_scenario
     from drillkit.plugin import load_policy
-    from drillkit.runner import RunConfig, objectives_for
-    from drillkit.scenario import load_scenario
 
     path = tmp_path / "policy.yaml"
     path.write_text(

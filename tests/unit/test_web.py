@@ -11,12 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drillkit.probes import ProbeConfig, ProbeError, Probes
-from drillkit.registry import CHECKS, FAULTS, RECOVERY
-from drillkit.scenario import load_scenario, parse_scenario_text
-from drillkit.validate import ValidationError
-from drillkit.web import nginx_errors, served_problems
-from drillkit.webfront import (
+from drillkit.catalog.web import nginx_errors, served_problems
+from drillkit.core.probes import ProbeConfig, ProbeError, Probes
+from drillkit.core.registry import CHECKS, FAULTS, RECOVERY
+from drillkit.core.scenario import load_scenario, parse_scenario_text
+from drillkit.stack.services.web import (
     ManifestDiff,
     compare,
     format_sha256sum,
@@ -26,6 +25,7 @@ from drillkit.webfront import (
     served_paths,
     sha256,
 )
+from drillkit.validate import ValidationError
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "images" / "web" / "site"

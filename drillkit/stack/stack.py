@@ -25,10 +25,12 @@ import psycopg
 import requests
 from docker.models.containers import Container
 
-from drillkit import engine, hostfs, images, payledger, webfront
 from drillkit.errors import BlastRadiusError, EnvironmentBroken
-from drillkit.secrets import Secrets
-from drillkit.stackfile import StackSpec
+from drillkit.stack import engine, hostfs, images
+from drillkit.stack.secrets import Secrets
+from drillkit.stack.services import payments as payledger
+from drillkit.stack.services import web as webfront
+from drillkit.stack.spec import StackSpec
 from drillkit.wait import wait_for
 
 PG_PORT = 5432

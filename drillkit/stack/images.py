@@ -19,10 +19,10 @@ from pathlib import Path
 
 import docker.errors
 
-from drillkit import engine
 from drillkit.errors import EnvironmentBroken
+from drillkit.paths import IMAGES_DIR
+from drillkit.stack import engine
 
-IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
 BOOTSTRAP_TAG = "drillkit/base:bookworm"
 REGISTRY_BASE = "debian:bookworm-slim"
 DEBIAN_MIRROR = os.environ.get("DRILLKIT_DEBIAN_MIRROR", "http://deb.debian.org/debian")

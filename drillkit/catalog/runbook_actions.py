@@ -17,12 +17,12 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from drillkit.actions import promote_replica
-from drillkit.checklist import CheckFailed
-from drillkit.context import DrillContext
+from drillkit.catalog.actions import promote_replica
+from drillkit.catalog.checks import CheckFailed
+from drillkit.core.context import DrillContext
+from drillkit.core.probes import AppClient
+from drillkit.core.registry import CHECKS, FAULTS, RECOVERY, Duration, Service
 from drillkit.errors import EnvironmentBroken, StepFailed
-from drillkit.probes import AppClient
-from drillkit.registry import CHECKS, FAULTS, RECOVERY, Duration, Service
 from drillkit.wait import wait_for
 
 LEAK_APP_NAME = "drill-leak"

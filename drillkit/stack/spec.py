@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drillkit.paths import REFERENCE_STACK
 from drillkit.validate import Problems, check_keys, load_yaml, typed
 
-REFERENCE = Path(__file__).resolve().parent.parent / "stacks" / "reference.yaml"
+REFERENCE = REFERENCE_STACK
 SERVICES = ("primary", "replica", "app")
 
 

@@ -25,24 +25,23 @@ from typing import Any
 import docker.errors
 import psycopg
 
-from drillkit import engine, hostfs
-from drillkit.checklist import TITLES, CheckFailed, settled_performance
-from drillkit.context import DrillContext
+from drillkit.catalog.checks import TITLES, CheckFailed, settled_performance
+from drillkit.catalog.payments import payment_probes
+from drillkit.catalog.web import site_probes
+from drillkit.core.context import DrillContext
+from drillkit.core.events import EventBus, Phase
+from drillkit.core.measure import LedgerOutcome, Objectives, judge, measure, recovery_time
+from drillkit.core.probes import Baseline, ProbeConfig, Probes, median
+from drillkit.core.registry import CHECKS, FAULTS, RECOVERY, call
+from drillkit.core.results import CheckResult, DrillResult, StepRecord
+from drillkit.core.scenario import RESTORE_ACTIONS, Scenario, Step
 from drillkit.errors import DrillAborted, DrillError, EnvironmentBroken, StepFailed
-from drillkit.events import EventBus, Phase
-from drillkit.measure import LedgerOutcome, Objectives, judge, measure, recovery_time
-from drillkit.payments import payment_probes
-from drillkit.probes import Baseline, ProbeConfig, Probes, median
-from drillkit.registry import CHECKS, FAULTS, RECOVERY, call
-from drillkit.results import CheckResult, DrillResult, StepRecord
-from drillkit.scenario import RESTORE_ACTIONS, Scenario, Step
-from drillkit.seed import PROBE_USER, SCALES, WRITER_USER, seed
-from drillkit.stack import Stack, StackOptions
-from drillkit.stackfile import StackSpec, load_stack
+from drillkit.paths import ROOT
+from drillkit.stack import engine, hostfs
+from drillkit.stack.seed import PROBE_USER, SCALES, WRITER_USER, seed
+from drillkit.stack.spec import StackSpec, load_stack
+from drillkit.stack.stack import Stack, StackOptions
 from drillkit.wait import wait_for
-from drillkit.web import site_probes
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)

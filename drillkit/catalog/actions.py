@@ -19,13 +19,13 @@ import docker.errors
 import psycopg
 import requests
 
-from drillkit.context import DrillContext
+from drillkit.core.context import DrillContext
+from drillkit.core.probes import AppClient
+from drillkit.core.registry import FAULTS, RECOVERY, Duration, Service
 from drillkit.errors import EnvironmentBroken, StepFailed
-from drillkit.payledger import PROVIDERS
-from drillkit.probes import AppClient
-from drillkit.registry import FAULTS, RECOVERY, Duration, Service
-from drillkit.seed import PROBE_USER
-from drillkit.stack import nsenter
+from drillkit.stack.seed import PROBE_USER
+from drillkit.stack.services.payments import PROVIDERS
+from drillkit.stack.stack import nsenter
 from drillkit.wait import wait_for
 
 # ---------------------------------------------------------------------------------------------
@@ -407,7 +407,7 @@ def reconcile_from_audit(ctx: DrillContext) -> str:
     # the figure "before reconciliation" is what a restore alone would have cost
     before = ctx.ledger()
     ctx.figure("lost_before_reconciliation", len(before.lost_or_altered))
-    from drillkit.measure import rpo
+    from drillkit.core.measure import rpo
 
     ctx.figure(
         "rpo_before_reconciliation_s",
@@ -805,7 +805,7 @@ TOXIC_ATTRIBUTES = {
 def _proxy(ctx: DrillContext) -> Any:
     if "proxy" not in ctx.stack.services:
         raise EnvironmentBroken("this action needs the fault proxy: add `stack: {proxy: true}`")
-    from drillkit.stack import PROXY_NAME
+    from drillkit.stack.stack import PROXY_NAME
 
     proxy = ctx.stack.toxiproxy().get_proxy(PROXY_NAME)
     if proxy is None:

@@ -22,11 +22,11 @@ import time
 
 import psycopg
 
-from drillkit.checklist import TITLES, CheckFailed
-from drillkit.context import DrillContext
+from drillkit.catalog.checks import TITLES, CheckFailed
+from drillkit.core.context import DrillContext
+from drillkit.core.registry import CHECKS, FAULTS, RECOVERY, Duration
 from drillkit.errors import EnvironmentBroken, StepFailed
-from drillkit.hostfs import LoopFs
-from drillkit.registry import CHECKS, FAULTS, RECOVERY, Duration
+from drillkit.stack.hostfs import LoopFs
 from drillkit.wait import wait_for
 
 ARCHIVE_DIR = "/var/lib/pgbackrest/archive/main"

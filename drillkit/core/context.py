@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from drillkit.measure import LedgerOutcome
-from drillkit.probes import Baseline, Probes, verify_ledger
-from drillkit.results import DrillResult
-from drillkit.stack import Stack
+from drillkit.core.measure import LedgerOutcome
+from drillkit.core.probes import Baseline, Probes, verify_ledger
+from drillkit.core.results import DrillResult
+from drillkit.stack.stack import Stack
 
 
 @dataclass

@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 import psycopg
 import requests
 
-from drillkit.context import DrillContext
+from drillkit.core.context import DrillContext
+from drillkit.core.probes import AppClient, median
+from drillkit.core.registry import CHECKS, Service
 from drillkit.errors import EnvironmentBroken
-from drillkit.payledger import PROVIDERS, STATUS_PATH
-from drillkit.probes import AppClient, median
-from drillkit.registry import CHECKS, Service
-from drillkit.seed import PROBE_USER
+from drillkit.stack.seed import PROBE_USER
+from drillkit.stack.services.payments import PROVIDERS, STATUS_PATH
 
 
 class CheckFailed(Exception):
@@ -245,7 +245,7 @@ def database_healthy(ctx: DrillContext) -> str:
             ctx.stack.wait_streaming(timeout_s=20, primary=primary, replica=replica)
         except EnvironmentBroken as exc:
             raise CheckFailed(f"{replica} is not streaming from {primary}: {exc}") from exc
-        from drillkit.actions import wait_replica_caught_up
+        from drillkit.catalog.actions import wait_replica_caught_up
 
         wait_replica_caught_up(ctx, Service(replica), timeout=30.0)
         parts.append(f"{replica} streaming and caught up")
@@ -402,7 +402,7 @@ def destruction_undone(ctx: DrillContext) -> str:
 
 @CHECKS("replica-caught-up")
 def replica_caught_up(ctx: DrillContext, replica: Service = Service("replica")) -> str:
-    from drillkit.actions import wait_replica_caught_up
+    from drillkit.catalog.actions import wait_replica_caught_up
 
     return wait_replica_caught_up(ctx, replica, timeout=30.0)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drillkit.measure import AckedWrite, Measurement, Objectives, Sample
+from drillkit.core.measure import AckedWrite, Measurement, Objectives, Sample
 
 
 @dataclass

@@ -31,10 +31,13 @@ from typing import Any
 
 import requests
 
-from drillkit.checklist import TITLES, CheckFailed
-from drillkit.context import DrillContext
+from drillkit.catalog.checks import TITLES, CheckFailed
+from drillkit.core.context import DrillContext
+from drillkit.core.probes import AppClient, ProbeError
+from drillkit.core.registry import CHECKS, FAULTS, RECOVERY, Duration, Service
 from drillkit.errors import EnvironmentBroken, StepFailed
-from drillkit.payledger import (
+from drillkit.stack.seed import PROBE_USER
+from drillkit.stack.services.payments import (
     BEHAVIOURS,
     PROVIDERS,
     AppPayment,
@@ -48,10 +51,7 @@ from drillkit.payledger import (
     reconcile,
     set_fault,
 )
-from drillkit.probes import AppClient, ProbeError
-from drillkit.registry import CHECKS, FAULTS, RECOVERY, Duration, Service
-from drillkit.seed import PROBE_USER
-from drillkit.stack import Stack
+from drillkit.stack.stack import Stack
 from drillkit.wait import wait_for
 
 DEFAULT_PATTERN = ["error", "capture-hang", "hang"]

@@ -28,14 +28,12 @@ from urllib.parse import quote
 
 import requests
 
-from drillkit.checklist import TITLES, CheckFailed
-from drillkit.context import DrillContext
+from drillkit.catalog.checks import TITLES, CheckFailed
+from drillkit.core.context import DrillContext
+from drillkit.core.probes import ProbeError
+from drillkit.core.registry import CHECKS, FAULTS, RECOVERY, Duration
 from drillkit.errors import EnvironmentBroken, StepFailed
-from drillkit.probes import ProbeError
-from drillkit.registry import CHECKS, FAULTS, RECOVERY, Duration
-from drillkit.stack import Stack
-from drillkit.wait import wait_for
-from drillkit.webfront import (
+from drillkit.stack.services.web import (
     MAINTENANCE_FLAG,
     MAINTENANCE_PAGE,
     WEB_PREVIEW_PORT,
@@ -48,6 +46,8 @@ from drillkit.webfront import (
     served_paths,
     sha256,
 )
+from drillkit.stack.stack import Stack
+from drillkit.wait import wait_for
 
 WEB = "web"
 DEFAULT_MESSAGE = "Website temporarily unavailable for maintenance."

@@ -29,8 +29,8 @@ from typing import Any
 import psycopg
 import requests
 
+from drillkit.core.measure import AckedWrite, LedgerOutcome, Sample
 from drillkit.errors import EnvironmentBroken
-from drillkit.measure import AckedWrite, LedgerOutcome, Sample
 
 Clock = Callable[[], float]
 CANARY_ORDER_ID = 1
