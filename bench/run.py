@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from drillkit import catalog
 from drillkit.core.events import EventBus, Phase
 from drillkit.core.runner import RunConfig, Runner
 from drillkit.core.scenario import load_scenario, parse_scenario_text
@@ -300,6 +301,7 @@ def bench_scaling() -> dict[str, Any]:
 
 
 def main() -> None:
+    catalog.load()
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--only", default="ready,drills,floor,clock,scaling,restore,rss")

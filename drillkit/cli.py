@@ -31,7 +31,10 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from drillkit import catalog
     from drillkit.core.scenario import discover, load_scenario
+
+    catalog.load()
 
     problems: list[str] = []
     paths = [

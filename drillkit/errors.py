@@ -35,6 +35,11 @@ class StepFailed(DrillError):
         super().__init__(f"step {step}: {reason}")
 
 
+class CheckFailed(Exception):
+    """A validation checklist item does not hold; its message is the evidence (a verdict, not an
+    error: the drill ran and recovery was judged)."""
+
+
 class BlastRadiusError(DrillError):
     """A destructive action was aimed at something this run did not create."""
 

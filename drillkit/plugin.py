@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from drillkit import catalog
 from drillkit.core.events import EventBus, Phase
 from drillkit.core.results import DrillResult
 from drillkit.core.runner import RunConfig, Runner, new_run_id
@@ -189,6 +190,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for tag in ("nightly", "quarterly", "integration", "sabotage"):
         config.addinivalue_line("markers", f"{tag}: drillkit {tag}")
     config.stash[_RESULTS] = []
+    catalog.load()
     _interrupt_on_sigterm()
 
 

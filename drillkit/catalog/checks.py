@@ -18,14 +18,9 @@ import requests
 from drillkit.core.context import DrillContext
 from drillkit.core.probes import AppClient, median
 from drillkit.core.registry import CHECKS, Service
-from drillkit.errors import EnvironmentBroken
+from drillkit.errors import CheckFailed, EnvironmentBroken
 from drillkit.stack.seed import PROBE_USER
 from drillkit.stack.services.payments import PROVIDERS, STATUS_PATH
-
-
-class CheckFailed(Exception):
-    pass
-
 
 TITLES = {
     "all-systems-responding": "All systems responding",

@@ -31,11 +31,11 @@ from typing import Any
 
 import requests
 
-from drillkit.catalog.checks import TITLES, CheckFailed
+from drillkit.catalog.checks import TITLES
 from drillkit.core.context import DrillContext
 from drillkit.core.probes import AppClient, ProbeError
 from drillkit.core.registry import CHECKS, FAULTS, RECOVERY, Duration, Service
-from drillkit.errors import EnvironmentBroken, StepFailed
+from drillkit.errors import CheckFailed, EnvironmentBroken, StepFailed
 from drillkit.stack.seed import PROBE_USER
 from drillkit.stack.services.payments import (
     BEHAVIOURS,

@@ -18,11 +18,10 @@ import psycopg
 from psycopg import sql
 
 from drillkit.catalog.actions import promote_replica
-from drillkit.catalog.checks import CheckFailed
 from drillkit.core.context import DrillContext
 from drillkit.core.probes import AppClient
 from drillkit.core.registry import CHECKS, FAULTS, RECOVERY, Duration, Service
-from drillkit.errors import EnvironmentBroken, StepFailed
+from drillkit.errors import CheckFailed, EnvironmentBroken, StepFailed
 from drillkit.wait import wait_for
 
 LEAK_APP_NAME = "drill-leak"

@@ -22,10 +22,10 @@ import time
 
 import psycopg
 
-from drillkit.catalog.checks import TITLES, CheckFailed
+from drillkit.catalog.checks import TITLES
 from drillkit.core.context import DrillContext
 from drillkit.core.registry import CHECKS, FAULTS, RECOVERY, Duration
-from drillkit.errors import EnvironmentBroken, StepFailed
+from drillkit.errors import CheckFailed, EnvironmentBroken, StepFailed
 from drillkit.stack.hostfs import LoopFs
 from drillkit.wait import wait_for
 

@@ -28,11 +28,11 @@ from urllib.parse import quote
 
 import requests
 
-from drillkit.catalog.checks import TITLES, CheckFailed
+from drillkit.catalog.checks import TITLES
 from drillkit.core.context import DrillContext
 from drillkit.core.probes import ProbeError
 from drillkit.core.registry import CHECKS, FAULTS, RECOVERY, Duration
-from drillkit.errors import EnvironmentBroken, StepFailed
+from drillkit.errors import CheckFailed, EnvironmentBroken, StepFailed
 from drillkit.stack.services.web import (
     MAINTENANCE_FLAG,
     MAINTENANCE_PAGE,

@@ -25,7 +25,7 @@ from typing import Any
 import docker.errors
 import psycopg
 
-from drillkit.catalog.checks import TITLES, CheckFailed, settled_performance
+from drillkit.catalog.checks import TITLES, settled_performance
 from drillkit.catalog.payments import payment_probes
 from drillkit.catalog.web import site_probes
 from drillkit.core.context import DrillContext
@@ -35,7 +35,7 @@ from drillkit.core.probes import Baseline, ProbeConfig, Probes, median
 from drillkit.core.registry import CHECKS, FAULTS, RECOVERY, call
 from drillkit.core.results import CheckResult, DrillResult, StepRecord
 from drillkit.core.scenario import RESTORE_ACTIONS, Scenario, Step
-from drillkit.errors import DrillAborted, DrillError, EnvironmentBroken, StepFailed
+from drillkit.errors import CheckFailed, DrillAborted, DrillError, EnvironmentBroken, StepFailed
 from drillkit.paths import ROOT
 from drillkit.stack import engine, hostfs
 from drillkit.stack.seed import PROBE_USER, SCALES, WRITER_USER, seed

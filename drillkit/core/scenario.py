@@ -10,12 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drillkit.catalog import actions as _actions  # noqa: F401  (registers the built-in actions)
-from drillkit.catalog import checks as _checklist  # noqa: F401  (registers the checks)
-from drillkit.catalog import payments as _payments  # noqa: F401  (the payment provider failure drill)
-from drillkit.catalog import runbook_actions as _runbook_actions  # noqa: F401  (more runbooks)
-from drillkit.catalog import wal as _wal  # noqa: F401  (WAL volume full)
-from drillkit.catalog import web as _web  # noqa: F401  (the web front's defacement drill)
 from drillkit.core.measure import Objectives
 from drillkit.core.registry import CHECKS, FAULTS, RECOVERY, Duration, Registry, Service
 from drillkit.stack.services.payments import PROVIDERS

@@ -14,6 +14,7 @@ from drillkit.stack.stack import leftovers, reap_orphans
 CHILD = r"""
 import sys, time
 from pathlib import Path
+from drillkit import catalog; catalog.load()
 from drillkit.core.events import EventBus
 from drillkit.core.runner import Runner, RunConfig
 from drillkit.core.scenario import parse_scenario_text

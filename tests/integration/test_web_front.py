@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import requests
 
-from drillkit.catalog.checks import CheckFailed
 from drillkit.catalog.web import (
     DEFAULT_MESSAGE,
     check_site_integrity,
@@ -22,7 +21,7 @@ from drillkit.catalog.web import (
     verify_site_files,
     verify_site_served,
 )
-from drillkit.errors import StepFailed
+from drillkit.errors import CheckFailed, StepFailed
 from drillkit.stack import engine
 from drillkit.stack.spec import load_stack
 from drillkit.stack.stack import Stack, StackOptions, leftovers
