@@ -586,7 +586,7 @@ def test_pack_with_history_has_trends_and_overdue_list(tmp_path: Path) -> None:
 def test_pdf_is_skipped_and_said_so_without_chromium(tmp_path: Path, monkeypatch) -> None:
     from drillkit.reporting import evidence
 
-    monkeypatch.setattr(evidence, "find_chromium", lambda: None)
+    monkeypatch.setattr(evidence.render, "find_chromium", lambda: None)
     out = evidence.build_pack([make_result()], tmp_path / "p", "op", "r1", {})
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["pdf"]["status"] == "skipped"
