@@ -1,16 +1,20 @@
-"""drillkit's command line: build images, validate scenarios, finish a session (evidence pack,
-history, stale-drill warnings), build the HTML report, verify a pack, clean up."""
+"""drillkit's command line: build images, validate scenarios, list the catalogue, finish a session
+(evidence pack, history, stale-drill warnings), build the HTML report, verify a pack, clean up."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
+import json
 import os
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 from drillkit.errors import DrillError, ValidationError
 from drillkit.paths import ROOT
@@ -34,7 +38,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from drillkit import catalog
     from drillkit.core.scenario import discover, load_scenario
 
-    catalog.load()
+    catalog.load(args.catalog or (), root=Path.cwd())
 
     problems: list[str] = []
     paths = [
@@ -51,6 +55,101 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
     print(f"{len(paths)} scenario files, {len(problems)} problems", file=sys.stderr)
     return 1 if problems else 0
+
+
+KINDS = (
+    ("FAULTS", "faults"),
+    ("RECOVERY", "recovery steps"),
+    ("PROBES", "probes"),
+    ("CHECKS", "checks"),
+)
+"""The registries `drillkit catalog` lists, by attribute of drillkit.core.registry, with a heading."""
+_ENTRY_FIELDS = {"name", "kind", "fn", "params", "doc"}
+
+
+def first_paragraph(doc: str) -> str:
+    """The docstring's first paragraph, on one line."""
+    return " ".join(doc.strip().split("\n\n", 1)[0].split())
+
+
+def catalog_listing() -> dict[str, list[dict[str, Any]]]:
+    """Every registered entry by kind ('fault', 'recovery', 'probe', 'check'): name, parameters
+    (name, type name, required, default), the docstring's first paragraph and the whole docstring;
+    any further facts an entry carries (title, ...) under 'facts'."""
+    from drillkit.core import registry
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    for attr, _ in KINDS:
+        reg = getattr(registry, attr, None)
+        if reg is None:
+            continue
+        rows = []
+        for name in sorted(reg.entries):
+            entry = reg.entries[name]
+            params = [
+                {
+                    "name": p.name,
+                    "type": p.type_name,
+                    "required": p.required,
+                    "default": None if p.required else p.default,
+                }
+                for p in getattr(entry, "params", {}).values()
+            ]
+            doc = getattr(entry, "doc", "") or ""
+            row: dict[str, Any] = {
+                "name": name,
+                "params": params,
+                "summary": first_paragraph(doc),
+                "doc": doc,
+            }
+            if dataclasses.is_dataclass(entry):
+                facts = {
+                    f.name: getattr(entry, f.name)
+                    for f in dataclasses.fields(entry)
+                    if f.name not in _ENTRY_FIELDS and getattr(entry, f.name) not in (None, "", ())
+                }
+                if facts:
+                    row["facts"] = facts
+            rows.append(row)
+        out[reg.kind] = rows
+    return out
+
+
+def _param_text(param: dict[str, Any]) -> str:
+    text = f"{param['name']}: {param['type']}"
+    return text + (" (required)" if param["required"] else f" = {param['default']!r}")
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    """List every fault, recovery step, probe and check, with parameters and docstrings."""
+    from drillkit import catalog
+
+    catalog.load(args.catalog or (), root=Path.cwd())
+    listing = catalog_listing()
+    if args.json:
+        print(json.dumps(listing, indent=1, default=str))
+        return 0
+    headings = {attr: heading for attr, heading in KINDS}
+    from drillkit.core import registry
+
+    for attr, _ in KINDS:
+        reg = getattr(registry, attr, None)
+        if reg is None:
+            continue
+        rows = listing[reg.kind]
+        print(f"{headings[attr]} ({len(rows)})")
+        for row in rows:
+            print(f"  {row['name']}")
+            if row["summary"]:
+                print(
+                    textwrap.fill(
+                        row["summary"], 100, initial_indent=" " * 6, subsequent_indent=" " * 6
+                    )
+                )
+            for param in row["params"]:
+                print(f"      - {_param_text(param)}")
+        print()
+    return 0
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
@@ -184,6 +283,9 @@ def _allure_cli() -> str:
     return str(local)
 
 
+_CATALOG_HELP = "also load a team catalogue module: dotted name or .py path (repeatable)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="drillkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -192,7 +294,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     v = sub.add_parser("validate", help="validate scenario files")
     v.add_argument("paths", nargs="*", default=[str(ROOT / "scenarios")])
+    v.add_argument("--catalog", action="append", metavar="MODULE", help=_CATALOG_HELP)
     v.set_defaults(fn=cmd_validate)
+    c = sub.add_parser("catalog", help="list every fault, recovery step, probe and check")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.add_argument("--catalog", action="append", metavar="MODULE", help=_CATALOG_HELP)
+    c.set_defaults(fn=cmd_catalog)
     sub.add_parser("clean", help="remove everything drillkit left behind").set_defaults(
         fn=cmd_clean
     )

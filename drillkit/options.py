@@ -1,0 +1,237 @@
+"""The drill options: `--drill-*` on the command line, `drill_*` in the ini file (the command line
+wins), and the objectives policy file, resolved once into a frozen `RunConfig`.
+
+`add_options(parser)` registers them (the plugin's `pytest_addoption`); `run_config(config)` is the
+resolved config, computed once per session; `scenario_paths(config)` the scenario files to run;
+`catalog_modules(config)` the team catalogue modules to load (`--drill-catalog`, repeatable, and
+the `drillkit_catalog` ini key, one module per line: a dotted name or a .py path relative to the
+rootdir).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drillkit.core.runner import RunConfig, new_run_id
+from drillkit.core.scenario import discover
+from drillkit.errors import ValidationError
+from drillkit.validate import Problems, load_yaml, parse_duration
+
+OPTIONS: list[tuple[str, str, Any, str]] = [
+    # (name, type, default, help)
+    ("scenarios", "string", "scenarios", "scenario file or folder (default: scenarios/)"),
+    ("select", "string", "", "comma-separated scenario ids to run (default: all found)"),
+    ("stack", "string", "", "stack file (default: stacks/reference.yaml)"),
+    (
+        "keep-on-failure",
+        "bool",
+        False,
+        "keep a failed drill's stack for debugging (make clean removes it)",
+    ),
+    ("probe-interval", "string", "100ms", "probe interval (sub-second)"),
+    ("k", "string", "5", "consecutive passing probes that mark recovery"),
+    ("objectives", "string", "", "policy file overriding scenario objectives"),
+    ("seed-scale", "string", "small", "seed data size: small, medium, large"),
+    ("results", "string", "reports", "where results, Allure results and evidence packs go"),
+    ("min-free-disk", "string", "2", "GiB of free disk required before injecting"),
+    (
+        "baseline-backup",
+        "string",
+        "auto",
+        "full baseline backup: auto (when the runbook restores one), always, never",
+    ),
+]
+"""The single-valued options; each is `--drill-<name>` and the ini key `drill_<name>`."""
+
+CATALOG_INI = "drillkit_catalog"
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register every `--drill-*` option and its ini twin."""
+    group = parser.getgroup("drillkit", "drillkit chaos drills")
+    group.addoption(
+        "--drill-objective",
+        action="append",
+        default=None,
+        help="override an objective: [scenario:]rto|rpo|detection=DURATION (repeatable)",
+    )
+    parser.addini(
+        "drill_objective", "objective overrides, one per line", type="linelist", default=[]
+    )
+    group.addoption(
+        "--drill-catalog",
+        action="append",
+        default=None,
+        help="a team catalogue module to load: dotted name or .py path (repeatable)",
+    )
+    parser.addini(
+        CATALOG_INI,
+        "team catalogue modules (faults, steps, checks), one per line: "
+        "a dotted module name or a .py path relative to the rootdir",
+        type="linelist",
+        default=[],
+    )
+    for name, kind, default, help_ in OPTIONS:
+        ini = "drill_" + name.replace("-", "_")
+        if kind == "bool":
+            group.addoption(f"--drill-{name}", action="store_true", default=None, help=help_)
+        else:
+            group.addoption(f"--drill-{name}", default=None, help=help_)
+        parser.addini(ini, help_, type="bool" if kind == "bool" else "string", default=default)
+
+
+def opt(config: pytest.Config, name: str) -> Any:
+    """The value of `--drill-<name>`, else of the ini key `drill_<name>`."""
+    value = config.getoption(f"--drill-{name}")
+    if value is None:
+        value = config.getini("drill_" + name.replace("-", "_"))
+    return value
+
+
+def catalog_modules(config: pytest.Config) -> list[str]:
+    """Team catalogue modules: the ini key's lines, then each `--drill-catalog`."""
+    listed = [*config.getini(CATALOG_INI), *(config.getoption("--drill-catalog") or [])]
+    return [m.strip() for m in listed if m.strip()]
+
+
+def load_policy(path: Path) -> dict[str, dict[str, float]]:
+    """Objectives policy file: {objectives: {'*': {rto: 30s}, 'db-kill-restart': {rpo: 0s}}}."""
+    data = load_yaml(path)
+    p = Problems(path)
+    out: dict[str, dict[str, float]] = {}
+    table = data.get("objectives") if isinstance(data, dict) else None
+    if not isinstance(table, dict):
+        p.add("objectives", "expected a mapping of scenario id (or '*') to objectives")
+        p.raise_if_any()
+    for sid, objs in (table or {}).items():
+        if not isinstance(objs, dict):
+            p.add(f"objectives.{sid}", "expected a mapping with rto, rpo, detection")
+            continue
+        for key, value in objs.items():
+            if key not in ("rto", "rpo", "detection"):
+                p.add(f"objectives.{sid}.{key}", "unknown objective (rto, rpo, detection)")
+                continue
+            seconds = parse_duration(p, f"objectives.{sid}.{key}", value)
+            if seconds is not None:
+                out.setdefault(str(sid), {})[f"{key}_s"] = seconds
+    p.raise_if_any()
+    return out
+
+
+def parse_objective_overrides(items: list[str]) -> dict[str, dict[str, float]]:
+    """'rto=10s' (every scenario) or 'db-kill-restart:rpo=0s' -> {scenario or '*': {'rto_s': 10}}."""
+    p = Problems("--drill-objective")
+    out: dict[str, dict[str, float]] = {}
+    for item in items:
+        scope, _, assignment = item.rpartition(":") if ":" in item else ("*", "", item)
+        key, eq, value = assignment.partition("=")
+        if not eq or key not in ("rto", "rpo", "detection"):
+            p.add(item, "expected [scenario:]rto|rpo|detection=DURATION, e.g. rto=10s")
+            continue
+        seconds = parse_duration(p, item, value)
+        if seconds is not None:
+            out.setdefault(scope or "*", {})[f"{key}_s"] = seconds
+    p.raise_if_any()
+    return out
+
+
+def resolve_config(config: pytest.Config) -> RunConfig:
+    """The options, ini keys and policy file as one RunConfig (a new run id each call)."""
+    p = Problems("command line / ini")
+    interval = parse_duration(
+        p, "--drill-probe-interval", opt(config, "probe-interval"), allow_zero=False
+    )
+    p.raise_if_any()
+    assert interval is not None
+    if interval >= 1:
+        raise ValidationError([f"--drill-probe-interval: must be sub-second, got {interval:g} s"])
+    results = Path(opt(config, "results"))
+    if not results.is_absolute():
+        results = Path(config.rootpath) / results
+    run_id = (
+        os.environ.get("DRILLKIT_SESSION") or time.strftime("%Y%m%d-%H%M%S-") + new_run_id()[:4]
+    )
+    policy = opt(config, "objectives")
+    stack_file = opt(config, "stack")
+    return RunConfig(
+        results_dir=results / "runs" / run_id,
+        run_root=Path(config.rootpath) / ".run",
+        stack_file=Path(stack_file) if stack_file else None,
+        probe_interval_s=interval,
+        k=int(opt(config, "k")),
+        keep_on_failure=bool(opt(config, "keep-on-failure")),
+        seed_scale=opt(config, "seed-scale"),
+        objectives=_merge(
+            load_policy(Path(policy)) if policy else {},
+            parse_objective_overrides(
+                config.getoption("--drill-objective") or config.getini("drill_objective")
+            ),
+        ),
+        min_free_disk_gib=float(opt(config, "min-free-disk")),
+        baseline_backup=_choice(
+            "--drill-baseline-backup", opt(config, "baseline-backup"), ("auto", "always", "never")
+        ),
+    )
+
+
+def _choice(option: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValidationError([f"{option}: expected one of {', '.join(choices)}, got {value!r}"])
+    return value
+
+
+def _merge(*tables: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Later tables win: the policy file, then the command line."""
+    out: dict[str, dict[str, float]] = {}
+    for table in tables:
+        for scope, objs in table.items():
+            out.setdefault(scope, {}).update(objs)
+    return out
+
+
+_CONFIG = pytest.StashKey[RunConfig]()
+
+
+def run_config(config: pytest.Config) -> RunConfig:
+    """The session's RunConfig, resolved on first use and kept on the pytest config."""
+    if _CONFIG not in config.stash:
+        config.stash[_CONFIG] = resolve_config(config)
+    return config.stash[_CONFIG]
+
+
+def scenario_paths(config: pytest.Config) -> list[Path]:
+    """The scenario files to run: `--drill-scenarios` (a file or a folder), narrowed by
+    `--drill-select` (ids; an unknown id is a usage error)."""
+    root = Path(opt(config, "scenarios"))
+    if not root.is_absolute():
+        root = Path(config.rootpath) / root
+    paths = discover(root) if root.is_dir() else [root]
+    select = [s for s in str(opt(config, "select") or "").split(",") if s]
+    if select:
+        known = {p.stem for p in paths}
+        unknown = [s for s in select if s not in known]
+        if unknown:
+            raise pytest.UsageError(
+                f"--drill-select: unknown scenario(s) {unknown}; known: {sorted(known)}"
+            )
+        paths = [p for p in paths if p.stem in select]
+    return paths
+
+
+__all__ = [
+    "CATALOG_INI",
+    "OPTIONS",
+    "add_options",
+    "catalog_modules",
+    "load_policy",
+    "opt",
+    "parse_objective_overrides",
+    "resolve_config",
+    "run_config",
+    "scenario_paths",
+]
