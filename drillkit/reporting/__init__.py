@@ -1,14 +1,23 @@
-"""Reporters: timeline charts, Allure results, the evidence pack and the drill history.
+"""Reporters: the terminal progress and summary, timeline charts, Allure results, the evidence
+pack and the drill history.
 
-They know only `DrillResult` (drillkit.core.results) and `Event` (drillkit.core.events); nothing imports a
-reporter except the plugin that registers it. This module holds the small helpers they share and
-imports neither matplotlib nor allure, so `drillkit.reporting.history` stays cheap to import.
+They know only `DrillResult` (drillkit.core.results) and `Event` (drillkit.core.events); nothing
+imports a reporter except the plugin and the command line, which drive them. Only the terminal
+progress reporter subscribes to the event bus (live, one line per lifecycle event); the others
+work on the finished record, the one thing that holds every figure and verdict: the plugin
+attaches each drill's record to Allure once its run (teardown included) is over and writes Allure's
+run-level files at the end of the session; `drillkit finish` builds the evidence pack and appends
+the history from the records saved in reports/runs/<session>/. This module holds the small helpers
+they share and imports neither matplotlib nor allure, so `drillkit.reporting.history` stays cheap
+to import.
 
 Modules:
+- terminal: `progress_subscriber(write_line, t0)` (an event-bus subscriber), `summary_lines`
 - charts: `timeline_png(result)`, `trend_png(history_rows, scenario_id)`
 - allure_report: `attach_to_allure(result)`, `write_environment`, `write_executor`,
   `write_categories`
-- evidence: `build_pack(...)`, `verify_pack(dir)`, `scan_for_secrets(dir, secrets)`
+- evidence (a package: html, page, render, pack): `build_pack(...)`, `verify_pack(dir)`,
+  `scan_for_secrets(dir, secrets)`
 - history: `append_history`, `load_history`, `stale_scenarios`
 - controls: `CONTROLS`, the control-framework mapping table
 """
