@@ -11,8 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from drillkit.core.measure import Objectives
-from drillkit.core.registry import CHECKS, FAULTS, RECOVERY, Duration, Registry, Service
-from drillkit.stack.services.payments import PROVIDERS
+from drillkit.core.registry import (
+    CHECKS,
+    FAULTS,
+    OPTIONAL_SERVICES,
+    RECOVERY,
+    Duration,
+    Registry,
+    Service,
+)
 from drillkit.stack.spec import SERVICES
 from drillkit.validate import (
     Problems,
@@ -67,7 +74,9 @@ REQUIRED = (
     "fault",
     "recovery",
 )
-RESTORE_ACTIONS = {"restore-backup"}
+STACK_KEYS = ("synchronous", "data_fs", "wal_fs", "replica")
+"""The `stack:` keys core knows; each optional service part the catalogue declares
+(`registry.optional_services`) adds its own boolean key."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +135,8 @@ def parse_scenario(
     data: Any, source: str | Path, services: tuple[str, ...] = SERVICES, text: str = ""
 ) -> Scenario:
     p = Problems(source)
+    for registry in (FAULTS, RECOVERY, CHECKS):
+        registry.require_loaded()
     if not isinstance(data, dict):
         p.add(
             "", f"expected a mapping (id, title, fault, recovery, ...), got {type(data).__name__}"
@@ -151,12 +162,9 @@ def parse_scenario(
             typed(p, f"source.{k}", v, str, "a string (quote numbers like '000')")
     objectives = _objectives(p, data.get("objectives"))
     stack = _stack(p, data.get("stack", {}))
-    if stack.get("proxy"):
-        services = (*services, "proxy")
-    if stack.get("web"):
-        services = (*services, "web")
-    if stack.get("payments"):
-        services = (*services, *PROVIDERS)
+    for option, added in OPTIONAL_SERVICES.items():
+        if stack.get(option):
+            services = (*services, *added)
     probes = _probes(p, data.get("probes", {}))
     steady = _duration_block(p, data.get("steady_state", {"duration": "1500ms"}), "steady_state")
     fault = _step(p, "fault", data.get("fault"), FAULTS, services) if "fault" in data else None
@@ -186,7 +194,7 @@ def parse_scenario(
             "recovery-step",
         ):
             p.add("expect.breach", "expected one of rto, rpo, detection, checklist, recovery-step")
-    if objectives and objectives.rto_s == 0 and any(s.action in RESTORE_ACTIONS for s in recovery):
+    if objectives and objectives.rto_s == 0 and restores_backup(recovery):
         p.add("objectives.rto", "an RTO of 0 is impossible for a runbook that restores a backup")
     p.raise_if_any()
     assert (
@@ -219,6 +227,11 @@ def parse_scenario(
     )
 
 
+def restores_backup(recovery: tuple[Step, ...] | list[Step]) -> bool:
+    """Whether a runbook has a step that restores the database from a backup (`restores=True`)."""
+    return any(RECOVERY.get(step.action).restores for step in recovery)
+
+
 def _objectives(p: Problems, raw: Any) -> Objectives | None:
     if raw is None:
         return None
@@ -238,20 +251,11 @@ def _objectives(p: Problems, raw: Any) -> Objectives | None:
 def _stack(p: Problems, raw: Any) -> dict[str, Any]:
     if not typed(p, "stack", raw, dict, "a mapping (synchronous, data_fs)"):
         return {}
-    check_keys(
-        p,
-        "stack",
-        raw,
-        ("synchronous", "data_fs", "wal_fs", "replica", "proxy", "web", "payments"),
-        (),
-    )
+    check_keys(p, "stack", raw, (*STACK_KEYS, *OPTIONAL_SERVICES), ())
     out: dict[str, Any] = {}
-    if "proxy" in raw and typed(p, "stack.proxy", raw["proxy"], bool, "true or false"):
-        out["proxy"] = raw["proxy"]
-    if "web" in raw and typed(p, "stack.web", raw["web"], bool, "true or false"):
-        out["web"] = raw["web"]
-    if "payments" in raw and typed(p, "stack.payments", raw["payments"], bool, "true or false"):
-        out["payments"] = raw["payments"]
+    for option in OPTIONAL_SERVICES:
+        if option in raw and typed(p, f"stack.{option}", raw[option], bool, "true or false"):
+            out[option] = raw[option]
     if "synchronous" in raw and typed(
         p, "stack.synchronous", raw["synchronous"], bool, "true or false"
     ):
