@@ -101,7 +101,7 @@ def wait_settled(
     with contextlib.suppress(EnvironmentBroken):
         wait_for(
             lambda: settled(ctx, checks, t_fault, k),
-            what="journey latency to settle",
+            what="the checks' settle conditions to hold",
             timeout_s=timeout_s,
             interval_s=0.25,
             transient=(),
