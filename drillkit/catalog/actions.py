@@ -11,7 +11,8 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,67 @@ import psycopg
 import requests
 
 from drillkit.core.context import DrillContext
-from drillkit.core.probes import AppClient
-from drillkit.core.registry import FAULTS, RECOVERY, Duration, Service
+from drillkit.core.registry import FAULTS, RECOVERY, Duration, Service, optional_services
 from drillkit.errors import EnvironmentBroken, StepFailed
-from drillkit.stack.seed import PROBE_USER
 from drillkit.stack.services.payments import PROVIDERS
 from drillkit.stack.stack import nsenter
 from drillkit.wait import wait_for
+
+optional_services("proxy", "proxy")
+
+# ---------------------------------------------------------------------------------------------
+# what these steps hand to later steps and to checks (one instance per drill: ctx.part(...))
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Fencing:
+    """The old primary `fence` made a standby: it is not expected to serve."""
+
+    service: str | None = None
+
+
+@dataclass
+class RestorePoint:
+    """The destructive transaction (destructive-statement, breach-tamper): the point-in-time
+    recovery target of restore-backup and the replay start of reconcile-from-audit."""
+
+    xid: int | None = None
+    wall: float | None = None
+    """Its start, a Unix time."""
+
+
+@dataclass
+class Partitions:
+    """The iptables rules of each partition (a, b), kept so healing removes exactly them."""
+
+    rules: dict[tuple[str, str], list[tuple[str, list[str]]]] = field(default_factory=dict)
+
+
+@dataclass
+class CredentialLeak:
+    """What leak-credentials gave the attacker: the database password, the session it opened
+    with it and the token it forged with the leaked signing secret."""
+
+    db_password: str | None = None
+    attacker_pid: int | None = None
+    attacker_token: str | None = None
+
+
+@dataclass
+class BreachResponse:
+    """The breach runbook's own records: audit rows preserved, when the password was rotated."""
+
+    audit_rows_before: int | None = None
+    rotated_at_wall: float | None = None
+
+
+@dataclass
+class DiskBallast:
+    """The file fill-disk wrote (free-disk deletes it)."""
+
+    path: str | None = None
+
 
 # ---------------------------------------------------------------------------------------------
 # generic steps: a team's own runbook commands
@@ -244,14 +299,14 @@ def wait_app_healthy(ctx: DrillContext, timeout: Duration = Duration(60.0)) -> s
     return ctx.stack.app_health().text.strip()
 
 
-@RECOVERY("promote-replica")
+@RECOVERY("promote-replica", needs=("replica",))
 def promote_replica(ctx: DrillContext, service: Service = Service("replica")) -> str:
     """pg_promote() on the standby; it becomes the writable primary."""
     rows = ctx.stack.sql(service, "SELECT pg_promote(wait => true, wait_seconds => 30)")
     if not rows or rows[0][0] is not True:
         raise StepFailed("promote-replica", f"pg_promote on {service} returned {rows}")
     ctx.stack.wait_pg(service, 30, writable=True)
-    ctx.state["primary"] = service
+    ctx.primary = service
     return f"{service} promoted"
 
 
@@ -263,7 +318,7 @@ def point_app(ctx: DrillContext, hosts: list[str]) -> str:
     return f"app pointed at {', '.join(hosts)}"
 
 
-@RECOVERY("fence")
+@RECOVERY("fence", needs=("replica",))
 def fence(
     ctx: DrillContext, service: Service = Service("primary"), follow: Service = Service("replica")
 ) -> str:
@@ -280,19 +335,16 @@ def fence(
         ">> /pgdata/postgresql.auto.conf"
     )
     out = ctx.stack.run_tool(service, ["sh", "-c", script])
-    ctx.state["fenced"] = service
+    ctx.part(Fencing).service = service
     return f"{service} fenced (standby.signal written) {out}".strip()
 
 
-@RECOVERY("set-maintenance")
+@RECOVERY("set-maintenance", needs=("reference-app",))
 def set_maintenance(ctx: DrillContext, enabled: bool) -> str:
     """Maintenance mode: the app refuses writes with 503 (seed 002 data-corruption step 1)."""
     ctx.stack.set_maintenance(enabled)
     if enabled:
-        client = AppClient(
-            lambda: ctx.stack.app_url, PROBE_USER, lambda: ctx.stack.secrets["user_password"], 5.0
-        )
-        r = client.create_order(f"maintenance-check-{ctx.clock()}", "must be refused")
+        r = ctx.app_client().create_order(f"maintenance-check-{ctx.clock()}", "must be refused")
         if r.status_code != 503:
             raise StepFailed("set-maintenance", f"app still accepts writes ({r.status_code})")
         return f"maintenance on: writes answer {r.status_code} {r.text.strip()}"
@@ -334,6 +386,7 @@ def switch_wal(ctx: DrillContext, service: Service = Service("primary")) -> str:
 
 @RECOVERY("stop-service")
 def stop_service(ctx: DrillContext, service: Service) -> str:
+    """Stop a service's container gracefully (20 s), if it runs."""
     c = ctx.stack.container(service)
     if c.status == "running":
         c.stop(timeout=20)
@@ -351,7 +404,7 @@ RECOVERY_TARGET_SETTINGS = (
 )
 
 
-@RECOVERY("restore-backup")
+@RECOVERY("restore-backup", restores=True, needs=("pgbackrest",))
 def restore_backup(
     ctx: DrillContext,
     service: Service = Service("primary"),
@@ -368,7 +421,7 @@ def restore_backup(
         c.stop(timeout=20)
     args = ["pgbackrest", "--stanza=main", "--delta", "restore"]
     if target == "before-destruction":
-        xid = ctx.state.get("destruction_xid")
+        xid = ctx.part(RestorePoint).xid
         if xid is None:
             raise StepFailed("restore-backup", "no destructive transaction was recorded")
         args += ["--type=xid", f"--target={xid}", "--target-exclusive", "--target-action=promote"]
@@ -390,18 +443,18 @@ def restore_backup(
     return f"restored {service} ({target}): {out.strip()[-300:]}"
 
 
-@RECOVERY("rebuild-replica")
+@RECOVERY("rebuild-replica", needs=("replica",))
 def rebuild_replica(ctx: DrillContext, service: Service = Service("replica")) -> str:
     """Discard the standby's data and re-clone it from the (restored) primary."""
     ctx.stack.rebuild_replica(service)
     return f"{service} re-cloned and streaming"
 
 
-@RECOVERY("reconcile-from-audit")
+@RECOVERY("reconcile-from-audit", needs=("reference-app",))
 def reconcile_from_audit(ctx: DrillContext) -> str:
     """Seed 002 'Data Reconciliation': re-apply writes made after the restore point from the app's
     append-only audit log (its own file, not the restored database)."""
-    since = ctx.state.get("destruction_wall")
+    since = ctx.part(RestorePoint).wall
     if since is None:
         raise StepFailed("reconcile-from-audit", "no restore point time recorded")
     # the figure "before reconciliation" is what a restore alone would have cost
@@ -478,8 +531,8 @@ def destructive_statement(
             cur.execute(sql)  # type: ignore[arg-type]
             count = cur.rowcount
         conn.commit()
-    ctx.state["destruction_xid"] = int(xid)
-    ctx.state["destruction_wall"] = float(wall)
+    point = ctx.part(RestorePoint)
+    point.xid, point.wall = int(xid), float(wall)
     ctx.figure("destroyed_rows", count)
     return f"`{sql}` destroyed {count} rows in transaction {xid}"
 
@@ -515,7 +568,7 @@ def partition(ctx: DrillContext, a: Service, b: Service) -> str:
         proc = nsenter(ctx.stack.container(service), "iptables", "-w", "-I", *rule)
         if proc.returncode != 0:
             raise EnvironmentBroken(f"iptables in {service}: {proc.stderr.strip()}")
-    ctx.state.setdefault("partitions", {})[(a, b)] = rules
+    ctx.part(Partitions).rules[(a, b)] = rules
     return f"partitioned {a} <-> {b}"
 
 
@@ -523,7 +576,7 @@ def partition(ctx: DrillContext, a: Service, b: Service) -> str:
 def heal_partition(ctx: DrillContext, a: Service, b: Service) -> str:
     """Remove the partition's rules (from the containers still running; a stopped container's
     network namespace, and its rules, are gone already)."""
-    rules = ctx.state.get("partitions", {}).pop((a, b), None)
+    rules = ctx.part(Partitions).rules.pop((a, b), None)
     if rules is None:
         return f"no partition between {a} and {b}"
     for service, rule in rules:
@@ -553,7 +606,7 @@ def heal_isolation(ctx: DrillContext, service: Service) -> str:
     return f"{service} reconnected"
 
 
-@RECOVERY("watch-replication-lag")
+@RECOVERY("watch-replication-lag", needs=("replica",))
 def watch_replication_lag(
     ctx: DrillContext, duration: Duration, replica: Service = Service("replica")
 ) -> str:
@@ -561,7 +614,7 @@ def watch_replication_lag(
     end = ctx.clock() + duration
     max_lag = 0
     while ctx.clock() < end:
-        max_lag = max(max_lag, _lag_bytes(ctx, replica))
+        max_lag = max(max_lag, measure_lag(ctx, replica)["replay_lag_bytes"])
         time.sleep(0.1)
     ctx.figure(
         "max_replication_lag_bytes",
@@ -570,17 +623,45 @@ def watch_replication_lag(
     return f"max lag {max_lag} bytes"
 
 
-def _lag_bytes(ctx: DrillContext, replica: str) -> int:
+def lag_seconds(behind_bytes: int, since_last_replay_s: float | None) -> float:
+    """Replay lag in seconds: 0 when nothing is left to replay (an idle, caught-up standby's last
+    replayed transaction can be old), else the age of the last replayed transaction."""
+    if behind_bytes <= 0:
+        return 0.0
+    return max(0.0, since_last_replay_s or 0.0)
+
+
+def measure_lag(ctx: DrillContext, replica: str) -> dict[str, Any]:
+    """The standby's lag behind the current primary, in one query: WAL bytes not replayed and
+    not received, seconds since the last replayed transaction, the replay state."""
     primary_lsn = ctx.stack.sql(ctx.primary, "SELECT pg_current_wal_lsn()::text")[0][0]
-    rows = ctx.stack.sql(
+    row = ctx.stack.sql(
         replica,
-        f"SELECT pg_wal_lsn_diff('{primary_lsn}', "
-        "coalesce(pg_last_wal_replay_lsn(), '0/0'))::bigint",
+        f"SELECT pg_wal_lsn_diff('{primary_lsn}', coalesce(pg_last_wal_replay_lsn(), '0/0'))::bigint,"
+        f" pg_wal_lsn_diff('{primary_lsn}', coalesce(pg_last_wal_receive_lsn(), '0/0'))::bigint,"
+        " extract(epoch from now() - pg_last_xact_replay_timestamp())::float8,"
+        " CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() ELSE 'promoted' END,"
+        " pg_is_in_recovery()",
+    )[0]
+    replay_bytes = max(0, int(row[0]))
+    return {
+        "primary_lsn": primary_lsn,
+        "replay_lag_bytes": replay_bytes,
+        "receive_lag_bytes": max(0, int(row[1])),
+        "replay_lag_s": round(lag_seconds(replay_bytes, row[2]), 3),
+        "replay_state": row[3],
+        "in_recovery": bool(row[4]),
+    }
+
+
+def lag_text(lag: Mapping[str, Any]) -> str:
+    return (
+        f"replay lag {lag['replay_lag_s']:.2f} s / {lag['replay_lag_bytes']} bytes "
+        f"(received WAL behind by {lag['receive_lag_bytes']} bytes; replay {lag['replay_state']})"
     )
-    return int(rows[0][0])
 
 
-@RECOVERY("wait-replica-caught-up")
+@RECOVERY("wait-replica-caught-up", needs=("replica",))
 def wait_replica_caught_up(
     ctx: DrillContext, replica: Service = Service("replica"), timeout: Duration = Duration(60.0)
 ) -> str:
@@ -600,7 +681,7 @@ def wait_replica_caught_up(
 # ---------------------------------------------------------------------------------------------
 
 
-@FAULTS("leak-credentials")
+@FAULTS("leak-credentials", needs=("reference-app",))
 def leak_credentials(ctx: DrillContext) -> str:
     """The app's database password and token-signing secret leak. The attacker (a client the drill
     controls) opens a database session with the password and forges a token with the secret."""
@@ -610,13 +691,12 @@ def leak_credentials(ctx: DrillContext) -> str:
     import json
 
     secrets = ctx.stack.secrets
-    ctx.state["leaked_db_password"] = secrets["app_db_password"]
-    ctx.state["leaked_jwt_secret"] = secrets["jwt_secret"]
+    leak = ctx.part(CredentialLeak)
+    leak.db_password = secrets["app_db_password"]
     conn = ctx.stack.connect(ctx.primary, user="app", password=secrets["app_db_password"])
     conn.execute("SET application_name = 'attacker'")
     pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
-    ctx.state["attacker_conn"] = conn
-    ctx.state["attacker_pid"] = pid
+    leak.attacker_pid = pid
     ctx.cleanups.append(conn.close)
     now = int(time.time())
     payload = base64.urlsafe_b64encode(
@@ -626,12 +706,12 @@ def leak_credentials(ctx: DrillContext) -> str:
     ).rstrip(b"=")
     sig = hmac.new(secrets["jwt_secret"].encode(), payload, hashlib.sha256).digest()
     token = payload.decode() + "." + base64.urlsafe_b64encode(sig).rstrip(b"=").decode()
-    r = AppClient(lambda: ctx.stack.app_url, PROBE_USER, str, 5.0).me(token)
+    r = ctx.app_client().me(token)
     if r.status_code != 200:
         raise StepFailed(
             "leak-credentials", f"forged token rejected before rotation ({r.status_code})"
         )
-    ctx.state["attacker_token"] = token
+    leak.attacker_token = token
     return f"attacker holds database session pid {pid} and a forged token accepted by the app"
 
 
@@ -650,7 +730,7 @@ def preserve_evidence(ctx: DrillContext) -> str:
             "FROM pg_stat_activity WHERE usename IS NOT NULL ORDER BY pid"
         ).fetchall()
     audit = "\n".join("\t".join(str(v) for v in row) for row in rows)
-    ctx.state["audit_rows_before"] = len(rows)
+    ctx.part(BreachResponse).audit_rows_before = len(rows)
     for name, text in (
         ("app log (preserved)", logs),
         ("audit_log table (preserved)", audit),
@@ -673,7 +753,7 @@ def rotate_db_password(ctx: DrillContext, role: str = "app") -> str:
                 psycopg.sql.Identifier(role), psycopg.sql.Literal(new)
             )
         )
-    ctx.state["rotated_at_wall"] = time.time()
+    ctx.part(BreachResponse).rotated_at_wall = time.time()
     return f"password of role {role} rotated"
 
 
@@ -698,8 +778,9 @@ def terminate_sessions(
     ctx: DrillContext, role: str = "app", started_before: str = "rotation"
 ) -> str:
     """pg_terminate_backend() for every session of `role` that began before the rotation."""
+    rotated = ctx.part(BreachResponse).rotated_at_wall
     cutoff = (
-        ctx.state.get("rotated_at_wall", time.time())
+        (rotated if rotated is not None else time.time())
         if started_before == "rotation"
         else time.time()
     )
@@ -718,7 +799,7 @@ def terminate_sessions(
 # ---------------------------------------------------------------------------------------------
 
 
-@FAULTS("fill-disk")
+@FAULTS("fill-disk", needs=("data_fs",))
 def fill_disk(ctx: DrillContext, leave_bytes: int = 0) -> str:
     """Fill the primary's data filesystem (a real ext4 on a loop device) with a ballast file."""
     fs = ctx.stack.loopfs
@@ -743,11 +824,11 @@ def fill_disk(ctx: DrillContext, leave_bytes: int = 0) -> str:
         os.fsync(fd)
     finally:
         os.close(fd)
-    ctx.state["ballast"] = str(ballast)
+    ctx.part(DiskBallast).path = str(ballast)
     return f"filled {free} bytes; {fs.free_bytes()} bytes left on {fs.mountpoint}"
 
 
-@RECOVERY("check-disk")
+@RECOVERY("check-disk", needs=("data_fs",))
 def check_disk(
     ctx: DrillContext, service: Service = Service("primary"), after: Duration = Duration(0.0)
 ) -> str:
@@ -758,7 +839,7 @@ def check_disk(
     df = f"{fs.free_bytes()} bytes free" if fs else "n/a"
     c = ctx.stack.container(service)
     since = int(ctx.result.wall(ctx.result.markers.get("fault", ctx.clock()))) - 1
-    logs = c.logs(since=since).decode("utf-8", "replace")
+    logs = ctx.log_since(service, since)
     errs = [ln.strip() for ln in logs.splitlines() if "No space left" in ln or "PANIC" in ln]
     ctx.result.pg_errors.extend(errs[-10:])
     ctx.figure("disk_full_errors", len(errs))
@@ -770,7 +851,7 @@ def check_disk(
 @RECOVERY("free-disk")
 def free_disk(ctx: DrillContext) -> str:
     """Delete the ballast."""
-    ballast = ctx.state.get("ballast")
+    ballast = ctx.part(DiskBallast).path
     if ballast:
         Path(ballast).unlink(missing_ok=True)
     return "ballast removed"
@@ -813,8 +894,8 @@ def _proxy(ctx: DrillContext) -> Any:
     return proxy
 
 
-@FAULTS("toxic-add")
-@RECOVERY("toxic-add")
+@FAULTS("toxic-add", needs=("proxy",))
+@RECOVERY("toxic-add", needs=("proxy",))
 def toxic_add(
     ctx: DrillContext,
     type_: str,
@@ -851,11 +932,10 @@ def toxic_add(
     _proxy(ctx).add_toxic(
         name=toxic_name, type=type_, stream=stream, toxicity=toxicity, attributes=attributes
     )
-    ctx.state.setdefault("toxics", []).append(toxic_name)
     return f"toxic {toxic_name}: {type_} {stream} {attributes} toxicity {toxicity:g}"
 
 
-@RECOVERY("toxic-remove")
+@RECOVERY("toxic-remove", needs=("proxy",))
 def toxic_remove(ctx: DrillContext, name: str) -> str:
     """Remove a toxic by name (the runbook 'removes the cause')."""
     proxy = _proxy(ctx)
@@ -868,14 +948,15 @@ def toxic_remove(ctx: DrillContext, name: str) -> str:
     return f"toxic {name} removed"
 
 
-@FAULTS("proxy-down")
+@FAULTS("proxy-down", needs=("proxy",))
 def proxy_down(ctx: DrillContext) -> str:
     """Disable the proxy: its listener closes and every connection through it drops."""
     _proxy(ctx).disable()
     return "database path down (proxy disabled)"
 
 
-@RECOVERY("proxy-up")
+@RECOVERY("proxy-up", needs=("proxy",))
 def proxy_up(ctx: DrillContext) -> str:
+    """Enable the proxy again: the database path is back."""
     _proxy(ctx).enable()
     return "database path up (proxy enabled)"

@@ -15,33 +15,15 @@ from datetime import UTC, datetime
 import psycopg
 import requests
 
+from drillkit.catalog.actions import BreachResponse, CredentialLeak, Fencing, wait_replica_caught_up
 from drillkit.core.context import DrillContext
-from drillkit.core.probes import AppClient, median
+from drillkit.core.probes import median
 from drillkit.core.registry import CHECKS, Service
 from drillkit.errors import CheckFailed, EnvironmentBroken
-from drillkit.stack.seed import PROBE_USER
 from drillkit.stack.services.payments import PROVIDERS, STATUS_PATH
 
-TITLES = {
-    "all-systems-responding": "All systems responding",
-    "key-functionality": "Key functionality working",
-    "performance-baseline": "Performance within normal range of the baseline",
-    "no-error-spike": "No error spike in the logs after recovery",
-    "database-healthy": "Database operating normally (primary writable, replica streaming, amcheck clean)",
-    "authentication": "User authentication working",
-    "critical-journeys": "Critical user journeys working",
-    "detected-within-objective": "Detected within the detection objective",
-    "recovered-within-rto": "Recovered within RTO",
-}
 
-
-def _client(ctx: DrillContext) -> AppClient:
-    return AppClient(
-        lambda: ctx.stack.app_url, PROBE_USER, lambda: ctx.stack.secrets["user_password"], 5.0
-    )
-
-
-@CHECKS("all-systems-responding")
+@CHECKS("all-systems-responding", title="All systems responding")
 def all_systems_responding(ctx: DrillContext) -> str:
     """Every service of the stack answers: the app's health, and each database accepts a query."""
     out = []
@@ -64,7 +46,7 @@ def all_systems_responding(ctx: DrillContext) -> str:
             if r.status_code != 200:
                 raise CheckFailed(f"{service} status page answered {r.status_code}")
             out.append(f"{service} {r.json()['status']['indicator']}")
-        elif service == ctx.state.get("fenced"):
+        elif service == ctx.part(Fencing).service:
             out.append(f"{service} fenced (not expected to serve)")
         else:
             try:
@@ -75,10 +57,10 @@ def all_systems_responding(ctx: DrillContext) -> str:
     return ", ".join(out)
 
 
-@CHECKS("key-functionality")
+@CHECKS("key-functionality", title="Key functionality working", needs=("reference-app",))
 def key_functionality(ctx: DrillContext) -> str:
     """Create an order and read it back now."""
-    client = _client(ctx)
+    client = ctx.app_client()
     key = f"check-{ctx.stack.run_id}-{time.monotonic_ns()}"
     r = client.create_order(key, "checklist order")
     if r.status_code not in (200, 201):
@@ -137,7 +119,22 @@ def settled_performance(
     )
 
 
-@CHECKS("performance-baseline")
+def performance_settled(
+    ctx: DrillContext,
+    t_recovered: float,
+    factor: float = PERFORMANCE_FACTOR,
+    floor_ms: float = PERFORMANCE_FLOOR_MS,
+) -> bool:
+    """performance-baseline's settle condition: the settled journey median is within its limit
+    (or there is no baseline to judge it against)."""
+    return ctx.baseline is None or settled_performance(ctx, t_recovered, factor, floor_ms).within
+
+
+@CHECKS(
+    "performance-baseline",
+    title="Performance within normal range of the baseline",
+    settle=performance_settled,
+)
 def performance_baseline(
     ctx: DrillContext, factor: float = PERFORMANCE_FACTOR, floor_ms: float = PERFORMANCE_FLOOR_MS
 ) -> str:
@@ -161,7 +158,7 @@ def performance_baseline(
     return detail
 
 
-@CHECKS("no-error-spike")
+@CHECKS("no-error-spike", title="No error spike in the logs after recovery")
 def no_error_spike(ctx: DrillContext, max_errors: int = 0) -> str:
     """No 5xx answers in the app's log and no FATAL/PANIC in the databases' logs after recovery."""
     t_rec = ctx.result.markers.get("recovered")
@@ -171,14 +168,15 @@ def no_error_spike(ctx: DrillContext, max_errors: int = 0) -> str:
     since = int(t_rec_wall) + 1
     problems = []
     # the app's lines from the second T_recovered falls in (each line's start time is judged)
-    app_log = ctx.stack.containers["app"].logs(since=since - 1).decode("utf-8", "replace")
+    app_log = ctx.log_since("app", since - 1)
     fivexx = server_errors(app_log, began_after=t_rec_wall)
     if len(fivexx) > max_errors:
         problems.append(f"{len(fivexx)} 5xx answers in the app log, e.g. {fivexx[0][:160]}")
+    fenced = ctx.part(Fencing).service
     for service in ctx.stack.databases:
-        if service == ctx.state.get("fenced"):
+        if service == fenced:
             continue
-        log = ctx.stack.containers[service].logs(since=since).decode("utf-8", "replace")
+        log = ctx.log_since(service, since)
         bad = [
             ln
             for ln in log.splitlines()
@@ -220,7 +218,10 @@ def server_errors(app_log: str, began_after: float | None = None) -> list[str]:
     return out
 
 
-@CHECKS("database-healthy")
+@CHECKS(
+    "database-healthy",
+    title="Database operating normally (primary writable, replica streaming, amcheck clean)",
+)
 def database_healthy(ctx: DrillContext) -> str:
     """Primary writable, replica streaming and caught up, pg_amcheck clean on the app database."""
     primary = ctx.primary
@@ -228,11 +229,8 @@ def database_healthy(ctx: DrillContext) -> str:
         raise CheckFailed(f"{primary} is read-only (in recovery)")
     ctx.stack.sql(primary, "CREATE TEMP TABLE drillkit_write_check (x int)")
     parts = [f"{primary} writable"]
-    replicas = [
-        s
-        for s in ctx.stack.databases
-        if s != primary and s != ctx.state.get("fenced") and ctx.state.get("promoted") != s
-    ]
+    fenced = ctx.part(Fencing).service
+    replicas = [s for s in ctx.stack.databases if s != primary and s != fenced]
     for replica in replicas:
         if replica == "replica" and primary == "replica":
             continue
@@ -240,8 +238,6 @@ def database_healthy(ctx: DrillContext) -> str:
             ctx.stack.wait_streaming(timeout_s=20, primary=primary, replica=replica)
         except EnvironmentBroken as exc:
             raise CheckFailed(f"{replica} is not streaming from {primary}: {exc}") from exc
-        from drillkit.catalog.actions import wait_replica_caught_up
-
         wait_replica_caught_up(ctx, Service(replica), timeout=30.0)
         parts.append(f"{replica} streaming and caught up")
     res = ctx.stack.exec(
@@ -253,17 +249,17 @@ def database_healthy(ctx: DrillContext) -> str:
     return ", ".join(parts)
 
 
-@CHECKS("authentication")
+@CHECKS("authentication", title="User authentication working", needs=("reference-app",))
 def authentication(ctx: DrillContext) -> str:
     """A user logs in with the current password and the token is accepted."""
-    client = _client(ctx)
+    client = ctx.app_client()
     r = client.me(client.login())
     if r.status_code != 200:
         raise CheckFailed(f"/api/auth/me with a fresh token answered {r.status_code}")
     return "login and token check work"
 
 
-@CHECKS("critical-journeys")
+@CHECKS("critical-journeys", title="Critical user journeys working")
 def critical_journeys(ctx: DrillContext) -> str:
     """The journey probe has passed continuously since recovery (and at least 3 times)."""
     t_rec = ctx.result.markers.get("recovered")
@@ -279,8 +275,10 @@ def critical_journeys(ctx: DrillContext) -> str:
     return f"{len(after)} journeys passed after recovery"
 
 
-@CHECKS("detected-within-objective")
+@CHECKS("detected-within-objective", title="Detected within the detection objective")
 def detected_within_objective(ctx: DrillContext) -> str:
+    """MTTD (first failed probe after the fault) within the detection objective; nothing to
+    detect when no probe failed."""
     m = ctx.result.measurement
     obj = ctx.result.objectives.detection_s
     if m is None:
@@ -292,8 +290,9 @@ def detected_within_objective(ctx: DrillContext) -> str:
     return f"MTTD {m.mttd_s:.2f} s"
 
 
-@CHECKS("recovered-within-rto")
+@CHECKS("recovered-within-rto", title="Recovered within RTO")
 def recovered_within_rto(ctx: DrillContext) -> str:
+    """RTO (T_recovered - T_fault) within the objective."""
     m = ctx.result.measurement
     obj = ctx.result.objectives.rto_s
     if m is None or m.rto_s is None:
@@ -306,10 +305,10 @@ def recovered_within_rto(ctx: DrillContext) -> str:
 # ----- drill-specific proofs ------------------------------------------------------------------
 
 
-@CHECKS("old-db-password-rejected")
+@CHECKS("old-db-password-rejected", title="The leaked database password is rejected")
 def old_db_password_rejected(ctx: DrillContext) -> str:
     """Logging in to the database with the leaked password fails with an authentication error."""
-    leaked = ctx.state.get("leaked_db_password")
+    leaked = ctx.part(CredentialLeak).db_password
     if leaked is None:
         raise CheckFailed("no leaked password recorded")
     try:
@@ -321,9 +320,10 @@ def old_db_password_rejected(ctx: DrillContext) -> str:
     raise CheckFailed("the leaked database password still logs in")
 
 
-@CHECKS("attacker-session-gone")
+@CHECKS("attacker-session-gone", title="The attacker's database session is gone")
 def attacker_session_gone(ctx: DrillContext) -> str:
-    pid = ctx.state.get("attacker_pid")
+    """The session the attacker opened with the leaked password is no longer connected."""
+    pid = ctx.part(CredentialLeak).attacker_pid
     rows = ctx.stack.sql(
         ctx.primary,
         f"SELECT pid, usename, application_name FROM pg_stat_activity WHERE pid = {int(pid or 0)}",
@@ -333,18 +333,23 @@ def attacker_session_gone(ctx: DrillContext) -> str:
     return f"attacker session pid {pid} is gone"
 
 
-@CHECKS("old-token-rejected")
+@CHECKS(
+    "old-token-rejected",
+    title="The forged token is rejected",
+    needs=("reference-app",),
+)
 def old_token_rejected(ctx: DrillContext) -> str:
-    r = _client(ctx).me(str(ctx.state.get("attacker_token")))
+    """The token the attacker forged with the leaked signing secret answers 401."""
+    r = ctx.app_client().me(str(ctx.part(CredentialLeak).attacker_token))
     if r.status_code != 401:
         raise CheckFailed(f"the forged/old token still answers {r.status_code}")
     return "old token answers 401"
 
 
-@CHECKS("audit-log-intact")
+@CHECKS("audit-log-intact", title="The audit log preserved before the rotation is intact")
 def audit_log_intact(ctx: DrillContext) -> str:
     """Every audit row preserved before the rotation is still there."""
-    before = ctx.state.get("audit_rows_before")
+    before = ctx.part(BreachResponse).audit_rows_before
     if before is None:
         raise CheckFailed("no audit snapshot was preserved")
     now = ctx.stack.sql(ctx.primary, "SELECT count(*) FROM audit_log")[0][0]
@@ -353,7 +358,11 @@ def audit_log_intact(ctx: DrillContext) -> str:
     return f"audit_log has {now} rows (≥ {before} preserved)"
 
 
-@CHECKS("old-primary-fenced")
+@CHECKS(
+    "old-primary-fenced",
+    title="The old primary cannot take a write (fenced, no split brain)",
+    needs=("replica",),
+)
 def old_primary_fenced(ctx: DrillContext, service: Service = Service("primary")) -> str:
     """Bring the old primary back and prove it cannot take a write: it either comes up read-only
     (a standby) or refuses to start at all (its history diverged from the new timeline)."""
@@ -380,14 +389,14 @@ def old_primary_fenced(ctx: DrillContext, service: Service = Service("primary"))
     raise CheckFailed(f"the old primary ({service}) came back and ACCEPTED a write (split brain)")
 
 
-@CHECKS("destruction-undone")
+@CHECKS("destruction-undone", title="The destroyed rows are back")
 def destruction_undone(ctx: DrillContext) -> str:
     """The rows the destructive statement removed are back."""
     destroyed = int(ctx.result.extra.get("destroyed_rows", 0))
     seeded = ctx.stack.sql(
         ctx.primary, "SELECT count(*) FROM orders WHERE idempotency_key LIKE 'seed-%'"
     )[0][0]
-    expected = int(ctx.state.get("seeded_orders", 0))
+    expected = ctx.seeded_orders
     if seeded < expected:
         raise CheckFailed(
             f"{expected - seeded} of {destroyed} destroyed seed orders are still missing"
@@ -395,14 +404,13 @@ def destruction_undone(ctx: DrillContext) -> str:
     return f"all {expected} seed orders present ({destroyed} had been destroyed)"
 
 
-@CHECKS("replica-caught-up")
+@CHECKS("replica-caught-up", title="The replica has caught up with the primary", needs=("replica",))
 def replica_caught_up(ctx: DrillContext, replica: Service = Service("replica")) -> str:
-    from drillkit.catalog.actions import wait_replica_caught_up
-
+    """The replica replays everything the primary had written when the check began (30 s)."""
     return wait_replica_caught_up(ctx, replica, timeout=30.0)
 
 
-@CHECKS("app-fails-fast")
+@CHECKS("app-fails-fast", title="The app failed fast during the fault (no hung request)")
 def app_fails_fast(ctx: DrillContext, max_s: float = 3.5) -> str:
     """During the fault no probe hung: every failed sample answered within max_s."""
     t_fault = ctx.result.markers.get("fault", 0.0)

@@ -31,12 +31,18 @@ from typing import Any
 
 import requests
 
-from drillkit.catalog.checks import TITLES
-from drillkit.core.context import DrillContext
-from drillkit.core.probes import AppClient, ProbeError
-from drillkit.core.registry import CHECKS, FAULTS, RECOVERY, Duration, Service
+from drillkit.core.context import DrillContext, app_client
+from drillkit.core.probes import ProbeError
+from drillkit.core.registry import (
+    CHECKS,
+    FAULTS,
+    PROBES,
+    RECOVERY,
+    Duration,
+    Service,
+    optional_services,
+)
 from drillkit.errors import CheckFailed, EnvironmentBroken, StepFailed
-from drillkit.stack.seed import PROBE_USER
 from drillkit.stack.services.payments import (
     BEHAVIOURS,
     PROVIDERS,
@@ -57,16 +63,14 @@ from drillkit.wait import wait_for
 DEFAULT_PATTERN = ["error", "capture-hang", "hang"]
 """Each charge request in turn: a 500; captured, then no answer; no answer, nothing captured."""
 
-TITLES.update(
-    {
-        "payments-reconciled": (
-            "Every paid order recorded exactly once (app records vs both providers' ledgers)"
-        ),
-        "payments-degraded-gracefully": (
-            "Payments degraded gracefully during the provider failure (order kept, 202, no 5xx)"
-        ),
-    }
-)
+optional_services("payments", *PROVIDERS)
+
+
+@dataclasses.dataclass
+class PaymentsTested:
+    """The payments test-payment made (each under its own key prefix)."""
+
+    acks: list[PaymentAck] = dataclasses.field(default_factory=list)
 
 
 def _require_payments(stack: Stack) -> None:
@@ -140,9 +144,7 @@ class PaymentProbe:
         self.clock = clock
         self.prefix = prefix
         """Order keys are `<prefix>-<run>-<n>`: a second payer needs its own prefix."""
-        self.client = AppClient(
-            lambda: stack.app_url, PROBE_USER, lambda: stack.secrets["user_password"], timeout_s
-        )
+        self.client = app_client(stack, timeout_s=timeout_s)
         self._seq = itertools.count()
         self._lock = threading.Lock()
         self._acked: list[PaymentAck] = []
@@ -182,6 +184,7 @@ class PaymentProbe:
             raise ProbeError(f"payment {ack.status} (202): {str(body.get('reason'))[:120]}")
 
 
+@PROBES("payment")
 def payment_probes(stack: Stack, timeout_s: float) -> dict[str, Callable[[], object]]:
     """The "payment" probe for a stack with payment providers (none otherwise)."""
     if PROVIDERS[0] not in stack.services:
@@ -192,7 +195,7 @@ def payment_probes(stack: Stack, timeout_s: float) -> dict[str, Callable[[], obj
 # ----- fault ----------------------------------------------------------------------------------
 
 
-@FAULTS("fail-payment-provider")
+@FAULTS("fail-payment-provider", needs=("payments",))
 def fail_payment_provider(
     ctx: DrillContext,
     service: Service = Service("provider"),
@@ -218,7 +221,6 @@ def fail_payment_provider(
         or fetch_status(stack.provider_url(service)).get("indicator") != "major"
     ):
         raise StepFailed("fail-payment-provider", f"{service} did not take the fault: {state}")
-    ctx.state["failed_provider"] = service
     ctx.evidence(
         "payment provider fault (ground truth)",
         f"{service}: charge requests cycle through {behaviours}; webhooks "
@@ -232,7 +234,7 @@ def fail_payment_provider(
 # ----- runbook steps ------------------------------------------------------------------------------
 
 
-@RECOVERY("check-payment-status")
+@RECOVERY("check-payment-status", needs=("payments",))
 def check_payment_status(
     ctx: DrillContext,
     confirm_failures: int = 0,
@@ -289,7 +291,7 @@ def check_payment_status(
     )
 
 
-@RECOVERY("switch-payment-provider")
+@RECOVERY("switch-payment-provider", needs=("payments",))
 def switch_payment_provider(
     ctx: DrillContext,
     provider: Service = Service("provider-backup"),
@@ -331,11 +333,10 @@ def switch_payment_provider(
         raise StepFailed(
             "switch-payment-provider", f"{exc}; last: {seen[-1] if seen else None}"
         ) from exc
-    ctx.state["payment_provider"] = provider
     return f"app switched from {before} to {provider} ({status.get('description')}); no attempt in flight elsewhere"
 
 
-@RECOVERY("verify-payment-integrity")
+@RECOVERY("verify-payment-integrity", needs=("payments",))
 def verify_payment_integrity(ctx: DrillContext) -> str:
     """Seed 004 step 2, "Verify transaction integrity": every pending payment is looked up in the
     ledger of the provider it was attempted at (its dashboard). Found: that provider captured it
@@ -365,7 +366,7 @@ def verify_payment_integrity(ctx: DrillContext) -> str:
     )
 
 
-@RECOVERY("process-pending-payments")
+@RECOVERY("process-pending-payments", needs=("payments",))
 def process_pending_payments(ctx: DrillContext, verified_only: bool = True) -> str:
     """Seed 004 step 3, "Process pending transactions": the app charges every pending payment at
     the provider it now uses, each under its own idempotency key. With `verified_only` (the
@@ -389,7 +390,7 @@ def process_pending_payments(ctx: DrillContext, verified_only: bool = True) -> s
     return f"{len(captured)} pending payments captured at {out['provider']}"
 
 
-@RECOVERY("reconcile-payments")
+@RECOVERY("reconcile-payments", needs=("payments",))
 def reconcile_payments(ctx: DrillContext, settle: Duration = Duration(3.0)) -> str:
     """Seed 004 step 4, "Reconcile payment records": the app's payments table against both
     providers' own ledgers (and every payment the app acknowledged): each payment captured by
@@ -423,13 +424,14 @@ def reconcile_payments(ctx: DrillContext, settle: Duration = Duration(3.0)) -> s
     return rec.describe()
 
 
-@RECOVERY("test-payment")
+@RECOVERY("test-payment", needs=("payments",))
 def test_payment(ctx: DrillContext, provider: Service = Service("provider-backup")) -> str:
     """Seed 000 procedure 4 step 4 "Test Payment Processing" (and seed 004 step 5, "Resume normal
     operations"): a new order is paid through the app and must be captured at `provider`."""
     stack = ctx.stack
     _require_payments(stack)
-    n = len(ctx.state.setdefault("test_payments", []))
+    made = ctx.part(PaymentsTested).acks
+    n = len(made)
     probe = PaymentProbe(stack, 5.0, prefix=f"test{n}")
     try:
         probe()
@@ -438,14 +440,18 @@ def test_payment(ctx: DrillContext, provider: Service = Service("provider-backup
     ack = probe.acked()[-1]
     if ack.provider != provider:
         raise StepFailed("test-payment", f"captured at {ack.provider}, expected {provider}")
-    ctx.state["test_payments"].append(ack)
+    made.append(ack)
     return f"order {ack.order_id} paid: {ack.charge_id} at {ack.provider}"
 
 
 # ----- checks ----------------------------------------------------------------------------------
 
 
-@CHECKS("payments-reconciled")
+@CHECKS(
+    "payments-reconciled",
+    title="Every paid order recorded exactly once (app records vs both providers' ledgers)",
+    needs=("payments",),
+)
 def payments_reconciled(ctx: DrillContext) -> str:
     """Every paid order recorded exactly once: each payment in the app's database captured by
     exactly one charge at exactly one provider (the charge it records, for its amount), none
@@ -467,7 +473,11 @@ def payments_reconciled(ctx: DrillContext) -> str:
     return rec.describe()
 
 
-@CHECKS("payments-degraded-gracefully")
+@CHECKS(
+    "payments-degraded-gracefully",
+    title="Payments degraded gracefully during the provider failure (order kept, 202, no 5xx)",
+    needs=("payments",),
+)
 def payments_degraded_gracefully(ctx: DrillContext) -> str:
     """While the provider failed the app degraded instead of failing: it answered every payment
     request (from its log, since the fault) with 201, 200 or 202 (order kept, payment queued),
@@ -478,7 +488,8 @@ def payments_degraded_gracefully(ctx: DrillContext) -> str:
     if t_fault is None:
         raise CheckFailed("no fault was injected")
     since = ctx.result.wall(t_fault)  # a float: the engine cuts the log at sub-second precision
-    log = ctx.stack.container("app").logs(since=since).decode("utf-8", "replace")
+    ctx.stack.container("app")  # this run's (blast radius)
+    log = ctx.log_since("app", since)
     answers = pay_answers(log)
     problems = []
     bad = {status: n for status, n in answers.items() if status not in (200, 201, 202)}

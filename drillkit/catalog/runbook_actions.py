@@ -2,8 +2,9 @@
 outage, lock incidents, connection exhaustion, force logout, replica lag, pre-incident restore.
 
 Same rules as drillkit/actions.py: every action acts only through the Stack (which refuses anything
-this run did not create); a connection a fault holds open is kept in ctx.state and closed by a
-ctx.cleanups entry, whatever happens to the drill.
+this run did not create); a connection a fault holds open is closed by a ctx.cleanups entry,
+whatever happens to the drill. What a step hands to later steps and checks is a dataclass below,
+one instance per drill (`ctx.part(...)`).
 """
 
 from __future__ import annotations
@@ -12,14 +13,22 @@ import contextlib
 import hashlib
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from drillkit.catalog.actions import promote_replica
+from drillkit.catalog.actions import (
+    RestorePoint,
+    lag_text,
+    measure_lag,
+    promote_replica,
+)
+from drillkit.catalog.actions import (
+    lag_seconds as lag_seconds,  # re-exported: the lag query moved to actions.py
+)
 from drillkit.core.context import DrillContext
-from drillkit.core.probes import AppClient
 from drillkit.core.registry import CHECKS, FAULTS, RECOVERY, Duration, Service
 from drillkit.errors import CheckFailed, EnvironmentBroken, StepFailed
 from drillkit.wait import wait_for
@@ -38,6 +47,30 @@ LOCK_MODES = (
     "EXCLUSIVE",
     "ACCESS EXCLUSIVE",
 )
+
+
+@dataclass
+class LockIncident:
+    """The session hold-table-lock opened, and the blockers find-blockers identified."""
+
+    holder_pid: int | None = None
+    blocker_pids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class IssuedTokens:
+    """(email, token) of each session issue-tokens opened before the incident."""
+
+    tokens: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Breach:
+    """What breach-tamper did: the key prefix of the rows it inserted, and the digest of each
+    row it altered as it was before."""
+
+    prefix: str | None = None
+    originals: dict[str, str] = field(default_factory=dict)
 
 
 def _sha256(text: str) -> str:
@@ -108,7 +141,6 @@ def hold_table_lock(
     if mode not in LOCK_MODES:
         raise StepFailed("hold-table-lock", f"unknown lock mode {mode!r} (one of {LOCK_MODES})")
     conn = ctx.stack.connect(ctx.primary)
-    ctx.state["lock_conn"] = conn
     ctx.cleanups.append(lambda: _close_all([conn]))
     conn.execute(f"SET application_name = '{LOCK_HOLDER_APP_NAME}'")
     conn.execute(f"SET idle_in_transaction_session_timeout = {int(max_hold * 1000)}")
@@ -118,7 +150,7 @@ def hold_table_lock(
     conn.execute(
         sql.SQL("LOCK TABLE {} IN " + mode + " MODE").format(sql.Identifier(table))  # type: ignore[arg-type]
     )
-    ctx.state["lock_holder_pid"] = int(pid)
+    ctx.part(LockIncident).holder_pid = int(pid)
     ctx.figure("lock_holder_pid", int(pid))
     return f"session pid {pid} holds {mode} on {table} in an open transaction"
 
@@ -170,7 +202,7 @@ def find_blockers(ctx: DrillContext, timeout: Duration = Duration(10.0)) -> str:
         wait_for(look, what="a session waiting on a lock", timeout_s=timeout, interval_s=0.2)
     except EnvironmentBroken as exc:
         raise StepFailed("find-blockers", f"no session waits on a lock: {exc}") from exc
-    ctx.state["blocker_pids"] = found["roots"]
+    ctx.part(LockIncident).blocker_pids = found["roots"]
     ctx.figure("lock_waiters", len(found["waiting"]))
     ctx.figure("blocker_pids", found["roots"])
     ctx.evidence(
@@ -201,7 +233,8 @@ def find_blockers(ctx: DrillContext, timeout: Duration = Duration(10.0)) -> str:
 def terminate_blockers(ctx: DrillContext, timeout: Duration = Duration(10.0)) -> str:
     """pg_terminate_backend() of exactly the blocking sessions find-blockers identified (not of
     everything), then wait until they are gone."""
-    pids = [int(p) for p in ctx.state.get("blocker_pids") or []]
+    incident = ctx.part(LockIncident)
+    pids = [int(p) for p in incident.blocker_pids]
     if not pids:
         raise StepFailed("terminate-blockers", "no blocking session was identified (find-blockers)")
     with ctx.stack.connect(ctx.primary) as conn:
@@ -220,7 +253,7 @@ def terminate_blockers(ctx: DrillContext, timeout: Duration = Duration(10.0)) ->
 
     wait_for(gone, what=f"sessions {pids} to end", timeout_s=timeout, interval_s=0.1)
     ctx.figure("terminated_pids", [int(r[0]) for r in rows if r[2]])
-    holder = ctx.state.get("lock_holder_pid")
+    holder = incident.holder_pid
     if holder is not None:
         ctx.figure("lock_holder_terminated", int(holder) in pids)
     return f"terminated {[(r[0], r[1]) for r in rows if r[2]]}"
@@ -247,11 +280,12 @@ def terminate_idle_sessions(
     return f"terminated {len(done)} idle sessions of {role} (applications: {names})"
 
 
-@CHECKS("blockers-gone")
+@CHECKS("blockers-gone", title="The blocking sessions are gone and no lock request waits")
 def blockers_gone(ctx: DrillContext) -> str:
     """The blocking sessions are gone and no session waits on a lock any more."""
-    pids = [int(p) for p in ctx.state.get("blocker_pids") or []]
-    holder = ctx.state.get("lock_holder_pid")
+    incident = ctx.part(LockIncident)
+    pids = [int(p) for p in incident.blocker_pids]
+    holder = incident.holder_pid
     if holder is not None:
         pids.append(int(holder))
     with ctx.stack.connect(ctx.primary) as conn:
@@ -302,7 +336,6 @@ def exhaust_connections(
     it cannot win the freed slots back): its pool then finds no free slot."""
     password = ctx.stack.secrets["app_db_password"]
     conns: list[psycopg.Connection[Any]] = []
-    ctx.state["leak_conns"] = conns
     ctx.cleanups.append(lambda: _close_all(conns))
     app = ctx.stack.container("app")
     if evict_app:
@@ -338,7 +371,6 @@ def exhaust_connections(
         )
     if not is_slot_refusal(refusal):
         raise StepFailed("exhaust-connections", f"unexpected refusal: {refusal}")
-    ctx.state["leak_pids"] = [int(c.info.backend_pid) for c in conns]
     ctx.figure("leaked_sessions", len(conns))
     ctx.figure("app_sessions_evicted", evicted)
     ctx.evidence("connection refusal seen by the leaking client", refusal)
@@ -370,7 +402,10 @@ def check_connections(ctx: DrillContext) -> str:
     return report
 
 
-@CHECKS("connection-count")
+@CHECKS(
+    "connection-count",
+    title="Connection slots back to normal (no leaked session left)",
+)
 def connection_count(ctx: DrillContext, max_used_fraction: float = 0.8) -> str:
     """Client sessions use at most `max_used_fraction` of the slots ordinary roles may take, and
     none of the leaking client's sessions is left."""
@@ -395,13 +430,7 @@ def connection_count(ctx: DrillContext, max_used_fraction: float = 0.8) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _user_client(ctx: DrillContext, email: str) -> AppClient:
-    return AppClient(
-        lambda: ctx.stack.app_url, email, lambda: ctx.stack.secrets["user_password"], 5.0
-    )
-
-
-@FAULTS("issue-tokens")
+@FAULTS("issue-tokens", needs=("reference-app",))
 def issue_tokens(ctx: DrillContext, users: int = 5) -> str:
     """Sessions to revoke: `users` users (the probe user first) log in through the API; each token
     is checked to be accepted now. They stand for sessions an attacker may hold."""
@@ -411,13 +440,13 @@ def issue_tokens(ctx: DrillContext, users: int = 5) -> str:
     ]
     tokens: list[tuple[str, str]] = []
     for email in emails:
-        client = _user_client(ctx, email)
+        client = ctx.app_client(email)
         token = client.login()
         r = client.me(token)
         if r.status_code != 200:
             raise StepFailed("issue-tokens", f"a fresh token of {email} answers {r.status_code}")
         tokens.append((email, token))
-    ctx.state["issued_tokens"] = tokens
+    ctx.part(IssuedTokens).tokens = tokens
     ctx.figure("issued_tokens", len(tokens))
     ctx.evidence(
         "sessions issued before the incident (token SHA-256 prefixes)",
@@ -426,15 +455,19 @@ def issue_tokens(ctx: DrillContext, users: int = 5) -> str:
     return f"{len(tokens)} users logged in; every token is accepted"
 
 
-@CHECKS("issued-tokens-rejected")
+@CHECKS(
+    "issued-tokens-rejected",
+    title="Every token issued before the incident is rejected",
+    needs=("reference-app",),
+)
 def issued_tokens_rejected(ctx: DrillContext) -> str:
     """Every token issued before the incident now answers 401 (all users were logged out)."""
-    tokens = ctx.state.get("issued_tokens") or []
+    tokens = ctx.part(IssuedTokens).tokens
     if not tokens:
         raise CheckFailed("no tokens were recorded before the incident")
     accepted = []
     for email, token in tokens:
-        r = _user_client(ctx, email).me(token)
+        r = ctx.app_client(email).me(token)
         if r.status_code != 401:
             accepted.append(f"{email}: {r.status_code}")
     if accepted:
@@ -447,7 +480,7 @@ def issued_tokens_rejected(ctx: DrillContext) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-@FAULTS("pause-replay")
+@FAULTS("pause-replay", needs=("replica",))
 def pause_replay(ctx: DrillContext, replica: Service = Service("replica")) -> str:
     """`SELECT pg_wal_replay_pause()` on the standby: it keeps receiving WAL but applies none, so
     its data falls further behind the primary with every write (a stuck apply)."""
@@ -466,43 +499,7 @@ def pause_replay(ctx: DrillContext, replica: Service = Service("replica")) -> st
     return f"WAL replay paused on {replica}"
 
 
-def lag_seconds(behind_bytes: int, since_last_replay_s: float | None) -> float:
-    """Replay lag in seconds: 0 when nothing is left to replay (an idle, caught-up standby's last
-    replayed transaction can be old), else the age of the last replayed transaction."""
-    if behind_bytes <= 0:
-        return 0.0
-    return max(0.0, since_last_replay_s or 0.0)
-
-
-def measure_lag(ctx: DrillContext, replica: str) -> dict[str, Any]:
-    primary_lsn = ctx.stack.sql(ctx.primary, "SELECT pg_current_wal_lsn()::text")[0][0]
-    row = ctx.stack.sql(
-        replica,
-        f"SELECT pg_wal_lsn_diff('{primary_lsn}', coalesce(pg_last_wal_replay_lsn(), '0/0'))::bigint,"
-        f" pg_wal_lsn_diff('{primary_lsn}', coalesce(pg_last_wal_receive_lsn(), '0/0'))::bigint,"
-        " extract(epoch from now() - pg_last_xact_replay_timestamp())::float8,"
-        " CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() ELSE 'promoted' END,"
-        " pg_is_in_recovery()",
-    )[0]
-    replay_bytes = max(0, int(row[0]))
-    return {
-        "primary_lsn": primary_lsn,
-        "replay_lag_bytes": replay_bytes,
-        "receive_lag_bytes": max(0, int(row[1])),
-        "replay_lag_s": round(lag_seconds(replay_bytes, row[2]), 3),
-        "replay_state": row[3],
-        "in_recovery": bool(row[4]),
-    }
-
-
-def _lag_text(lag: Mapping[str, Any]) -> str:
-    return (
-        f"replay lag {lag['replay_lag_s']:.2f} s / {lag['replay_lag_bytes']} bytes "
-        f"(received WAL behind by {lag['receive_lag_bytes']} bytes; replay {lag['replay_state']})"
-    )
-
-
-@RECOVERY("check-replica-lag")
+@RECOVERY("check-replica-lag", needs=("replica",))
 def check_replica_lag(
     ctx: DrillContext,
     replica: Service = Service("replica"),
@@ -527,10 +524,10 @@ def check_replica_lag(
     checks.append({k: v for k, v in lag.items() if k != "in_recovery"})
     ctx.figure("max_replica_lag_s", max(c["replay_lag_s"] for c in checks))
     ctx.figure("max_replica_lag_bytes", max(c["replay_lag_bytes"] for c in checks))
-    return f"{replica}: {_lag_text(lag)}"
+    return f"{replica}: {lag_text(lag)}"
 
 
-@RECOVERY("resume-replay")
+@RECOVERY("resume-replay", needs=("replica",))
 def resume_replay(ctx: DrillContext, replica: Service = Service("replica")) -> str:
     """`SELECT pg_wal_replay_resume()` on the standby."""
     ctx.stack.sql(replica, "SELECT pg_wal_replay_resume()")
@@ -551,7 +548,7 @@ def promotion_refusal(lag_s: float, lag_bytes: int, max_lag_s: float) -> str | N
     )
 
 
-@RECOVERY("promote-if-lag-below")
+@RECOVERY("promote-if-lag-below", needs=("replica",))
 def promote_if_lag_below(
     ctx: DrillContext, max_lag: Duration, replica: Service = Service("replica")
 ) -> str:
@@ -563,10 +560,14 @@ def promote_if_lag_below(
     if refusal is not None:
         raise StepFailed("promote-if-lag-below", f"refusing to promote {replica}: {refusal}")
     out = promote_replica(ctx, replica)
-    return f"{_lag_text(lag)} within {max_lag:g} s: {out}"
+    return f"{lag_text(lag)} within {max_lag:g} s: {out}"
 
 
-@CHECKS("replica-lag-within")
+@CHECKS(
+    "replica-lag-within",
+    title="The replica replays, within its lag limit",
+    needs=("replica",),
+)
 def replica_lag_within(
     ctx: DrillContext, max_lag: Duration = Duration(1.0), replica: Service = Service("replica")
 ) -> str:
@@ -575,8 +576,8 @@ def replica_lag_within(
     if not lag["in_recovery"]:
         raise CheckFailed(f"{replica} is not a standby any more (it was promoted)")
     if lag["replay_state"] != "not paused" or lag["replay_lag_s"] > max_lag:
-        raise CheckFailed(f"{replica}: {_lag_text(lag)} (limit {max_lag:g} s)")
-    return f"{replica}: {_lag_text(lag)}"
+        raise CheckFailed(f"{replica}: {lag_text(lag)} (limit {max_lag:g} s)")
+    return f"{replica}: {lag_text(lag)}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -621,10 +622,10 @@ def breach_tamper(ctx: DrillContext, inserted: int = 20, tampered: int = 10) -> 
             )
             n_tampered = cur.rowcount
         conn.commit()
-    ctx.state["destruction_xid"] = int(xid)
-    ctx.state["destruction_wall"] = float(wall)
-    ctx.state["attacker_prefix"] = prefix
-    ctx.state["tampered_originals"] = originals
+    point = ctx.part(RestorePoint)
+    point.xid, point.wall = int(xid), float(wall)
+    breach = ctx.part(Breach)
+    breach.prefix, breach.originals = prefix, originals
     ctx.figure("attacker_rows", n_inserted)
     ctx.figure("tampered_rows", n_tampered)
     ctx.evidence(
@@ -668,10 +669,10 @@ def preserve_forensics(ctx: DrillContext, table: str = "orders") -> str:
     return "; ".join(parts)
 
 
-@CHECKS("attacker-rows-gone")
+@CHECKS("attacker-rows-gone", title="No row the attacker inserted is left")
 def attacker_rows_gone(ctx: DrillContext) -> str:
     """No row the attacker inserted is left."""
-    prefix = ctx.state.get("attacker_prefix")
+    prefix = ctx.part(Breach).prefix
     if not prefix:
         raise CheckFailed("no breach was recorded")
     n = ctx.stack.sql(
@@ -683,10 +684,13 @@ def attacker_rows_gone(ctx: DrillContext) -> str:
     return "no attacker row left in orders"
 
 
-@CHECKS("tampered-rows-restored")
+@CHECKS(
+    "tampered-rows-restored",
+    title="Every row the attacker altered has its pre-incident content",
+)
 def tampered_rows_restored(ctx: DrillContext) -> str:
     """Every row the attacker altered has its pre-incident content again."""
-    originals: dict[str, str] = ctx.state.get("tampered_originals") or {}
+    originals = ctx.part(Breach).originals
     if not originals:
         raise CheckFailed("no tampered rows were recorded")
     with ctx.stack.connect(ctx.primary) as conn:

@@ -22,7 +22,6 @@ import time
 
 import psycopg
 
-from drillkit.catalog.checks import TITLES
 from drillkit.core.context import DrillContext
 from drillkit.core.registry import CHECKS, FAULTS, RECOVERY, Duration
 from drillkit.errors import CheckFailed, EnvironmentBroken, StepFailed
@@ -33,10 +32,6 @@ ARCHIVE_DIR = "/var/lib/pgbackrest/archive/main"
 """pgBackRest's WAL archive of the stanza (in the repository volume the primary pushes to)."""
 ARCHIVE_FAILURE_MARKERS = ("archive command failed", "No space left", "PANIC")
 MIB = 2**20
-
-TITLES.update(
-    {"wal-archiving": "WAL archiving works again (pgbackrest check; no unarchived backlog)"}
-)
 
 
 def wal_volume(ctx: DrillContext) -> LoopFs:
@@ -62,7 +57,7 @@ def _archive_mode(ctx: DrillContext, mode: str) -> None:
     ctx.stack.run_tool("primary", ["chmod", mode, ARCHIVE_DIR], timeout_s=30)
 
 
-@FAULTS("stall-wal-archive")
+@FAULTS("stall-wal-archive", needs=("wal_fs", "pgbackrest"))
 def stall_wal_archive(ctx: DrillContext, max_segments: int = 64) -> str:
     """Break the archive destination (the repository's archive directory loses its permissions,
     so every `archive-push` fails), then run a batch job that switches WAL segments and
@@ -71,7 +66,6 @@ def stall_wal_archive(ctx: DrillContext, max_segments: int = 64) -> str:
     res = ctx.stack.exec("primary", ["chmod", "000", ARCHIVE_DIR], timeout_s=10)
     if res.exit_code != 0:
         raise EnvironmentBroken(f"chmod of {ARCHIVE_DIR} in primary failed: {res.output[-300:]}")
-    ctx.state["archive_stalled"] = True
     free_before = fs.free_bytes()
     switched = 0
     try:
@@ -98,7 +92,7 @@ def stall_wal_archive(ctx: DrillContext, max_segments: int = 64) -> str:
     )
 
 
-@RECOVERY("check-wal-volume")
+@RECOVERY("check-wal-volume", needs=("wal_fs",))
 def check_wal_volume(ctx: DrillContext, after: Duration = Duration(0.0)) -> str:
     """df of the WAL volume, the archiver's backlog and what PostgreSQL logged (failed archive
     commands, ENOSPC, PANIC) since the fault. `after`: how long the fault stands first."""
@@ -107,7 +101,7 @@ def check_wal_volume(ctx: DrillContext, after: Duration = Duration(0.0)) -> str:
     backlog = ready_segments(fs)
     c = ctx.stack.container("primary")
     since = int(ctx.result.wall(ctx.result.markers.get("fault", ctx.clock()))) - 1
-    logs = c.logs(since=since).decode("utf-8", "replace").splitlines()
+    logs = ctx.log_since("primary", since).splitlines()
     seen = [ln.strip() for ln in logs if any(m in ln for m in ARCHIVE_FAILURE_MARKERS)]
     ctx.result.pg_errors.extend(seen[-10:])
     failed_pushes = sum("archive command failed" in ln for ln in seen)
@@ -133,15 +127,14 @@ def check_wal_volume(ctx: DrillContext, after: Duration = Duration(0.0)) -> str:
     )
 
 
-@RECOVERY("repair-wal-archive")
+@RECOVERY("repair-wal-archive", needs=("pgbackrest",))
 def repair_wal_archive(ctx: DrillContext) -> str:
     """Give the archive directory its permissions back (what the failed archive-push named)."""
     _archive_mode(ctx, "750")
-    ctx.state.pop("archive_stalled", None)
     return f"{ARCHIVE_DIR} writable by postgres again"
 
 
-@RECOVERY("extend-volume")
+@RECOVERY("extend-volume", needs=("wal_fs",))
 def extend_volume(ctx: DrillContext, add_mib: int = 64) -> str:
     """Grow the WAL volume by `add_mib` MiB. This kernel refuses online resize2fs, so the volume is
     grown offline: the primary's container must be stopped (it is, after the PANIC; it is
@@ -159,7 +152,7 @@ def extend_volume(ctx: DrillContext, add_mib: int = 64) -> str:
     return f"primary was {was}; pg_wal volume {before // MIB} → {fs.size_bytes() // MIB} MiB"
 
 
-@RECOVERY("wait-wal-archived")
+@RECOVERY("wait-wal-archived", needs=("wal_fs",))
 def wait_wal_archived(ctx: DrillContext, timeout: Duration = Duration(60.0)) -> str:
     """Until the archiver has pushed the whole backlog (no `.ready` left and the newest push is
     after the newest failure), then CHECKPOINT so the archived segments are recycled."""
@@ -185,7 +178,11 @@ def wait_wal_archived(ctx: DrillContext, timeout: Duration = Duration(60.0)) -> 
     )
 
 
-@CHECKS("wal-archiving")
+@CHECKS(
+    "wal-archiving",
+    title="WAL archiving works again (pgbackrest check; no unarchived backlog)",
+    needs=("pgbackrest",),
+)
 def wal_archiving(ctx: DrillContext) -> str:
     """`pgbackrest check` (a segment switched and seen in the archive within 10 s) and no segment
     left waiting to be archived: the cause of the pile-up is gone, not only its symptom."""

@@ -28,10 +28,9 @@ from urllib.parse import quote
 
 import requests
 
-from drillkit.catalog.checks import TITLES
 from drillkit.core.context import DrillContext
 from drillkit.core.probes import ProbeError
-from drillkit.core.registry import CHECKS, FAULTS, RECOVERY, Duration
+from drillkit.core.registry import CHECKS, FAULTS, PROBES, RECOVERY, Duration, optional_services
 from drillkit.errors import CheckFailed, EnvironmentBroken, StepFailed
 from drillkit.stack.services.web import (
     MAINTENANCE_FLAG,
@@ -75,12 +74,7 @@ nowhere, and the harness never runs the script anyway (it only hashes the bytes)
 NGINX_STATUS = re.compile(r'" ([1-5]\d\d) ')
 NGINX_ERROR_LEVELS = ("[error]", "[crit]", "[alert]", "[emerg]")
 
-TITLES.update(
-    {
-        "site-integrity": "Website content matches the known-good copy (on disk and as served)",
-        "site-no-error-spike": "No error answers in the web server's log after recovery",
-    }
-)
+optional_services("web", WEB)
 
 
 # ----- content, on disk and as served --------------------------------------------------------
@@ -149,6 +143,7 @@ def _summary(problems: list[str], total: int) -> str:
     return f"{len(problems)} of {total} requests wrong: " + "; ".join(problems)
 
 
+@PROBES("site")
 def site_probes(stack: Stack, timeout_s: float) -> dict[str, Callable[[], object]]:
     """The "site" probe for a stack with a web front (none otherwise): every page of the known-good
     manifest from the public site, each with its known-good SHA-256, and the app's health through
@@ -183,7 +178,7 @@ def _exec_root(stack: Stack, cmd: str, what: str) -> str:
 # ----- fault -----------------------------------------------------------------------------------
 
 
-@FAULTS("deface-site")
+@FAULTS("deface-site", needs=("web",))
 def deface_site(
     ctx: DrillContext,
     page: str = "index.html",
@@ -214,7 +209,6 @@ def deface_site(
         timeout_s=5.0,
         interval_s=0.02,
     )
-    ctx.state["defaced_files"] = [page, script]
     ctx.figure("defaced_files", [page, script])
     ctx.evidence(
         "defacement (ground truth)",
@@ -227,7 +221,7 @@ def deface_site(
 # ----- runbook steps ------------------------------------------------------------------------------
 
 
-@RECOVERY("site-maintenance")
+@RECOVERY("site-maintenance", needs=("web",))
 def site_maintenance(
     ctx: DrillContext,
     enabled: bool,
@@ -267,11 +261,10 @@ def site_maintenance(
         )
     except EnvironmentBroken as exc:
         raise StepFailed("site-maintenance", str(exc)) from exc
-    ctx.state["site_maintenance"] = enabled
     return f"maintenance page {'on' if enabled else 'off'}" + (f": {message!r}" if enabled else "")
 
 
-@RECOVERY("check-site-integrity")
+@RECOVERY("check-site-integrity", needs=("web",))
 def check_site_integrity(ctx: DrillContext, log_lines: int = 200) -> str:
     """Seed 002 "Identify Compromise Method": verify file integrity against the known-good copy
     (the backup's SHA-256 manifest) on disk and as served (on the staff preview: the public site
@@ -288,7 +281,6 @@ def check_site_integrity(ctx: DrillContext, log_lines: int = 200) -> str:
         f"cd {WEB_ROOT} && find . -newermt @{int(good.taken_wall)} -printf '%TY-%Tm-%Td %TT %u %m %p\\n'",
         "check-site-integrity",
     )
-    ctx.state["site_diff"] = diff
     ctx.figure("site_files_modified", list(diff.modified))
     ctx.figure("site_files_missing", list(diff.missing))
     ctx.figure("site_files_added", list(diff.added))
@@ -307,7 +299,7 @@ def check_site_integrity(ctx: DrillContext, log_lines: int = 200) -> str:
     )
 
 
-@RECOVERY("restore-site-content")
+@RECOVERY("restore-site-content", needs=("web",))
 def restore_site_content(
     ctx: DrillContext, backup: str = "latest", files: list[str] | None = None
 ) -> str:
@@ -332,7 +324,7 @@ def restore_site_content(
     return f"restored {len(taken)} files from backup {chosen.id}: {scope}"
 
 
-@RECOVERY("verify-site-files")
+@RECOVERY("verify-site-files", needs=("web",))
 def verify_site_files(ctx: DrillContext) -> str:
     """Seed 002 "Verify file integrity against known good copies" and "Verify correct file
     permissions": every file's SHA-256 on disk is the manifest's (none missing, none added), and
@@ -353,7 +345,7 @@ def verify_site_files(ctx: DrillContext) -> str:
     return f"all {len(good.manifest)} files match backup {good.id}; permissions tight"
 
 
-@RECOVERY("verify-site-served")
+@RECOVERY("verify-site-served", needs=("web",))
 def verify_site_served(
     ctx: DrillContext,
     paths: list[str] | None = None,
@@ -387,7 +379,11 @@ def verify_site_served(
 # ----- checks ----------------------------------------------------------------------------------
 
 
-@CHECKS("site-integrity")
+@CHECKS(
+    "site-integrity",
+    title="Website content matches the known-good copy (on disk and as served)",
+    needs=("web",),
+)
 def site_integrity(ctx: DrillContext) -> str:
     """Every content file on disk matches the known-good manifest (none missing, none added), the
     public site serves every page with its known-good bytes, and it is not in maintenance."""
@@ -421,7 +417,11 @@ def nginx_errors(log: str) -> list[str]:
     return out
 
 
-@CHECKS("site-no-error-spike")
+@CHECKS(
+    "site-no-error-spike",
+    title="No error answers in the web server's log after recovery",
+    needs=("web",),
+)
 def site_no_error_spike(ctx: DrillContext, max_errors: int = 0) -> str:
     """No 5xx answer (the maintenance page included) and no nginx error in the web server's log
     after recovery."""
@@ -429,7 +429,8 @@ def site_no_error_spike(ctx: DrillContext, max_errors: int = 0) -> str:
     if t_rec is None:
         raise CheckFailed("never recovered")
     since = int(ctx.result.wall(t_rec)) + 1
-    log = ctx.stack.container(WEB).logs(since=since).decode("utf-8", "replace")
+    ctx.stack.container(WEB)  # this run's (blast radius)
+    log = ctx.log_since(WEB, since)
     bad = nginx_errors(log)
     if len(bad) > max_errors:
         raise CheckFailed(

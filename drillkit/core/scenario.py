@@ -11,8 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from drillkit.core.measure import Objectives
-from drillkit.core.registry import CHECKS, FAULTS, RECOVERY, Duration, Registry, Service
-from drillkit.stack.services.payments import PROVIDERS
+from drillkit.core.registry import (
+    CHECKS,
+    FAULTS,
+    OPTIONAL_SERVICES,
+    RECOVERY,
+    Duration,
+    Registry,
+    Service,
+)
 from drillkit.stack.spec import SERVICES
 from drillkit.validate import (
     Problems,
@@ -67,7 +74,9 @@ REQUIRED = (
     "fault",
     "recovery",
 )
-RESTORE_ACTIONS = {"restore-backup"}
+STACK_KEYS = ("synchronous", "data_fs", "wal_fs", "replica")
+"""The `stack:` keys core knows; each optional service part the catalogue declares
+(`registry.optional_services`) adds its own boolean key."""
 
 
 @dataclass(frozen=True)
@@ -126,67 +135,29 @@ def parse_scenario(
     data: Any, source: str | Path, services: tuple[str, ...] = SERVICES, text: str = ""
 ) -> Scenario:
     p = Problems(source)
+    for registry in (FAULTS, RECOVERY, CHECKS):
+        registry.require_loaded()
     if not isinstance(data, dict):
         p.add(
             "", f"expected a mapping (id, title, fault, recovery, ...), got {type(data).__name__}"
         )
         p.raise_if_any()
-    check_keys(p, "", data, TOP_KEYS, REQUIRED)
-    for key in ("id", "title", "failure_class"):
-        if key in data:
-            typed(p, key, data[key], str, "a string")
-    if isinstance(data.get("id"), str) and isinstance(source, Path) and data["id"] != source.stem:
-        p.add("id", f"'{data['id']}' differs from the file name '{source.stem}' (rename one)")
-    sev = data.get("severity")
-    if "severity" in data and sev not in SEVERITIES:
-        p.add("severity", f"expected one of {', '.join(SEVERITIES)}, got {sev!r}")
-    tags = data.get("tags", [])
-    if "tags" in data and typed(p, "tags", tags, list, "a list of strings"):
-        for i, t in enumerate(tags):
-            typed(p, f"tags[{i}]", t, str, "a string")
-    src = data.get("source", {})
-    if "source" in data and typed(p, "source", src, dict, "a mapping with runbook and section"):
-        check_keys(p, "source", src, ("runbook", "section", "file"), ("runbook", "section"))
-        for k, v in src.items():
-            typed(p, f"source.{k}", v, str, "a string (quote numbers like '000')")
+    sev, tags, src = _header(p, data, source)
     objectives = _objectives(p, data.get("objectives"))
     stack = _stack(p, data.get("stack", {}))
-    if stack.get("proxy"):
-        services = (*services, "proxy")
-    if stack.get("web"):
-        services = (*services, "web")
-    if stack.get("payments"):
-        services = (*services, *PROVIDERS)
+    for option, added in OPTIONAL_SERVICES.items():
+        if stack.get(option):
+            services = (*services, *added)
     probes = _probes(p, data.get("probes", {}))
     steady = _duration_block(p, data.get("steady_state", {"duration": "1500ms"}), "steady_state")
     fault = _step(p, "fault", data.get("fault"), FAULTS, services) if "fault" in data else None
-    recovery: list[Step] = []
-    rec_raw = data.get("recovery", [])
-    if "recovery" in data and typed(p, "recovery", rec_raw, list, "a list of steps"):
-        if not rec_raw:
-            p.add("recovery", "at least one recovery step is required")
-        for i, raw in enumerate(rec_raw):
-            step = _step(p, f"recovery[{i}]", raw, RECOVERY, services)
-            if step:
-                recovery.append(step)
+    recovery = _recovery(p, data, services)
     checklist = _checklist_items(p, data.get("checklist", list(DEFAULT_CHECKLIST)), services)
     observe = parse_duration(p, "observe", data.get("observe", "2s"))
     settle = parse_duration(p, "settle", data.get("settle", "4s"))
     max_dur = parse_duration(p, "max_duration", data.get("max_duration", "300s"), allow_zero=False)
-    expect = data.get("expect", {"outcome": "pass"})
-    if typed(p, "expect", expect, dict, "a mapping (outcome, breach)"):
-        check_keys(p, "expect", expect, ("outcome", "breach"), ("outcome",))
-        if expect.get("outcome") not in ("pass", "fail"):
-            p.add("expect.outcome", f"expected 'pass' or 'fail', got {expect.get('outcome')!r}")
-        if "breach" in expect and expect["breach"] not in (
-            "rto",
-            "rpo",
-            "detection",
-            "checklist",
-            "recovery-step",
-        ):
-            p.add("expect.breach", "expected one of rto, rpo, detection, checklist, recovery-step")
-    if objectives and objectives.rto_s == 0 and any(s.action in RESTORE_ACTIONS for s in recovery):
+    expect = _expect(p, data.get("expect", {"outcome": "pass"}))
+    if objectives and objectives.rto_s == 0 and restores_backup(recovery):
         p.add("objectives.rto", "an RTO of 0 is impossible for a runbook that restores a backup")
     p.raise_if_any()
     assert (
@@ -219,6 +190,64 @@ def parse_scenario(
     )
 
 
+def _header(p: Problems, data: dict[str, Any], source: str | Path) -> tuple[Any, Any, Any]:
+    """The top-level keys, id / title / failure_class, severity, tags and source: (severity,
+    tags, source) as found (checked, not converted)."""
+    check_keys(p, "", data, TOP_KEYS, REQUIRED)
+    for key in ("id", "title", "failure_class"):
+        if key in data:
+            typed(p, key, data[key], str, "a string")
+    if isinstance(data.get("id"), str) and isinstance(source, Path) and data["id"] != source.stem:
+        p.add("id", f"'{data['id']}' differs from the file name '{source.stem}' (rename one)")
+    sev = data.get("severity")
+    if "severity" in data and sev not in SEVERITIES:
+        p.add("severity", f"expected one of {', '.join(SEVERITIES)}, got {sev!r}")
+    tags = data.get("tags", [])
+    if "tags" in data and typed(p, "tags", tags, list, "a list of strings"):
+        for i, t in enumerate(tags):
+            typed(p, f"tags[{i}]", t, str, "a string")
+    src = data.get("source", {})
+    if "source" in data and typed(p, "source", src, dict, "a mapping with runbook and section"):
+        check_keys(p, "source", src, ("runbook", "section", "file"), ("runbook", "section"))
+        for k, v in src.items():
+            typed(p, f"source.{k}", v, str, "a string (quote numbers like '000')")
+    return sev, tags, src
+
+
+def _recovery(p: Problems, data: dict[str, Any], services: tuple[str, ...]) -> list[Step]:
+    recovery: list[Step] = []
+    rec_raw = data.get("recovery", [])
+    if "recovery" in data and typed(p, "recovery", rec_raw, list, "a list of steps"):
+        if not rec_raw:
+            p.add("recovery", "at least one recovery step is required")
+        for i, raw in enumerate(rec_raw):
+            step = _step(p, f"recovery[{i}]", raw, RECOVERY, services)
+            if step:
+                recovery.append(step)
+    return recovery
+
+
+def _expect(p: Problems, expect: Any) -> Any:
+    if typed(p, "expect", expect, dict, "a mapping (outcome, breach)"):
+        check_keys(p, "expect", expect, ("outcome", "breach"), ("outcome",))
+        if expect.get("outcome") not in ("pass", "fail"):
+            p.add("expect.outcome", f"expected 'pass' or 'fail', got {expect.get('outcome')!r}")
+        if "breach" in expect and expect["breach"] not in (
+            "rto",
+            "rpo",
+            "detection",
+            "checklist",
+            "recovery-step",
+        ):
+            p.add("expect.breach", "expected one of rto, rpo, detection, checklist, recovery-step")
+    return expect
+
+
+def restores_backup(recovery: tuple[Step, ...] | list[Step]) -> bool:
+    """Whether a runbook has a step that restores the database from a backup (`restores=True`)."""
+    return any(RECOVERY.get(step.action).restores for step in recovery)
+
+
 def _objectives(p: Problems, raw: Any) -> Objectives | None:
     if raw is None:
         return None
@@ -238,20 +267,11 @@ def _objectives(p: Problems, raw: Any) -> Objectives | None:
 def _stack(p: Problems, raw: Any) -> dict[str, Any]:
     if not typed(p, "stack", raw, dict, "a mapping (synchronous, data_fs)"):
         return {}
-    check_keys(
-        p,
-        "stack",
-        raw,
-        ("synchronous", "data_fs", "wal_fs", "replica", "proxy", "web", "payments"),
-        (),
-    )
+    check_keys(p, "stack", raw, (*STACK_KEYS, *OPTIONAL_SERVICES), ())
     out: dict[str, Any] = {}
-    if "proxy" in raw and typed(p, "stack.proxy", raw["proxy"], bool, "true or false"):
-        out["proxy"] = raw["proxy"]
-    if "web" in raw and typed(p, "stack.web", raw["web"], bool, "true or false"):
-        out["web"] = raw["web"]
-    if "payments" in raw and typed(p, "stack.payments", raw["payments"], bool, "true or false"):
-        out["payments"] = raw["payments"]
+    for option in OPTIONAL_SERVICES:
+        if option in raw and typed(p, f"stack.{option}", raw[option], bool, "true or false"):
+            out[option] = raw[option]
     if "synchronous" in raw and typed(
         p, "stack.synchronous", raw["synchronous"], bool, "true or false"
     ):

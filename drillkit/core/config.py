@@ -1,0 +1,62 @@
+"""A run's resolved configuration, the objectives it applies, and the drill's deadline."""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets as _secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from drillkit.core.measure import Objectives
+from drillkit.core.scenario import Scenario
+from drillkit.errors import DrillAborted
+from drillkit.paths import ROOT
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Resolved once from pytest options / ini / CLI."""
+
+    results_dir: Path = ROOT / "reports" / "runs" / "adhoc"
+    run_root: Path = ROOT / ".run"
+    stack_file: Path | None = None
+    probe_interval_s: float = 0.1
+    k: int = 5
+    keep_on_failure: bool = False
+    seed_scale: str = "small"
+    objectives: dict[str, dict[str, float]] = field(default_factory=dict)
+    """scenario id (or '*') -> {'rto_s':..., 'rpo_s':..., 'detection_s':...} overrides"""
+    min_free_disk_gib: float = 2.0
+    baseline_backup: str = "auto"
+    """'auto': a full backup (taken and verified) when the runbook restores one; 'always'; 'never'."""
+
+
+def new_run_id() -> str:
+    return _secrets.token_hex(4)
+
+
+def objectives_for(scenario: Scenario, config: RunConfig) -> Objectives:
+    obj = scenario.objectives
+    for key in ("*", scenario.id):
+        override = config.objectives.get(key)
+        if override:
+            obj = dataclasses.replace(obj, **override)
+    return obj
+
+
+class Deadline:
+    """The drill's stop condition: past max_duration it is aborted in whatever phase it is."""
+
+    def __init__(self, limit_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit_s = limit_s
+        self.clock = clock
+        self.end = clock() + limit_s
+
+    def remaining(self) -> float:
+        return self.end - self.clock()
+
+    def check(self, phase: str) -> None:
+        if self.remaining() <= 0:
+            raise DrillAborted(phase, self.limit_s)

@@ -1,0 +1,74 @@
+"""What the runner records about where a drill ran and what the stack logged, and the guard
+that keeps teardown from being interrupted."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+
+import docker.errors
+import psycopg
+
+from drillkit.paths import ROOT
+from drillkit.stack import engine
+from drillkit.stack.stack import Stack
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[list[int]]:
+    """Teardown is not interruptible: Ctrl-C or SIGTERM arriving while it runs is recorded in the
+    yielded list (the caller raises KeyboardInterrupt once its record is saved)."""
+    pending: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield pending
+        return
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: pending.append(signum)) for sig in held
+    }
+    try:
+        yield pending
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def pg_errors(logs: dict[str, str]) -> list[str]:
+    """ERROR / PANIC / FATAL lines of every service's log but the app's (the last 30)."""
+    out = []
+    for service, text in logs.items():
+        if service == "app":
+            continue
+        for line in text.splitlines():
+            if any(w in line for w in ("ERROR:", "PANIC:", "FATAL:")) and "starting up" not in line:
+                out.append(f"{service}: {line.strip()}"[:300])
+    return out[-30:]
+
+
+def environment(stack: Stack) -> dict[str, str]:
+    env: dict[str, str] = {}
+    try:
+        v = engine.client().version()
+        env["docker_version"] = str(v.get("Version"))
+        env["docker_api"] = str(v.get("ApiVersion"))
+        env["postgres_version"] = str(stack.sql("primary", "SHOW server_version")[0][0])
+    except (docker.errors.DockerException, psycopg.Error) as exc:
+        env["error"] = str(exc)[:200]
+    for name, tag in stack.image_tags.items():
+        env[f"image_{name}"] = tag
+    try:
+        env["git_commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        env["git_commit"] = "unknown"
+    env["host"] = os.uname().nodename
+    return env
