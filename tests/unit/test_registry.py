@@ -45,13 +45,14 @@ checklist: [all-systems-responding]
 
 
 def every_entry() -> list[Any]:
-    return [e for r in REGISTRIES for e in r.entries.values()]
+    """drillkit's own entries (a team module another test loaded is the team's business)."""
+    return [e for r in REGISTRIES for e in r.entries.values() if e.module.startswith("drillkit.")]
 
 
 def test_every_entry_has_a_docstring_and_every_check_a_title() -> None:
     undocumented = [f"{e.kind} {e.name}" for e in every_entry() if not e.doc.strip()]
     assert not undocumented
-    untitled = [c.name for c in CHECKS.entries.values() if not c.title]
+    untitled = [c.name for c in every_entry() if c.kind == "check" and not c.title]
     assert not untitled
 
 
