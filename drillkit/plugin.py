@@ -25,7 +25,7 @@ from drillkit.core.runner import RunConfig, Runner, new_run_id
 from drillkit.core.scenario import Scenario, discover, load_scenario
 from drillkit.errors import EnvironmentBroken, ValidationError
 from drillkit.paths import ROOT
-from drillkit.stack import stack as stack_mod
+from drillkit.stack.reaping import reap_orphans
 from drillkit.stack.spec import load_stack
 from drillkit.validate import Problems, load_yaml, parse_duration
 
@@ -258,7 +258,7 @@ def drill_run_config(request: pytest.FixtureRequest) -> RunConfig:
 def drill_reaped(drill_run_config: RunConfig) -> list[str]:
     """Reap what killed runs left behind, once per session, before the first drill."""
     try:
-        return stack_mod.reap_orphans(drill_run_config.run_root)
+        return reap_orphans(drill_run_config.run_root)
     except EnvironmentBroken:
         return []
 
