@@ -153,9 +153,9 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from drillkit.stack import hostfs, stack
+    from drillkit.stack import hostfs, reaping
 
-    counts = stack.reap(None)
+    counts = reaping.reap(None)
     loops = hostfs.reap_loopfs(ROOT / ".run")
     if (ROOT / ".run").exists():
         shutil.rmtree(ROOT / ".run", ignore_errors=True)
@@ -164,7 +164,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
         f"{counts['volumes']} volumes, {len(loops)} mounts/loop devices"
     )
     cmd_prune_images(args)
-    left = stack.leftovers(None)
+    left = reaping.leftovers(None)
     if left:
         print("drillkit: still present: " + ", ".join(left), file=sys.stderr)
         return 1

@@ -33,7 +33,7 @@ from drillkit.errors import EnvironmentBroken, ValidationError
 from drillkit.options import _merge, load_policy, parse_objective_overrides, resolve_config
 from drillkit.paths import ROOT
 from drillkit.reporting import terminal
-from drillkit.stack import stack as stack_mod
+from drillkit.stack.reaping import reap_orphans
 from drillkit.stack.spec import load_stack
 
 
@@ -102,7 +102,7 @@ def drill_run_config(request: pytest.FixtureRequest) -> RunConfig:
 def drill_reaped(drill_run_config: RunConfig) -> list[str]:
     """Reap what killed runs left behind, once per session, before the first drill."""
     try:
-        return stack_mod.reap_orphans(drill_run_config.run_root)
+        return reap_orphans(drill_run_config.run_root)
     except EnvironmentBroken:
         return []
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from drillkit.errors import ValidationError
 
 BUILTIN = (
+    "drillkit.stack.services",
     "drillkit.catalog.checks",
     "drillkit.catalog.actions",
     "drillkit.catalog.runbook_actions",

@@ -23,8 +23,8 @@ import requests
 from drillkit.core.context import DrillContext
 from drillkit.core.registry import FAULTS, RECOVERY, Duration, Service, optional_services
 from drillkit.errors import EnvironmentBroken, StepFailed
+from drillkit.stack.netns import nsenter
 from drillkit.stack.services.payments import PROVIDERS
-from drillkit.stack.stack import nsenter
 from drillkit.wait import wait_for
 
 optional_services("proxy", "proxy")
@@ -886,7 +886,7 @@ TOXIC_ATTRIBUTES = {
 def _proxy(ctx: DrillContext) -> Any:
     if "proxy" not in ctx.stack.services:
         raise EnvironmentBroken("this action needs the fault proxy: add `stack: {proxy: true}`")
-    from drillkit.stack.stack import PROXY_NAME
+    from drillkit.stack.services.proxy import PROXY_NAME
 
     proxy = ctx.stack.toxiproxy().get_proxy(PROXY_NAME)
     if proxy is None:

@@ -33,7 +33,7 @@ from drillkit.core.phases import (
     wants_baseline_backup,
 )
 from drillkit.core.probes import Baseline, ProbeConfig, Probes, median
-from drillkit.core.registry import FAULTS, PROBES, RECOVERY, Registry
+from drillkit.core.registry import FAULTS, OPTIONAL_SERVICES, PROBES, RECOVERY, Registry
 from drillkit.core.results import DrillResult, StepRecord
 from drillkit.core.scenario import Scenario, Step
 from drillkit.errors import DrillAborted, DrillError, EnvironmentBroken, StepFailed
@@ -150,9 +150,7 @@ class Runner:
             synchronous=sc.get("synchronous"),
             data_fs_mib=sc.get("data_fs_mib"),
             wal_fs_mib=sc.get("wal_fs_mib"),
-            proxy=bool(sc.get("proxy")),
-            web=bool(sc.get("web")),
-            payments=bool(sc.get("payments")),
+            optional=frozenset(kind for kind in OPTIONAL_SERVICES if sc.get(kind)),
             ready_timeout_s=min(60.0, max(5.0, deadline.remaining())),
         )
 

@@ -3,7 +3,7 @@ was in, and torn down: nothing it made remains."""
 
 from drillkit.core.runner import Runner
 from drillkit.core.scenario import parse_scenario_text
-from drillkit.stack.stack import leftovers
+from drillkit.stack.reaping import leftovers
 
 SCENARIO = """
 id: overlong

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from drillkit.paths import ROOT
-from drillkit.stack.stack import leftovers, reap_orphans
+from drillkit.stack.reaping import leftovers, reap_orphans
 
 CHILD = r"""
 import sys, time

@@ -5,8 +5,9 @@ import secrets
 import threading
 
 from drillkit.stack import engine
+from drillkit.stack.reaping import leftovers
 from drillkit.stack.spec import load_stack
-from drillkit.stack.stack import Stack, leftovers
+from drillkit.stack.stack import Stack
 
 
 def test_two_stacks_side_by_side_do_not_collide(tmp_path):

@@ -13,10 +13,11 @@ import requests
 from drillkit.catalog.payments import PaymentProbe, app_payments
 from drillkit.core.probes import ProbeError
 from drillkit.stack import engine
+from drillkit.stack.reaping import leftovers
 from drillkit.stack.seed import seed
 from drillkit.stack.services.payments import PROVIDERS, fetch_charges, reconcile, set_fault
 from drillkit.stack.spec import load_stack
-from drillkit.stack.stack import Stack, StackOptions, leftovers
+from drillkit.stack.stack import Stack, StackOptions
 from drillkit.wait import wait_for
 
 
@@ -33,7 +34,12 @@ def stack(tmp_path_factory):
     run_id = "it" + secrets.token_hex(3)
     spec = load_stack()
     spec = dataclasses.replace(spec, database=dataclasses.replace(spec.database, replica=False))
-    s = Stack(spec, run_id, tmp_path_factory.mktemp("run") / run_id, StackOptions(payments=True))
+    s = Stack(
+        spec,
+        run_id,
+        tmp_path_factory.mktemp("run") / run_id,
+        StackOptions(optional=frozenset({"payments"})),
+    )
     try:
         s.up()
         with s.connect("primary") as conn:

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from drillkit.core.scenario import DEFAULT_CHECKLIST
-from drillkit.stack.stack import leftovers
+from drillkit.stack.reaping import leftovers
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,9 +11,10 @@ import requests
 from drillkit.core.probes import AppClient
 from drillkit.errors import BlastRadiusError
 from drillkit.stack import engine
+from drillkit.stack.reaping import leftovers
 from drillkit.stack.seed import PROBE_USER, seed
 from drillkit.stack.spec import load_stack
-from drillkit.stack.stack import Stack, leftovers
+from drillkit.stack.stack import Stack
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +138,7 @@ def test_actions_refuse_a_container_this_run_did_not_create(stack):
 
 
 def test_iptables_partition_cuts_and_heals(stack):
-    from drillkit.stack.stack import nsenter
+    from drillkit.stack.netns import nsenter
 
     app = stack.container("app")
     ip = stack.containers["primary"].attrs["NetworkSettings"]["Networks"][stack.net.name][

@@ -7,8 +7,9 @@ import secrets
 import pytest
 
 from drillkit.catalog.wal import ready_segments
+from drillkit.stack.reaping import leftovers
 from drillkit.stack.spec import load_stack
-from drillkit.stack.stack import Stack, StackOptions, leftovers
+from drillkit.stack.stack import Stack, StackOptions
 from drillkit.wait import wait_for
 
 MIB = 2**20

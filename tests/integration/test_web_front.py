@@ -23,8 +23,9 @@ from drillkit.catalog.web import (
 )
 from drillkit.errors import CheckFailed, StepFailed
 from drillkit.stack import engine
+from drillkit.stack.reaping import leftovers
 from drillkit.stack.spec import load_stack
-from drillkit.stack.stack import Stack, StackOptions, leftovers
+from drillkit.stack.stack import Stack, StackOptions
 
 SITE = Path(__file__).resolve().parents[2] / "images" / "web" / "site"
 
@@ -50,7 +51,12 @@ def stack(tmp_path_factory):
     run_id = "it" + secrets.token_hex(3)
     spec = load_stack()
     spec = dataclasses.replace(spec, database=dataclasses.replace(spec.database, replica=False))
-    s = Stack(spec, run_id, tmp_path_factory.mktemp("run") / run_id, StackOptions(web=True))
+    s = Stack(
+        spec,
+        run_id,
+        tmp_path_factory.mktemp("run") / run_id,
+        StackOptions(optional=frozenset({"web"})),
+    )
     try:
         s.up()
         yield s

@@ -1,7 +1,7 @@
 """Payment records and their reconciliation: the app's payments, the providers' charges, and the
 payments the app acknowledged to its client.
 
-The stack (stack.py, `stack: {payments: true}`) runs two stub payment providers (images/payments:
+The payments kind (`Payments`, at the end; `stack: {payments: true}`) runs two stub payment providers (images/payments:
 a tiny Stripe-like charge API with an in-memory ledger, signed webhooks, a status page and a
 fault control), the primary `provider` and `provider-backup`. The app charges each order once per
 idempotency key at the provider its `payment_provider` config file names. After a provider
@@ -24,8 +24,12 @@ from typing import Any
 
 import requests
 
+from drillkit.stack.kinds import ServiceKind, service_kind
+from drillkit.wait import wait_for
+
 PROVIDERS = ("provider", "provider-backup")
 """The stub providers' service names (and host names on the run's network): primary, backup."""
+PAYMENTS_IMAGE = "payments"
 PROVIDER_PORT = 8090
 WEBHOOK_PATH = "/api/payments/webhook"
 STATUS_PATH = "/api/v2/status.json"
@@ -284,3 +288,67 @@ def set_fault(
     )
     r.raise_for_status()
     return dict(r.json())
+
+
+# ----- the kind --------------------------------------------------------------------------------
+
+
+@service_kind
+class Payments(ServiceKind):
+    """The two stub providers (images/payments): each its charge API, ledger, status page and
+    fault control on port 8090; webhooks go to the app by name on the internal network. The app
+    is configured to charge at the first."""
+
+    name = "payments"
+    order = 40
+    start_rank = 20
+    ready_rank = 30
+
+    def services(self) -> tuple[str, ...]:
+        return PROVIDERS
+
+    def images(self) -> dict[str, str]:
+        return {"payments": PAYMENTS_IMAGE}
+
+    def configure(self) -> None:
+        self.stack.set_payment_provider(PROVIDERS[0])
+
+    def start(self) -> None:
+        s = self.stack
+        for service in PROVIDERS:
+            s.create(
+                service,
+                s.image_tags["payments"],
+                env={
+                    "PROVIDER_NAME": service,
+                    "PORT": str(PROVIDER_PORT),
+                    "WEBHOOK_URL": f"http://app:{s.spec.app.port}{WEBHOOK_PATH}",
+                },
+                mounts={
+                    str(s.secrets.payments_dir): {"bind": "/run/drillkit/secrets", "mode": "ro"}
+                },
+                ports={f"{PROVIDER_PORT}/tcp": ("127.0.0.1", None)},
+            )
+
+    def wait_ready(self) -> None:
+        for service in PROVIDERS:
+            self.wait(service)
+
+    def url(self, service: str) -> str:
+        """A provider's API, through its port published on 127.0.0.1."""
+        return f"http://127.0.0.1:{self.stack.port(service, PROVIDER_PORT)}"
+
+    def wait(self, service: str, timeout_s: float | None = None) -> None:
+        """Until a provider answers its status page."""
+        s = self.stack
+
+        def serving() -> bool:
+            s.require_running(service)
+            return requests.get(self.url(service) + STATUS_PATH, timeout=1.0).status_code == 200
+
+        wait_for(
+            serving,
+            what=f"the payment provider {service} to answer",
+            timeout_s=timeout_s or s.options.ready_timeout_s,
+            context=s.log_context(service),
+        )

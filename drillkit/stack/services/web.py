@@ -1,12 +1,14 @@
-"""The web front's content: its known-good backup and SHA-256 manifest, and comparing content with it.
+"""The web kind (`stack: {web: true}`) and the web front's content: its known-good backup and SHA-256
+manifest, and comparing content with it.
 
-The stack (stack.py) starts the web front (images/web: nginx serving /var/www/site, /api/ proxied to
-the app) and, once it serves, takes the known-good backup: the content tree read out of the
+The web kind (`Web`, at the end) starts the web front (images/web: nginx serving /var/www/site,
+/api/ proxied to the app) and, once it serves, takes the known-good backup: the content tree read out of the
 container as a tarball, kept in the harness's run dir (off the web host, out of an attacker's
 reach), with a manifest of every file's SHA-256 in `sha256sum` format. The defacement drill's
 detection, restore, verification, probe and checklist all compare against that manifest.
 
-Everything here but take_backup is pure (no engine), so it is unit-tested without containers.
+Everything here but take_backup and the kind is pure (no engine), so it is unit-tested without
+containers.
 """
 
 from __future__ import annotations
@@ -19,9 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+import requests
+
+from drillkit.stack.kinds import ServiceKind, service_kind
+from drillkit.wait import wait_for
+
 if TYPE_CHECKING:
     from docker.models.containers import Container
 
+    from drillkit.stack.stack import Stack
+
+WEB_IMAGE = "web"
 WEB_PORT = 80
 """The public site (maintenance-aware)."""
 WEB_PREVIEW_PORT = 8081
@@ -207,3 +217,69 @@ def take_backup(container: Container, dest: Path, root: str = WEB_ROOT) -> WebBa
     tarball.write_bytes(data)
     (folder / "SHA256SUMS").write_text(format_sha256sum(manifest))
     return WebBackup(id=bid, tarball=tarball, manifest=manifest, taken_wall=wall)
+
+
+@service_kind
+class Web(ServiceKind):
+    """The web front: the public site on port 80, a staff preview of the same content (never
+    behind the maintenance page) on 8081; the content in a labelled volume that the image's site
+    fills on first mount. Once it serves, its content is backed up into the run dir."""
+
+    name = "web"
+    order = 30
+    start_rank = 40
+    ready_rank = 40
+
+    def __init__(self, stack: Stack) -> None:
+        super().__init__(stack)
+        self.backups: list[WebBackup] = []
+        """The content's known-good backups, oldest first."""
+
+    def services(self) -> tuple[str, ...]:
+        return ("web",)
+
+    def images(self) -> dict[str, str]:
+        return {"web": WEB_IMAGE}
+
+    def start(self) -> None:
+        s = self.stack
+        content = s.volume("web-content", "web")
+        s.create(
+            "web",
+            s.image_tags["web"],
+            env={},
+            mounts={content.name: {"bind": WEB_ROOT, "mode": "rw"}},
+            ports={
+                f"{WEB_PORT}/tcp": ("127.0.0.1", None),
+                f"{WEB_PREVIEW_PORT}/tcp": ("127.0.0.1", None),
+            },
+        )
+
+    def wait_ready(self) -> None:
+        self.wait()
+        self.backups.append(
+            take_backup(self.stack.container("web"), self.stack.run_dir / "web-backup")
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.stack.port('web', WEB_PORT)}"
+
+    def health(self, timeout_s: float = 2.0) -> requests.Response:
+        """The home page (200 when it serves the site; 503 in maintenance)."""
+        return requests.get(self.url + "/", timeout=timeout_s)
+
+    def wait(self, timeout_s: float | None = None) -> None:
+        """Until nginx answers its own liveness URL (also while the site is in maintenance)."""
+        s = self.stack
+
+        def serving() -> bool:
+            s.require_running("web")
+            return requests.get(self.url + "/healthz", timeout=1.0).status_code == 200
+
+        wait_for(
+            serving,
+            what="the web front (nginx) to answer",
+            timeout_s=timeout_s or s.options.ready_timeout_s,
+            context=s.log_context("web"),
+        )

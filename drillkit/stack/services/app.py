@@ -1,0 +1,105 @@
+"""The app kind: the application under drill (the reference app, images/app, by default).
+
+It reads its secrets and its config directory (mounted read-only from the run dir) and logs to a
+volume of its own. The config directory holds `db_hosts` (the database hosts it tries, in order:
+the primary, or the fault proxy in front of it, then the replica), `payment_provider` (the
+provider it charges at) and `maintenance` (present: the site is in maintenance); it rereads them
+on SIGHUP.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import requests
+
+from drillkit.stack.kinds import ServiceKind, service_kind
+from drillkit.wait import wait_for
+
+if TYPE_CHECKING:
+    from drillkit.stack.stack import Stack
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace the file at once (the app never reads half of it), readable by the container."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o644)
+    tmp.replace(path)
+
+
+@service_kind
+class App(ServiceKind):
+    name = "app"
+    stack_file = "app"
+    order = 10
+    start_rank = 30
+    ready_rank = 20
+
+    def __init__(self, stack: Stack) -> None:
+        super().__init__(stack)
+        self.config_dir = stack.run_dir / "app-config"
+
+    def services(self) -> tuple[str, ...]:
+        return ("app",)
+
+    def images(self) -> dict[str, str]:
+        return {"app": self.stack.spec.app.image}
+
+    def configure(self) -> None:
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+        first = "proxy" if "proxy" in self.stack.services else "primary"
+        self.set_db_hosts([first, "replica"] if "replica" in self.stack.services else [first])
+
+    def start(self) -> None:
+        s, app = self.stack, self.stack.spec.app
+        log = s.volume("app-log", "app")
+        s.create(
+            "app",
+            s.image_tags["app"],
+            env=dict(app.env),
+            mounts={
+                str(s.secrets.app_dir): {"bind": app.secrets_dir, "mode": "ro"},
+                str(self.config_dir): {"bind": app.config_dir, "mode": "ro"},
+                log.name: {"bind": "/var/log/app", "mode": "rw"},
+            },
+            ports={f"{app.port}/tcp": ("127.0.0.1", None)},
+        )
+
+    def wait_ready(self) -> None:
+        self.wait()
+
+    # ----- access and readiness -----------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.stack.port('app', self.stack.spec.app.port)}"
+
+    def health(self, timeout_s: float = 2.0) -> requests.Response:
+        return requests.get(self.url + self.stack.spec.app.health, timeout=timeout_s)
+
+    def wait(self, timeout_s: float | None = None) -> None:
+        wait_for(
+            lambda: self.health(1.0).status_code == 200,
+            what="the app's health endpoint",
+            timeout_s=timeout_s or self.stack.options.ready_timeout_s,
+            context=self.stack.log_context("app"),
+        )
+
+    # ----- configuration ------------------------------------------------------------------------
+    def set_db_hosts(self, hosts: list[str]) -> None:
+        write_atomic(self.config_dir / "db_hosts", ",".join(hosts) + "\n")
+
+    def set_payment_provider(self, provider: str) -> None:
+        """The provider the app charges at (takes effect on the app's next reload)."""
+        write_atomic(self.config_dir / "payment_provider", provider + "\n")
+
+    def set_maintenance(self, on: bool) -> None:
+        flag = self.config_dir / "maintenance"
+        if on:
+            write_atomic(flag, "on\n")
+        else:
+            flag.unlink(missing_ok=True)
+
+    def reload(self) -> None:
+        self.stack.container("app").kill(signal="SIGHUP")

@@ -1,0 +1,62 @@
+"""The proxy kind (`stack: {proxy: true}`): a Toxiproxy-compatible fault proxy between the app and
+the primary (images/toxiproxy). Its one proxy, 'postgres', listens on proxy:5432 for primary:5432,
+and the app's first database host is the proxy; faults add toxics to it through the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drillkit.stack.kinds import ServiceKind, service_kind
+from drillkit.wait import wait_for
+
+PROXY_IMAGE = "toxiproxy"
+PROXY_API_PORT = 8474
+PROXY_NAME = "postgres"
+
+
+@service_kind
+class Proxy(ServiceKind):
+    name = "proxy"
+    order = 20
+    start_rank = 10
+    ready_rank = 10
+
+    def services(self) -> tuple[str, ...]:
+        return ("proxy",)
+
+    def images(self) -> dict[str, str]:
+        return {"toxiproxy": PROXY_IMAGE}
+
+    def start(self) -> None:
+        """The fault proxy, then its one proxy: 'postgres', listening on proxy:5432 for primary
+        (the app, started later, finds it there)."""
+        s = self.stack
+        s.create(
+            "proxy",
+            s.image_tags["toxiproxy"],
+            env={},
+            mounts={},
+            ports={f"{PROXY_API_PORT}/tcp": ("127.0.0.1", None)},
+        )
+
+        def api_up() -> bool:
+            # a real answer: docker-proxy accepts TCP connections before the server listens
+            self.client().proxies()
+            return True
+
+        wait_for(
+            api_up,
+            what="the fault proxy's API",
+            timeout_s=s.options.ready_timeout_s,
+            context=s.log_context("proxy"),
+        )
+        self.client().create(upstream="primary:5432", name=PROXY_NAME, listen="0.0.0.0:5432")
+
+    def client(self) -> Any:
+        """A toxiproxy-python client for this stack's proxy (the client's address is global to the
+        process, so it is set on every call)."""
+        from toxiproxy import Toxiproxy
+
+        client = Toxiproxy()
+        client.update_api_consumer("127.0.0.1", self.stack.port("proxy", PROXY_API_PORT))
+        return client
