@@ -2,8 +2,7 @@
 
 From seed 003's Recovery Validation Checklist and seed 001's validation checklist, plus the
 drill-specific proofs the runbooks ask for (old credentials rejected, old primary fenced, ...).
-A check returns a detail string when it holds and raises CheckFailed when it does not.
-"""
+A check returns a detail string when it holds and raises CheckFailed when it does not."""
 
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ from datetime import UTC, datetime
 import psycopg
 import requests
 
-from drillkit.catalog.actions import BreachResponse, CredentialLeak, Fencing, wait_replica_caught_up
+from drillkit.catalog.replication import Fencing, wait_replica_caught_up
 from drillkit.core.context import DrillContext
 from drillkit.core.probes import median
 from drillkit.core.registry import CHECKS, Service
@@ -72,7 +71,9 @@ def key_functionality(ctx: DrillContext) -> str:
 
 
 PERFORMANCE_FACTOR = 1.5
+
 """Seed 003: >50 % slower is significant degradation."""
+
 PERFORMANCE_FLOOR_MS = 25.0
 
 
@@ -191,6 +192,7 @@ def no_error_spike(ctx: DrillContext, max_errors: int = 0) -> str:
 
 
 APP_5XX = re.compile(r"^(\S+) request .*\bstatus=5\d\d\b(?:.*\bduration_ms=([\d.]+))?")
+
 """A request the app answered with a 5xx, in its log format (the time is when it answered):
 ``2026-11-23T16:41:00.123456Z request method="GET" path="/api/health" status=503 duration_ms=1.2``."""
 
@@ -300,114 +302,6 @@ def recovered_within_rto(ctx: DrillContext) -> str:
     if m.rto_s > obj:
         raise CheckFailed(f"RTO {m.rto_s:.2f} s > objective {obj:g} s")
     return f"RTO {m.rto_s:.2f} s"
-
-
-# ----- drill-specific proofs ------------------------------------------------------------------
-
-
-@CHECKS("old-db-password-rejected", title="The leaked database password is rejected")
-def old_db_password_rejected(ctx: DrillContext) -> str:
-    """Logging in to the database with the leaked password fails with an authentication error."""
-    leaked = ctx.part(CredentialLeak).db_password
-    if leaked is None:
-        raise CheckFailed("no leaked password recorded")
-    try:
-        ctx.stack.connect(ctx.primary, user="app", password=leaked).close()
-    except psycopg.OperationalError as exc:
-        if "password authentication failed" in str(exc):
-            return "leaked password: 'password authentication failed for user \"app\"'"
-        raise CheckFailed(f"unexpected error with the leaked password: {exc}") from exc
-    raise CheckFailed("the leaked database password still logs in")
-
-
-@CHECKS("attacker-session-gone", title="The attacker's database session is gone")
-def attacker_session_gone(ctx: DrillContext) -> str:
-    """The session the attacker opened with the leaked password is no longer connected."""
-    pid = ctx.part(CredentialLeak).attacker_pid
-    rows = ctx.stack.sql(
-        ctx.primary,
-        f"SELECT pid, usename, application_name FROM pg_stat_activity WHERE pid = {int(pid or 0)}",
-    )
-    if rows:
-        raise CheckFailed(f"the attacker's session (pid {pid}) is still connected: {rows[0]}")
-    return f"attacker session pid {pid} is gone"
-
-
-@CHECKS(
-    "old-token-rejected",
-    title="The forged token is rejected",
-    needs=("reference-app",),
-)
-def old_token_rejected(ctx: DrillContext) -> str:
-    """The token the attacker forged with the leaked signing secret answers 401."""
-    r = ctx.app_client().me(str(ctx.part(CredentialLeak).attacker_token))
-    if r.status_code != 401:
-        raise CheckFailed(f"the forged/old token still answers {r.status_code}")
-    return "old token answers 401"
-
-
-@CHECKS("audit-log-intact", title="The audit log preserved before the rotation is intact")
-def audit_log_intact(ctx: DrillContext) -> str:
-    """Every audit row preserved before the rotation is still there."""
-    before = ctx.part(BreachResponse).audit_rows_before
-    if before is None:
-        raise CheckFailed("no audit snapshot was preserved")
-    now = ctx.stack.sql(ctx.primary, "SELECT count(*) FROM audit_log")[0][0]
-    if now < before:
-        raise CheckFailed(f"audit_log has {now} rows, {before} were preserved")
-    return f"audit_log has {now} rows (≥ {before} preserved)"
-
-
-@CHECKS(
-    "old-primary-fenced",
-    title="The old primary cannot take a write (fenced, no split brain)",
-    needs=("replica",),
-)
-def old_primary_fenced(ctx: DrillContext, service: Service = Service("primary")) -> str:
-    """Bring the old primary back and prove it cannot take a write: it either comes up read-only
-    (a standby) or refuses to start at all (its history diverged from the new timeline)."""
-    c = ctx.stack.container(service)
-    if c.status != "running":
-        c.start()
-    try:
-        ctx.stack.wait_pg(service, 60)
-    except EnvironmentBroken as exc:
-        c.reload()
-        if c.status in ("exited", "dead"):
-            fatal = [ln for ln in ctx.stack.logs(service, 30).splitlines() if "FATAL" in ln]
-            return f"old primary refused to start: {fatal[-1].strip() if fatal else exc}"
-        raise CheckFailed(f"old primary neither started nor stopped: {exc}") from exc
-    try:
-        with ctx.stack.connect(service) as conn:
-            conn.execute("CREATE TABLE drillkit_fence_probe (x int)")
-    except psycopg.Error as exc:
-        if exc.sqlstate == "25006":
-            return f"old primary came back read-only: {str(exc).strip()}"
-        raise CheckFailed(f"unexpected error writing to the old primary: {exc}") from exc
-    finally:
-        c.kill(signal="SIGKILL")
-    raise CheckFailed(f"the old primary ({service}) came back and ACCEPTED a write (split brain)")
-
-
-@CHECKS("destruction-undone", title="The destroyed rows are back")
-def destruction_undone(ctx: DrillContext) -> str:
-    """The rows the destructive statement removed are back."""
-    destroyed = int(ctx.result.extra.get("destroyed_rows", 0))
-    seeded = ctx.stack.sql(
-        ctx.primary, "SELECT count(*) FROM orders WHERE idempotency_key LIKE 'seed-%'"
-    )[0][0]
-    expected = ctx.seeded_orders
-    if seeded < expected:
-        raise CheckFailed(
-            f"{expected - seeded} of {destroyed} destroyed seed orders are still missing"
-        )
-    return f"all {expected} seed orders present ({destroyed} had been destroyed)"
-
-
-@CHECKS("replica-caught-up", title="The replica has caught up with the primary", needs=("replica",))
-def replica_caught_up(ctx: DrillContext, replica: Service = Service("replica")) -> str:
-    """The replica replays everything the primary had written when the check began (30 s)."""
-    return wait_replica_caught_up(ctx, replica, timeout=30.0)
 
 
 @CHECKS("app-fails-fast", title="The app failed fast during the fault (no hung request)")

@@ -2,7 +2,7 @@
 "Payment System Recovery"): its fault, runbook steps, the "payment" probe and the
 `payments-reconciled` check, for stacks started with `stack: {payments: true}`.
 
-The providers are the stack's two stub payment providers (drillkit/payledger.py): `provider`, the
+The providers are the stack's two stub payment providers (drillkit/stack/services/payments.py): `provider`, the
 one the app charges at first, and `provider-backup`. The fault is real at the level that matters:
 the provider stops answering charge requests (500s, and requests it holds with no answer, past
 the app's payment timeout, some of them after capturing the charge) and its webhooks are lost.

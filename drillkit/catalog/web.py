@@ -1,7 +1,7 @@
 """The website defacement drill (seed 002, "Website Defacement"): its fault, runbook steps, checks
 and the "site" probe, for stacks started with `stack: {web: true}`.
 
-The known-good copy is the web content's backup taken when the stack came up (drillkit/webfront.py:
+The known-good copy is the web content's backup taken when the stack came up (drillkit/stack/services/web.py:
 a tarball and a SHA-256 manifest in the harness's run dir, out of the web host's reach). Everything
 is judged against that manifest: on disk (`sha256sum` of every file inside the container) and as
 served (each page fetched over HTTP, its bytes hashed). The public site is on the web front's port

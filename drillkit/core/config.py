@@ -17,7 +17,7 @@ from drillkit.paths import ROOT
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Resolved once from pytest options / ini / CLI."""
+    """Resolved once by drillkit.options (the --drill-* options, their ini twins, the policy file)."""
 
     results_dir: Path = ROOT / "reports" / "runs" / "adhoc"
     run_root: Path = ROOT / ".run"

@@ -1,4 +1,6 @@
-"""Lifecycle events. The runner emits them; reporters subscribe. Nothing here knows a reporter."""
+"""Lifecycle events. The runner emits them; subscribers see them live (the terminal progress
+reporter, or any callable added through the plugin's drill_bus fixture). The Allure, evidence and
+history reporters read the finished record instead. Nothing here knows a subscriber."""
 
 from __future__ import annotations
 

@@ -123,7 +123,7 @@ def test_actions_refuse_a_container_this_run_did_not_create(stack):
         stack.containers["intruder"] = outsider
         with pytest.raises(BlastRadiusError, match="not created by this run"):
             stack.container("intruder")
-        from drillkit.catalog.actions import kill_container
+        from drillkit.catalog.processes import kill_container
         from drillkit.core.context import DrillContext
 
         ctx = DrillContext(stack=stack, probes=None, result=None, clock=lambda: 0.0)  # type: ignore[arg-type]

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from drillkit.catalog.actions import CredentialLeak, Fencing, RestorePoint
+from drillkit.catalog.credentials import CredentialLeak
+from drillkit.catalog.replication import Fencing
+from drillkit.catalog.restore import RestorePoint
 from drillkit.core.context import DrillContext, app_client
 from drillkit.stack.seed import PROBE_USER
 

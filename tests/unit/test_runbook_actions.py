@@ -1,16 +1,12 @@
-"""Pure logic of drillkit/runbook_actions.py (no containers), and the shape of its scenarios."""
+"""Pure logic of the runbook steps in drillkit/catalog/ (no containers), and the shape of its scenarios."""
 
 from pathlib import Path
 
 import pytest
 
-from drillkit.catalog.runbook_actions import (
-    is_slot_refusal,
-    lag_seconds,
-    promotion_refusal,
-    root_blockers,
-    sql_ident,
-)
+from drillkit.catalog.breach import sql_ident
+from drillkit.catalog.replication import lag_seconds, promotion_refusal
+from drillkit.catalog.sessions import is_slot_refusal, root_blockers
 from drillkit.core.registry import CHECKS, FAULTS, RECOVERY
 from drillkit.core.scenario import load_scenario
 

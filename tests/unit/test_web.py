@@ -1,4 +1,4 @@
-"""Pure logic of the website defacement drill (drillkit/webfront.py, drillkit/web.py): manifests,
+"""Pure logic of the website defacement drill (drillkit/stack/services/web.py, drillkit/catalog/web.py): manifests,
 comparisons, partial-restore archives, served-page checks, nginx log scanning, the "site" probe
 plumbing, and the shape of the drill and its sabotaged twin. No containers."""
 
