@@ -184,6 +184,22 @@ def incident_report(result: DrillResult) -> str:
     )
 
 
+def _signoff(roles: Mapping[str, str]) -> str:
+    """The sign-off block: executor, verifier and approver, with space to sign and date."""
+    rows = "".join(
+        f"<tr><td>{_e(label)}</td><td>{_e(roles.get(key) or '')}</td><td></td><td></td></tr>"
+        for key, label in (
+            ("executor", "Executed by"),
+            ("verifier", "Verified by"),
+            ("approver", "Approved by"),
+        )
+    )
+    return (
+        '<h2 id="sign-off">Sign-off</h2><table class="signoff"><tr><th>Role</th><th>Name</th>'
+        f"<th>Signature</th><th>Date (UTC)</th></tr>{rows}</table>"
+    )
+
+
 def _controls_table(results: Sequence[DrillResult], anchors: Sequence[str]) -> str:
     rows = [
         "<table><tr><th>Framework</th><th>Control</th><th>Requirement (paraphrased)</th>"
@@ -267,7 +283,11 @@ def _index_html(
     environment: Mapping[str, Any],
     created: float,
     stale: Sequence[tuple[str, str]] | None,
+    *,
+    roles: Mapping[str, str] | None = None,
+    signed: bool = False,
 ) -> str:
+    roles = dict(roles or {})
     anchors = [Path(entry["json"]).stem for entry in files]
     counts: dict[str, int] = {}
     for r in results:
@@ -323,8 +343,17 @@ def _index_html(
         "of every file in this folder; manifest.sha256 holds the SHA-256 of "
         "manifest.json (the pack hash). Check with <code>sha256sum -c manifest.sha256"
         "</code>, then each file against manifest.json, and compare the pack hash with "
-        "the one recorded when the pack was issued.</p>"
+        "the one recorded when the pack was issued (printed by <code>drillkit finish</code> "
+        "and kept in reports/history/packs.jsonl, outside the pack). "
+        + (
+            "manifest.json.sig is an SSH signature of manifest.json (namespace "
+            "drillkit-evidence): <code>drillkit verify-pack PACK --expected-hash HASH "
+            "--allowed-signers FILE</code> checks all of it.</p>"
+            if signed
+            else "This pack is not signed (no signing key was given).</p>"
+        )
     )
+    body.append(_signoff(roles))
     for result, anchor, entry in zip(results, anchors, files, strict=True):
         body.append(_drill_section(result, anchor, entry))
     return standalone_html(f"Drill evidence — run {run_id}", "\n".join(body))
