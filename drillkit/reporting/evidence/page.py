@@ -201,8 +201,10 @@ def _signoff(roles: Mapping[str, str]) -> str:
 
 
 def _controls_table(results: Sequence[DrillResult], anchors: Sequence[str]) -> str:
+    cols = "".join(f'<col style="width:{w}%">' for w in (12, 13, 27, 32, 16))
     rows = [
-        "<table><tr><th>Framework</th><th>Control</th><th>Requirement (paraphrased)</th>"
+        f'<table class="controls"><colgroup>{cols}</colgroup>'
+        "<tr><th>Framework</th><th>Control</th><th>Requirement (paraphrased)</th>"
         "<th>Evidence in this pack</th><th>Drills in this pack</th></tr>"
     ]
     by_id: dict[str, str] = {}
