@@ -338,9 +338,11 @@ def cmd_verify_pack(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Allure HTML report, offline, with history carried over from the previous report."""
-    results = REPORTS / "allure-results"
-    out = REPORTS / "allure-report"
+    """Allure HTML report, offline, with history carried over from the previous report (its
+    history/ is copied into the results first, so trends span runs)."""
+    root = _reports_root(args)
+    results = root / "allure-results"
+    out = root / "allure-report"
     if not results.is_dir():
         print("drillkit: no Allure results yet: run `make drill` first", file=sys.stderr)
         return 1
@@ -432,9 +434,15 @@ def main(argv: list[str] | None = None) -> int:
         help="allowed-signers file (or a public key) whose signature the pack must carry",
     )
     vp.set_defaults(fn=cmd_verify_pack)
-    sub.add_parser("report", help="build the offline Allure HTML report").set_defaults(
-        fn=cmd_report
+    rp = sub.add_parser("report", help="build the offline Allure HTML report")
+    rp.add_argument(
+        "--results",
+        "--drill-results",
+        dest="results",
+        metavar="DIR",
+        help="the results folder (default: reports/)",
     )
+    rp.set_defaults(fn=cmd_report)
     args = parser.parse_args(argv)
     try:
         return int(args.fn(args))

@@ -213,6 +213,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     an EnvironmentBroken in set-up or teardown a broken environment; anything else other."""
     outcome = yield
     report = outcome.get_result()
+    if DRILL_RECORD in item.stash and report.when == "teardown":
+        _allure_window(item, item.stash[DRILL_RECORD])
     outcomes = item.config.stash.get(_OUTCOMES, None)
     if outcomes is None or not report.failed:
         return
@@ -222,6 +224,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         outcomes["broken"] += 1
     else:
         outcomes["other"] += 1
+
+
+def _allure_window(item: pytest.Item, result: DrillResult) -> None:
+    """The Allure test's start and stop: the drill's, not the test body's (the drill ran in a
+    fixture); labels once. After teardown, when allure-pytest has stamped the body's times and
+    added its labels, before it writes the result."""
+    from drillkit.reporting import allure_report
+
+    test = allure_report.test_result_of(item)
+    if test is not None:
+        allure_report.set_test_window(test, result)
 
 
 def _report(result: DrillResult, secrets: list[str]) -> None:
