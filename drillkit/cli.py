@@ -280,11 +280,27 @@ def cmd_finish(args: argparse.Namespace) -> int:
     )
     for sid, reason in stale:
         print(f"drillkit: WARNING: drill {sid} is overdue: {reason}", file=sys.stderr)
+    board = _write_dashboard(root, rows, ids, stale)
+    print(f"drillkit: history dashboard: {board}")
     if args.webhook:
         _notify_finish(args.webhook, results, stale, args.max_age_days, session)
     failed = sum(1 for r in results if r.status == "failed")
     broken = sum(1 for r in results if r.status in ci.BROKEN_STATUSES)
     return ci.session_exit_code(failed, broken, 0, ci.EXIT_BREACH if failed or broken else 0)
+
+
+def _write_dashboard(
+    root: Path, rows: list[dict[str, Any]], ids: list[str], stale: list[tuple[str, str]]
+) -> Path:
+    from drillkit.reporting import dashboard
+
+    return dashboard.write_dashboard(
+        root / "dashboard.html",
+        rows,
+        ids,
+        stale,
+        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    )
 
 
 def _notify_finish(
@@ -340,9 +356,16 @@ def cmd_verify_pack(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """Allure HTML report, offline, with history carried over from the previous report (its
     history/ is copied into the results first, so trends span runs)."""
+    from drillkit.core.scenario import discover
+    from drillkit.reporting import history
+
     root = _reports_root(args)
     results = root / "allure-results"
     out = root / "allure-report"
+    rows = history.load_history(root / "history" / "drills.jsonl")
+    ids = [p.stem for p in discover(ROOT / "scenarios")]
+    board = _write_dashboard(root, rows, ids, history.stale_scenarios(rows, ids))
+    print(f"drillkit: history dashboard: {board}")
     if not results.is_dir():
         print("drillkit: no Allure results yet: run `make drill` first", file=sys.stderr)
         return 1

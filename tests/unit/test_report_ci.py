@@ -319,6 +319,8 @@ def test_finish_reads_the_given_folder_prints_and_records_the_hash(
     assert len(load_history(tmp_path / "history" / "drills.jsonl")) == 2
     pack = tmp_path / "evidence" / "s2"
     assert "Vera Verifier" in (pack / "index.html").read_text()
+    board = (tmp_path / "dashboard.html").read_text()
+    assert '<tr id="drill-disk-full">' in board and ">FAILED<" in board
     args = ["verify-pack", str(pack), "--expected-hash", f"sha256:{digest.group(1)}"]
     assert cli.main(args) == 0
     assert cli.main(["verify-pack", str(pack), "--expected-hash", "0" * 64]) == 1
