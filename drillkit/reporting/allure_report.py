@@ -1,11 +1,13 @@
 """A drill's record in the Allure report: labels, links, parameters, steps and attachments.
 
-`attach_to_allure(result)` is called inside the running pytest test of the drill (allure-pytest
-collects it); outside an Allure run every `allure` call is a no-op. The steps are written after
-the drill, in order, each titled with its measured duration and outcome; Allure's own step times
-are those of the writing, not of the drill, so the title carries the truth. A failed step says
-FAILED in its title and carries its error as an attachment; the test's own verdict (an assertion
-on the breaches) is the plugin's business, not this module's.
+`attach_to_allure(result)` is called while the drill's pytest test runs (in its fixture or its
+body); it writes straight into that test's Allure result, not through `allure.step` (which would
+file everything under the fixture's "Set up"): each step with its start and stop on the drill's
+own clock (converted to wall time), its title also carrying the measured duration and outcome;
+the attachments on the test. After teardown the plugin calls `set_test_window`, so the test
+spans the drill's UTC window and each label appears once. Outside an Allure run: nothing.
+A failed step says FAILED in its title and carries its error as an attachment; the test's own
+verdict (an assertion on the breaches) is the plugin's business, not this module's.
 
 The results-folder files (`environment.properties`, `executor.json`, `categories.json`) are
 written by `write_environment`, `write_executor` and `write_categories`.
