@@ -259,3 +259,19 @@ def test_pdf_pages_leave_the_right_margin_blank(tmp_path: Path) -> None:
             f"{page.name}: drawn pixels in the right margin (cut content), "
             f"last drawn column {np.flatnonzero(cols)[-1]} of {width}"
         )
+
+
+@needs_ssh_keygen
+def test_finish_signs_and_verify_pack_checks_hash_and_signature(
+    tmp_path: Path, keys: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_result(lost=0).save(tmp_path / "runs" / "s9" / "db-kill-restart.json")
+    args = ["finish", "--results", str(tmp_path), "--session", "s9", "--no-pdf"]
+    assert cli.main([*args, "--signing-key", str(keys["team"][0])]) == 0
+    out = capsys.readouterr().out
+    digest = out.split("pack hash: ")[1].split()[0]
+    assert "(signed)" in out
+    pack = tmp_path / "evidence" / "s9"
+    check = ["verify-pack", str(pack), "--expected-hash", digest]
+    assert cli.main([*check, "--allowed-signers", str(keys["team"][1])]) == 0
+    assert cli.main([*check, "--allowed-signers", str(keys["mallory"][1])]) == 1
