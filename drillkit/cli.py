@@ -189,65 +189,183 @@ def cmd_session_start(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reports_root(args: argparse.Namespace) -> Path:
+    """The results folder (`--results` / `--drill-results`, default reports/ of the project)."""
+    given = getattr(args, "results", None)
+    return Path(given).resolve() if given else REPORTS
+
+
 def cmd_finish(args: argparse.Namespace) -> int:
-    """After a suite: append history, build the evidence pack, warn about stale drills."""
+    """After a suite: append history, build (and sign) the evidence pack, print its hash and
+    record it in the history, warn about overdue drills, notify the webhook.
+
+    Exit codes (reporting/ci.py): 0 every drill passed, 1 a breach, 3 only broken drills,
+    4 nothing to finish (no session, no record) or bad options."""
     from drillkit.core.results import load_all
     from drillkit.core.scenario import discover
-    from drillkit.reporting import evidence, history
+    from drillkit.reporting import ci, evidence, history, roles
 
+    root = _reports_root(args)
     session = args.session or os.environ.get("DRILLKIT_SESSION")
     if not session:
-        print("drillkit: no session given (DRILLKIT_SESSION)", file=sys.stderr)
-        return 2
-    results_dir = REPORTS / "runs" / session
+        print(
+            "drillkit: no session given (--session or DRILLKIT_SESSION); sessions are the "
+            f"folders of {root / 'runs'}",
+            file=sys.stderr,
+        )
+        return ci.EXIT_BAD_INPUT
+    results_dir = root / "runs" / session
     results = load_all(results_dir) if results_dir.is_dir() else []
     if not results:
-        print(f"drillkit: no drill records in {results_dir}", file=sys.stderr)
-        return 0
+        print(
+            f"drillkit: no drill record in {results_dir}: nothing ran, or the results went "
+            "elsewhere (pass the same --results/--drill-results as the drill run)",
+            file=sys.stderr,
+        )
+        return ci.EXIT_BAD_INPUT
+    if args.webhook:
+        from drillkit.reporting import notify
+
+        notify.check_url(args.webhook)
+    history_file = root / "history" / "drills.jsonl"
     recorded = {
-        (row.get("run_id"), row.get("scenario_id")) for row in history.load_history(HISTORY)
+        (row.get("run_id"), row.get("scenario_id")) for row in history.load_history(history_file)
     }
     for r in results:
         if r.status == "running":  # the harness died mid-drill: the record says so
             r.status = "interrupted"
             r.save(results_dir / f"{r.scenario_id}.json")
         if (r.run_id, r.scenario_id) not in recorded:  # finishing a session twice adds nothing
-            history.append_history(HISTORY, r)
-    rows = history.load_history(HISTORY)
-    ids = [p.stem for p in discover(ROOT / "scenarios")]
+            history.append_history(history_file, r)
+    rows = history.load_history(history_file)
+    scenarios = Path(args.scenarios) if args.scenarios else ROOT / "scenarios"
+    ids = [p.stem for p in discover(scenarios)] if scenarios.is_dir() else []
     stale = history.stale_scenarios(rows, ids, max_age_days=args.max_age_days)
+    given = {"executor": args.executor, "verifier": args.verifier, "approver": args.approver}
+    saved = roles.saved_roles(results_dir)
+    team = roles.resolve_roles(given, args.roles, default_user=False)
+    signoff = {**saved, **team}
+    signoff.setdefault("executor", getpass.getuser())
+    key = Path(args.signing_key) if args.signing_key else None
     pack = evidence.build_pack(
         results,
-        REPORTS / "evidence" / session,
-        operator=getpass.getuser(),
+        root / "evidence" / session,
+        operator=signoff["executor"],
         run_id=session,
         environment=results[0].environment,
         history=rows,
         stale=stale,
         replace=True,
+        signing_key=key,
+        roles=signoff,
+        pdf=not args.no_pdf,
     )
-    print(f"drillkit: evidence pack: {pack} (verify: python -m drillkit.cli verify-pack {pack})")
+    digest = evidence.pack_hash(pack)
+    history.append_row(
+        root / "history" / "packs.jsonl",
+        {
+            "session": session,
+            "pack": str(pack),
+            "pack_hash": f"sha256:{digest}",
+            "signed": key is not None,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "drills": {r.scenario_id: r.status for r in results},
+        },
+    )
+    print(f"drillkit: evidence pack: {pack}")
+    print(f"drillkit: pack hash: sha256:{digest}{' (signed)' if key else ''}")
+    print(
+        f"drillkit: verify: drillkit verify-pack {pack} --expected-hash sha256:{digest}"
+        + (" --allowed-signers ALLOWED_SIGNERS" if key else "")
+    )
     for sid, reason in stale:
-        print(f"drillkit: WARNING: drill {sid} is stale: {reason}", file=sys.stderr)
-    return 0
+        print(f"drillkit: WARNING: drill {sid} is overdue: {reason}", file=sys.stderr)
+    board = _write_dashboard(root, rows, ids, stale)
+    print(f"drillkit: history dashboard: {board}")
+    if args.webhook:
+        _notify_finish(args.webhook, results, stale, args.max_age_days, session)
+    failed = sum(1 for r in results if r.status == "failed")
+    broken = sum(1 for r in results if r.status in ci.BROKEN_STATUSES)
+    return ci.session_exit_code(failed, broken, 0, ci.EXIT_BREACH if failed or broken else 0)
+
+
+def _write_dashboard(
+    root: Path, rows: list[dict[str, Any]], ids: list[str], stale: list[tuple[str, str]]
+) -> Path:
+    from drillkit.reporting import dashboard
+
+    return dashboard.write_dashboard(
+        root / "dashboard.html",
+        rows,
+        ids,
+        stale,
+        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    )
+
+
+def _notify_finish(
+    url: str,
+    results: list[Any],
+    stale: list[tuple[str, str]],
+    max_age_days: float,
+    session: str,
+) -> None:
+    """Breaches and overdue drills, one message; a failure to send is a warning, not an error."""
+    from drillkit.reporting import ci, notify
+
+    parts = [ci.breach_message(results, session), ci.overdue_message(stale, max_age_days)]
+    text = "\n\n".join(p for p in parts if p)
+    if not text:
+        return
+    try:
+        notify.post(url, text)
+        print(f"drillkit: notified {notify.describe_url(url)}", file=sys.stderr)
+    except OSError as exc:
+        print(f"drillkit: WARNING: notification not sent: {exc}", file=sys.stderr)
 
 
 def cmd_verify_pack(args: argparse.Namespace) -> int:
+    """Exit 0 intact (and, when asked, matching the recorded hash and signed by an allowed key),
+    1 when anything differs, 4 when the pack folder does not exist."""
     from drillkit.reporting import evidence
 
-    problems = evidence.verify_pack(Path(args.pack))
+    pack = Path(args.pack)
+    if not pack.is_dir():
+        print(f"drillkit: {pack}: no such pack folder", file=sys.stderr)
+        return 4
+    signers = Path(args.allowed_signers) if args.allowed_signers else None
+    problems = evidence.verify_pack(pack, expected_hash=args.expected_hash, allowed_signers=signers)
     for line in problems:
         print(line)
-    print(
-        f"drillkit: pack {args.pack}: {'INTACT' if not problems else f'{len(problems)} problems'}"
-    )
+    checked = ["hashes"]
+    if args.expected_hash:
+        checked.append("recorded pack hash")
+    if signers:
+        checked.append("signature")
+    verdict = "INTACT" if not problems else f"{len(problems)} problems"
+    print(f"drillkit: pack {args.pack}: {verdict} (checked: {', '.join(checked)})")
+    if not args.expected_hash and not problems:
+        print(
+            "drillkit: note: without --expected-hash a pack whose manifest was regenerated "
+            "still verifies; compare with the hash recorded when it was issued",
+            file=sys.stderr,
+        )
     return 1 if problems else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Allure HTML report, offline, with history carried over from the previous report."""
-    results = REPORTS / "allure-results"
-    out = REPORTS / "allure-report"
+    """Allure HTML report, offline, with history carried over from the previous report (its
+    history/ is copied into the results first, so trends span runs)."""
+    from drillkit.core.scenario import discover
+    from drillkit.reporting import history
+
+    root = _reports_root(args)
+    results = root / "allure-results"
+    out = root / "allure-report"
+    rows = history.load_history(root / "history" / "drills.jsonl")
+    ids = [p.stem for p in discover(ROOT / "scenarios")]
+    board = _write_dashboard(root, rows, ids, history.stale_scenarios(rows, ids))
+    print(f"drillkit: history dashboard: {board}")
     if not results.is_dir():
         print("drillkit: no Allure results yet: run `make drill` first", file=sys.stderr)
         return 1
@@ -309,19 +427,52 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("session-start", help="print a new session id").set_defaults(
         fn=cmd_session_start
     )
-    f = sub.add_parser("finish", help="history, evidence pack, stale warnings for a session")
-    f.add_argument("--session")
-    f.add_argument("--max-age-days", type=float, default=92.0)
-    f.set_defaults(fn=cmd_finish)
-    vp = sub.add_parser("verify-pack", help="re-check an evidence pack's hashes")
-    vp.add_argument("pack")
-    vp.set_defaults(fn=cmd_verify_pack)
-    sub.add_parser("report", help="build the offline Allure HTML report").set_defaults(
-        fn=cmd_report
+    f = sub.add_parser("finish", help="history, evidence pack, overdue warnings for a session")
+    f.add_argument("--session", help="the session id (default: $DRILLKIT_SESSION)")
+    f.add_argument(
+        "--results",
+        "--drill-results",
+        dest="results",
+        metavar="DIR",
+        help="the results folder the drills wrote to (default: reports/)",
     )
+    f.add_argument("--scenarios", metavar="DIR", help="scenario folder for overdue checks")
+    f.add_argument("--max-age-days", type=float, default=92.0)
+    f.add_argument("--webhook", metavar="URL", help="notify breaches and overdue drills here")
+    f.add_argument("--no-pdf", action="store_true", help="skip the PDF (no Chromium run)")
+    f.add_argument("--signing-key", metavar="KEY", help="SSH private key to sign the manifest")
+    f.add_argument("--executor", help="who ran the drills (sign-off)")
+    f.add_argument("--verifier", help="who verified the results (sign-off)")
+    f.add_argument("--approver", help="who approves the record (sign-off)")
+    f.add_argument("--roles", metavar="FILE", help="YAML with executor, verifier, approver")
+    f.set_defaults(fn=cmd_finish)
+    vp = sub.add_parser("verify-pack", help="re-check an evidence pack's hashes and signature")
+    vp.add_argument("pack")
+    vp.add_argument("--expected-hash", metavar="HASH", help="the pack hash recorded at issue")
+    vp.add_argument(
+        "--allowed-signers",
+        "--public-key",
+        dest="allowed_signers",
+        metavar="FILE",
+        help="allowed-signers file (or a public key) whose signature the pack must carry",
+    )
+    vp.set_defaults(fn=cmd_verify_pack)
+    rp = sub.add_parser("report", help="build the offline Allure HTML report")
+    rp.add_argument(
+        "--results",
+        "--drill-results",
+        dest="results",
+        metavar="DIR",
+        help="the results folder (default: reports/)",
+    )
+    rp.set_defaults(fn=cmd_report)
     args = parser.parse_args(argv)
     try:
         return int(args.fn(args))
+    except ValidationError as exc:
+        for line in exc.problems:
+            print(f"drillkit: {line}", file=sys.stderr)
+        return 4
     except DrillError as exc:
         print(f"drillkit: {exc}", file=sys.stderr)
         return 1

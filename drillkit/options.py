@@ -45,6 +45,16 @@ OPTIONS: list[tuple[str, str, Any, str]] = [
         "auto",
         "full baseline backup: auto (when the runbook restores one), always, never",
     ),
+    (
+        "webhook",
+        "string",
+        "",
+        "POST a Slack-compatible JSON message here when a drill breaches or breaks (off by default)",
+    ),
+    ("executor", "string", "", "who ran the drills (evidence pack sign-off; default: the user)"),
+    ("verifier", "string", "", "who verified the results (evidence pack sign-off)"),
+    ("approver", "string", "", "who approves the record (evidence pack sign-off)"),
+    ("roles", "string", "", "YAML file with executor, verifier, approver (options win)"),
 ]
 """The single-valued options; each is `--drill-<name>` and the ini key `drill_<name>`."""
 

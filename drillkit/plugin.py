@@ -55,6 +55,8 @@ def pytest_configure(config: pytest.Config) -> None:
     for tag in ("nightly", "quarterly", "integration", "sabotage"):
         config.addinivalue_line("markers", f"{tag}: drillkit {tag}")
     config.stash[_RESULTS] = []
+    config.stash[_OUTCOMES] = {"breach": 0, "broken": 0, "other": 0, "bad_input": 0}
+    config.stash[_SECRETS_SEEN] = []
     try:
         catalog.load(options.catalog_modules(config), root=Path(config.rootpath))
     except ValidationError as exc:
@@ -63,6 +65,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 _RESULTS = pytest.StashKey[list[DrillResult]]()
+_OUTCOMES = pytest.StashKey[dict[str, int]]()
+"""Failed test reports by kind: 'breach' (a drill's verdict), 'broken' (EnvironmentBroken),
+'other'; they decide the session's exit code (reporting/ci.py)."""
+_SECRETS_SEEN = pytest.StashKey[list[str]]()
+"""Every secret the session's drills issued: redacted from the webhook text."""
+DRILL_RECORD = pytest.StashKey[DrillResult]()
+"""On the test item: its drill's final record."""
 SECRETS = pytest.StashKey[list[str]]()
 """On the test item: the secrets the item's drill issued (for leak scans in tests)."""
 
@@ -88,6 +97,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         marks = [getattr(pytest.mark, t) for t in sc.tags if t.isidentifier()]
         params.append(pytest.param(sc, id=sc.id, marks=marks))
     if problems:  # validate every file before any container starts
+        metafunc.config.stash[_OUTCOMES]["bad_input"] = 1
         raise pytest.UsageError("invalid scenario files:\n  " + "\n  ".join(problems))
     metafunc.parametrize("drill_scenario", params)
 
@@ -130,6 +140,9 @@ def run_drill(
         result = runner.run()
         request.config.stash[_RESULTS].append(result)
         request.node.stash[SECRETS] = runner.secret_values
+        request.node.stash[DRILL_RECORD] = result
+        request.config.stash[_SECRETS_SEEN].extend(runner.secret_values)
+        _record_junit_properties(request.node, result, runner.secret_values)
         _report(result, runner.secret_values)
         if result.status in ("error", "aborted"):
             raise EnvironmentBroken(f"drill {scenario.id} {result.status}: {result.error}")
@@ -185,6 +198,45 @@ def _progress_subscriber(config: pytest.Config, bus: EventBus) -> None:
         bus.subscribe(terminal.progress_subscriber(write_line, time.monotonic()))
 
 
+def _record_junit_properties(node: pytest.Item, result: DrillResult, secrets: list[str]) -> None:
+    """RTO, RPO, lost writes, checklist counts and the breach as JUnit <property> elements."""
+    from drillkit.reporting import redact_text
+    from drillkit.reporting.ci import junit_properties
+
+    for name, value in junit_properties(result):
+        node.user_properties.append((name, redact_text(value, secrets)))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Count failed reports by kind for the exit code: a drill test's failed call is a breach;
+    an EnvironmentBroken in set-up or teardown a broken environment; anything else other."""
+    outcome = yield
+    report = outcome.get_result()
+    if DRILL_RECORD in item.stash and report.when == "teardown":
+        _allure_window(item, item.stash[DRILL_RECORD])
+    outcomes = item.config.stash.get(_OUTCOMES, None)
+    if outcomes is None or not report.failed:
+        return
+    if report.when == "call":
+        outcomes["breach" if DRILL_RECORD in item.stash else "other"] += 1
+    elif call.excinfo is not None and call.excinfo.errisinstance(EnvironmentBroken):
+        outcomes["broken"] += 1
+    else:
+        outcomes["other"] += 1
+
+
+def _allure_window(item: pytest.Item, result: DrillResult) -> None:
+    """The Allure test's start and stop: the drill's, not the test body's (the drill ran in a
+    fixture); labels once. After teardown, when allure-pytest has stamped the body's times and
+    added its labels, before it writes the result."""
+    from drillkit.reporting import allure_report
+
+    test = allure_report.test_result_of(item)
+    if test is not None:
+        allure_report.set_test_window(test, result)
+
+
 def _report(result: DrillResult, secrets: list[str]) -> None:
     from drillkit.reporting.allure_report import attach_to_allure
 
@@ -192,9 +244,24 @@ def _report(result: DrillResult, secrets: list[str]) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Allure's run-level files: environment, executor, categories (when --alluredir is set)."""
-    results: list[DrillResult] = session.config.stash.get(_RESULTS, [])
-    alluredir = getattr(session.config.option, "allure_report_dir", None)
+    """The exit code from the drills' outcomes (reporting/ci.py: 1 a breach, 3 a broken
+    environment), the sign-off roles beside the records, the webhook on a breach, and Allure's
+    run-level files: environment, executor, categories (when --alluredir is set)."""
+    from drillkit.reporting import ci
+
+    config = session.config
+    results: list[DrillResult] = config.stash.get(_RESULTS, [])
+    outcomes = config.stash.get(_OUTCOMES, {"breach": 0, "broken": 0, "other": 0})
+    if outcomes.get("bad_input"):  # invalid scenario files: a collection error (pytest's 2)
+        session.exitstatus = ci.EXIT_BAD_INPUT
+    else:
+        session.exitstatus = ci.session_exit_code(
+            outcomes["breach"], outcomes["broken"], outcomes["other"], int(session.exitstatus)
+        )
+    if results:
+        _save_roles(config)
+        _notify(config, results)
+    alluredir = getattr(config.option, "allure_report_dir", None)
     if not results or not alluredir:
         return
     from drillkit.reporting import allure_report
@@ -211,6 +278,41 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         },
     )
     allure_report.write_categories(out)
+
+
+def _save_roles(config: pytest.Config) -> None:
+    from drillkit.reporting import roles
+
+    given = {role: options.opt(config, role) for role in roles.ROLES}
+    try:
+        resolved = roles.resolve_roles(given, options.opt(config, "roles") or None)
+    except ValidationError as exc:
+        _warn(config, "drillkit: roles file: " + "; ".join(exc.problems))
+        return
+    roles.save_roles(options.run_config(config).results_dir, resolved)
+
+
+def _notify(config: pytest.Config, results: list[DrillResult]) -> None:
+    """The webhook (`--drill-webhook`), when set and a drill breached or broke."""
+    url = options.opt(config, "webhook")
+    if not url:
+        return
+    from drillkit.reporting import ci, notify
+
+    text = ci.breach_message(results, options.run_config(config).results_dir.name)
+    if text is None:
+        return
+    try:
+        notify.post(url, text, redact=config.stash.get(_SECRETS_SEEN, []))
+    except (OSError, ValidationError) as exc:
+        detail = "; ".join(exc.problems) if isinstance(exc, ValidationError) else str(exc)
+        _warn(config, f"drillkit: notification not sent: {detail}")
+
+
+def _warn(config: pytest.Config, line: str) -> None:
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    if tr is not None:
+        tr.write_line(line, yellow=True)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -3,7 +3,7 @@
 #
 # 0. The host tools drills use (debootstrap to build images with no registry, nsenter/iptables for
 #    partitions, losetup/mkfs.ext4 for disk-full drills, chromium to render the evidence pack as
-#    PDF): installed from Debian when missing and root.
+#    PDF, pdftoppm to check its pages, ssh-keygen to sign it): installed from Debian when missing and root.
 # 1. If `docker info` answers (DOCKER_HOST or the default socket), do nothing.
 # 2. Else, if we are root on a Debian/apt machine, install Debian's docker.io (when dockerd is
 #    absent) and start dockerd in the background, with its log and pid under $DRILLKIT_RUN_DIR,
@@ -18,7 +18,7 @@ WAIT_S=${DRILLKIT_ENGINE_WAIT_S:-60}
 engine_answers() { "$DOCKER" info >/dev/null 2>&1; }
 
 missing=()
-for tool in debootstrap:debootstrap nsenter:util-linux losetup:mount mkfs.ext4:e2fsprogs iptables:iptables chromium:chromium; do
+for tool in debootstrap:debootstrap nsenter:util-linux losetup:mount mkfs.ext4:e2fsprogs iptables:iptables chromium:chromium pdftoppm:poppler-utils ssh-keygen:openssh-client; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then

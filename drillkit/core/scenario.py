@@ -6,6 +6,7 @@ Every file is validated before any container starts; each problem is reported as
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,9 +209,12 @@ def _header(p: Problems, data: dict[str, Any], source: str | Path) -> tuple[Any,
             typed(p, f"tags[{i}]", t, str, "a string")
     src = data.get("source", {})
     if "source" in data and typed(p, "source", src, dict, "a mapping with runbook and section"):
-        check_keys(p, "source", src, ("runbook", "section", "file"), ("runbook", "section"))
+        check_keys(p, "source", src, ("runbook", "section", "file", "url"), ("runbook", "section"))
         for k, v in src.items():
             typed(p, f"source.{k}", v, str, "a string (quote numbers like '000')")
+        url = src.get("url")
+        if isinstance(url, str) and not re.fullmatch(r"https?://[^\s/]+[^\s]*", url):
+            p.add("source.url", "expected an http:// or https:// URL of the runbook section")
     return sev, tags, src
 
 

@@ -16,10 +16,15 @@ Modules:
 - charts: `timeline_png(result)`, `trend_png(history_rows, scenario_id)`
 - allure_report: `attach_to_allure(result)`, `write_environment`, `write_executor`,
   `write_categories`
-- evidence (a package: html, page, render, pack): `build_pack(...)`, `verify_pack(dir)`,
+- evidence (a package: html, page, audit, render, pack, sign): `build_pack(...)`,
+  `verify_pack(dir, expected_hash, allowed_signers)`,
   `scan_for_secrets(dir, secrets)`
-- history: `append_history`, `load_history`, `stale_scenarios`
+- history: `append_history`, `append_row`, `load_history`, `stale_scenarios`
 - controls: `CONTROLS`, the control-framework mapping table
+- ci: exit codes, `junit_properties`, the breach and overdue notification texts
+- notify: the webhook (`post`: a Slack-compatible JSON POST)
+- roles: executor, verifier, approver for the sign-off
+- dashboard: the history dashboard page (`write_dashboard`)
 """
 
 from __future__ import annotations

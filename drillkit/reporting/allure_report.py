@@ -1,11 +1,13 @@
 """A drill's record in the Allure report: labels, links, parameters, steps and attachments.
 
-`attach_to_allure(result)` is called inside the running pytest test of the drill (allure-pytest
-collects it); outside an Allure run every `allure` call is a no-op. The steps are written after
-the drill, in order, each titled with its measured duration and outcome; Allure's own step times
-are those of the writing, not of the drill, so the title carries the truth. A failed step says
-FAILED in its title and carries its error as an attachment; the test's own verdict (an assertion
-on the breaches) is the plugin's business, not this module's.
+`attach_to_allure(result)` is called while the drill's pytest test runs (in its fixture or its
+body); it writes straight into that test's Allure result, not through `allure.step` (which would
+file everything under the fixture's "Set up"): each step with its start and stop on the drill's
+own clock (converted to wall time), its title also carrying the measured duration and outcome;
+the attachments on the test. After teardown the plugin calls `set_test_window`, so the test
+spans the drill's UTC window and each label appears once. Outside an Allure run: nothing.
+A failed step says FAILED in its title and carries its error as an attachment; the test's own
+verdict (an assertion on the breaches) is the plugin's business, not this module's.
 
 The results-folder files (`environment.properties`, `executor.json`, `categories.json`) are
 written by `write_environment`, `write_executor` and `write_categories`.
@@ -50,8 +52,13 @@ PARAMETER_KEYS = re.compile(r"version|engine|image|commit|platform|arch|kernel",
 """Environment keys shown as test parameters (secret-like keys are never shown)."""
 
 CATEGORIES: list[dict[str, Any]] = [
-    {"name": "RTO breach", "messageRegex": r"(?s).*\bRTO .*", "matchedStatuses": ["failed"]},
-    {"name": "RPO breach", "messageRegex": r"(?s).*\bRPO .*", "matchedStatuses": ["failed"]},
+    {"name": "RTO breach", "messageRegex": r"(?s).*\bRTO[ :].*", "matchedStatuses": ["failed"]},
+    {"name": "RPO breach", "messageRegex": r"(?s).*\bRPO[ :].*", "matchedStatuses": ["failed"]},
+    {
+        "name": "Missed detection",
+        "messageRegex": r"(?s).*\b(MTTD .*> objective|not detected|no probe failed).*",
+        "matchedStatuses": ["failed"],
+    },
     {
         "name": "Checklist failure",
         "messageRegex": r"(?s).*checklist: .*",
@@ -61,6 +68,11 @@ CATEGORIES: list[dict[str, Any]] = [
         "name": "Recovery step failed",
         "messageRegex": r"(?s).*step .*",
         "matchedStatuses": ["failed", "broken"],
+    },
+    {
+        "name": "Sabotaged drill not caught",
+        "messageRegex": r"(?s).*sabotaged drill .* was not caught.*",
+        "matchedStatuses": ["failed"],
     },
     {"name": "Environment broken", "matchedStatuses": ["broken"]},
 ]
@@ -77,6 +89,11 @@ class StepLine:
     error: str | None = None
     output: str | None = None
     children: list[StepLine] = field(default_factory=list)
+    start: float | None = None
+    """Wall-clock seconds (unix) when it began on the drill's clock; None: unknown."""
+    stop: float | None = None
+    broken: bool = False
+    """The environment failed here (not a breach): Allure's 'broken' status."""
 
 
 def _outcome(step: StepRecord) -> str:
@@ -85,7 +102,7 @@ def _outcome(step: StepRecord) -> str:
     return "ok" if step.ok else "FAILED"
 
 
-def _step_line(label: str, step: StepRecord) -> StepLine:
+def _step_line(label: str, step: StepRecord, result: DrillResult) -> StepLine:
     duration = "did not finish" if step.t_end is None else fmt_s(step.t_end - step.t_start)
     outcome = _outcome(step)
     failed = step.ok is False or step.t_end is None
@@ -96,6 +113,8 @@ def _step_line(label: str, step: StepRecord) -> StepLine:
         failed=failed,
         error=step.error,
         output=step.output or None,
+        start=result.wall(step.t_start),
+        stop=result.wall(step.t_end if step.t_end is not None else step.t_start),
     )
 
 
@@ -115,22 +134,28 @@ def step_plan(result: DrillResult) -> list[StepLine]:
         if name in ("detected", "recovered"):
             continue
         title = named.get(name, f"phase: {name}")
-        timed.append((t, 0, StepLine(f"{title} — {rel(t)} ({fmt_wall(result.wall(t))})")))
+        line = StepLine(f"{title} — {rel(t)} ({fmt_wall(result.wall(t))})")
+        line.start = line.stop = result.wall(t)
+        timed.append((t, 0, line))
     if td is not None and tf is not None:
         mttd = td - tf
         late = obj.detection_s is not None and mttd > obj.detection_s
         goal = f" (objective {fmt_secs(obj.detection_s)})" if obj.detection_s is not None else ""
         title = f"detected: first failed probe — MTTD {fmt_secs(mttd)}{goal} — "
-        timed.append((td, 0, StepLine(title + ("FAILED" if late else "ok"), failed=late)))
+        line = StepLine(title + ("FAILED" if late else "ok"), failed=late)
+        line.start, line.stop = result.wall(tf), result.wall(td)
+        timed.append((td, 0, line))
     elif tf is not None and m is not None:
-        timed.append((tf, 2, StepLine("detected: no probe failed after the fault — ok")))
+        line = StepLine("detected: no probe failed after the fault — ok")
+        line.start = line.stop = result.wall(tf)
+        timed.append((tf, 2, line))
     for kind, label in (("fault", "fault"), ("recovery", "recovery")):
         steps = [s for s in result.steps if s.kind == kind]
         for i, step in enumerate(steps, 1):
-            timed.append((step.t_start, 1, _step_line(f"{label} {i}/{len(steps)}", step)))
+            timed.append((step.t_start, 1, _step_line(f"{label} {i}/{len(steps)}", step, result)))
     others = [s for s in result.steps if s.kind not in ("fault", "recovery")]
     for step in others:
-        timed.append((step.t_start, 1, _step_line(step.kind or "step", step)))
+        timed.append((step.t_start, 1, _step_line(step.kind or "step", step, result)))
     if tr is not None and tf is not None:
         rto = tr - tf
         late = rto > obj.rto_s
@@ -138,7 +163,8 @@ def step_plan(result: DrillResult) -> list[StepLine]:
             f"recovered: probes passing again — RTO {fmt_secs(rto)} "
             f"(objective {fmt_secs(obj.rto_s)}) — {'FAILED' if late else 'ok'}"
         )
-        timed.append((tr, 3, StepLine(title, failed=late)))
+        line = StepLine(title, failed=late, start=result.wall(tf), stop=result.wall(tr))
+        timed.append((tr, 3, line))
     elif m is not None and m.rto_s is None:
         end = max((t for t, _, _ in timed), default=result.t0_monotonic)
         timed.append(
@@ -153,6 +179,11 @@ def step_plan(result: DrillResult) -> list[StepLine]:
             )
         )
     plan = [line for _, _, line in sorted(timed, key=lambda x: (x[0], x[1]))]
+    # after recovery: the ledger, the checklist and the verdict, from the last timed event to
+    # the end of the drill (their own times are not recorded one by one)
+    after = max((line.stop for line in plan if line.stop is not None), default=result.t0_wall)
+    end = result.wall_end if result.wall_end is not None else after
+    end = max(end, after)
 
     if m is not None:
         lost = m.lost + m.altered
@@ -163,6 +194,8 @@ def step_plan(result: DrillResult) -> list[StepLine]:
                 f"RPO {fmt_secs(m.rpo_s)} (objective {fmt_secs(obj.rpo_s)}) — "
                 f"{'FAILED' if rpo_bad else 'ok'}",
                 failed=rpo_bad,
+                start=after,
+                stop=end,
             )
         )
     passed, total = checklist_counts(result)
@@ -171,6 +204,8 @@ def step_plan(result: DrillResult) -> list[StepLine]:
             f"validation checklist — {passed}/{total} passed — "
             f"{'ok' if passed == total else 'FAILED'}",
             failed=passed != total,
+            start=after,
+            stop=end,
         )
         for check in result.checks:
             checklist.children.append(
@@ -179,30 +214,35 @@ def step_plan(result: DrillResult) -> list[StepLine]:
                     failed=not check.ok,
                     error=None if check.ok else check.detail or None,
                     output=check.detail if check.ok and check.detail not in ("", "ok") else None,
+                    start=after,
+                    stop=end,
                 )
             )
         plan.append(checklist)
     if result.error:
         first = result.error.strip().splitlines()[0] if result.error.strip() else "error"
-        plan.append(StepLine(f"drill error — FAILED: {first}", failed=True, error=result.error))
+        plan.append(
+            StepLine(
+                f"drill error — FAILED: {first}",
+                failed=True,
+                broken=True,
+                error=result.error,
+                start=end,
+                stop=end,
+            )
+        )
     verdict = StepLine(
-        f"verdict — {result.status.upper()}", failed=result.status not in ("passed",)
+        f"verdict — {result.status.upper()}",
+        failed=result.status not in ("passed",),
+        broken=result.status in ("error", "aborted", "interrupted"),
+        start=end,
+        stop=end,
     )
-    verdict.children = [StepLine(f"breach: {b}", failed=True) for b in result.breaches]
+    verdict.children = [
+        StepLine(f"breach: {b}", failed=True, start=end, stop=end) for b in result.breaches
+    ]
     plan.append(verdict)
     return plan
-
-
-def _write_steps(lines: Sequence[StepLine]) -> None:
-    for line in lines:
-        with allure.step(line.title):
-            if line.error:
-                allure.attach(line.error, name="error", attachment_type=allure.attachment_type.TEXT)
-            if line.output:
-                allure.attach(
-                    line.output, name="output", attachment_type=allure.attachment_type.TEXT
-                )
-            _write_steps(line.children)
 
 
 def lost_writes_csv(result: DrillResult) -> str:
@@ -219,17 +259,18 @@ def lost_writes_csv(result: DrillResult) -> str:
 
 
 def runbook_link(source: Mapping[str, str], base_url: str | None = None) -> tuple[str, str] | None:
-    """(url, name) for the source runbook section, or None without a file or url.
+    """(url, name) for the source runbook section, or None without a URL to give.
 
     The name reads "runbook 000: Procedure 1: Complete System Outage"; the url is
-    source["url"], else `base_url` joined with source["file"], else the file path itself.
+    source["url"], else `base_url` joined with source["file"]; a bare file path is no URL (a
+    report reader cannot open it), so it makes no link.
     """
     runbook, section = source.get("runbook", ""), source.get("section", "")
-    url = source.get("url") or source.get("file")
+    url = source.get("url")
+    if not url and base_url and source.get("file"):
+        url = base_url.rstrip("/") + "/" + source["file"].lstrip("/")
     if not url:
         return None
-    if base_url and not source.get("url"):
-        url = base_url.rstrip("/") + "/" + url.lstrip("/")
     name = f"runbook {runbook}: {section}" if section else f"runbook {runbook}"
     return url, name
 
@@ -248,58 +289,169 @@ def parameters(result: DrillResult) -> dict[str, float | str]:
     return params
 
 
+def _current_test() -> Any | None:
+    """The Allure TestResult of the running pytest test, or None outside an Allure run."""
+    from allure_commons import plugin_manager
+    from allure_commons.model2 import TestResult
+
+    for plugin in plugin_manager.get_plugins():
+        logger = getattr(plugin, "allure_logger", None)
+        if logger is not None and hasattr(logger, "get_last_item"):
+            return logger.get_last_item(TestResult)
+    return None
+
+
+def test_result_of(item: Any) -> Any | None:
+    """The Allure TestResult of a pytest item (allure-pytest's listener), or None."""
+    listener = item.config.pluginmanager.get_plugin("allure_listener")
+    if listener is None:
+        return None
+    uuid = listener._cache.get(item.nodeid)
+    return listener.allure_logger.get_test(uuid) if uuid else None
+
+
+def _ms(t: float | None) -> int | None:
+    return None if t is None else round(t * 1000)
+
+
+class _Writer:
+    """Writes attachments into the results folder and builds model objects for them."""
+
+    def __init__(self) -> None:
+        from allure_commons import plugin_manager
+
+        self.hook = plugin_manager.hook
+
+    def attachment(self, body: str | bytes, name: str, kind: Any) -> Any:
+        import uuid
+
+        from allure_commons.model2 import Attachment
+
+        file_name = f"{uuid.uuid4()}-attachment.{kind.extension}"
+        self.hook.report_attached_data(body=body, file_name=file_name)
+        return Attachment(name=name, source=file_name, type=kind.mime_type)
+
+    def step(self, line: StepLine, start: int | None, stop: int | None) -> Any:
+        from allure_commons.model2 import Status, StatusDetails, TestStepResult
+
+        status = Status.BROKEN if line.broken else (Status.FAILED if line.failed else Status.PASSED)
+        step = TestStepResult(
+            name=line.title,
+            status=status,
+            start=_ms(line.start) if line.start is not None else start,
+            stop=_ms(line.stop) if line.stop is not None else stop,
+        )
+        if line.error:
+            step.statusDetails = StatusDetails(message=line.error.strip().splitlines()[0][:500])
+            step.attachments.append(
+                self.attachment(line.error, "error", allure.attachment_type.TEXT)
+            )
+        if line.output:
+            step.attachments.append(
+                self.attachment(line.output, "output", allure.attachment_type.TEXT)
+            )
+        step.steps = [self.step(child, step.start, step.stop) for child in line.children]
+        return step
+
+
+def _add_label(test: Any, name: str, value: str) -> None:
+    from allure_commons.model2 import Label
+
+    if not any(label.name == name and label.value == value for label in test.labels):
+        test.labels.append(Label(name=name, value=value))
+
+
+def _set_label(test: Any, name: str, value: str) -> None:
+    """One label of this name (allure-pytest may have put a default there already)."""
+    from allure_commons.model2 import Label
+
+    test.labels = [label for label in test.labels if label.name != name]
+    test.labels.append(Label(name=name, value=value))
+
+
 def attach_to_allure(
     result: DrillResult, redact: Sequence[str] = (), runbook_base_url: str | None = None
 ) -> None:
     """Label, link, parametrise, step and attach the drill to the current Allure test.
 
-    `redact` lists secrets to replace by "[redacted]" in everything attached (results are
-    secret-free already; this is a second line of defence).
+    Written into the test itself (not under a fixture's set-up, where a drill run by a fixture
+    would otherwise land): each step with its start and stop on the drill's own clock. `redact`
+    lists secrets to replace by "[redacted]" in everything attached (results are secret-free
+    already; this is a second line of defence). Outside an Allure run: nothing.
     """
-    result = redact_result(result, redact)
-    dyn = allure.dynamic
-    dyn.epic(EPIC)
-    dyn.feature(result.failure_class)
-    dyn.story(result.scenario_id)
-    dyn.severity(SEVERITY.get(result.severity.upper(), allure.severity_level.NORMAL))
-    tags = [t for t in result.tags if t]
-    if tags:
-        dyn.tag(*tags)
-    link = runbook_link(result.source or {}, runbook_base_url)
-    if link:
-        dyn.link(link[0], name=link[1])
-    for name, value in parameters(result).items():
-        # excluded: an objective or version change must not split the test's Allure history
-        dyn.parameter(name, value, excluded=True)
+    test = _current_test()
+    if test is None:
+        return
+    from allure_commons.model2 import Link, Parameter
 
-    _write_steps(step_plan(result))
+    result = redact_result(result, redact)
+    _set_label(test, "epic", EPIC)
+    _set_label(test, "feature", result.failure_class)
+    _set_label(test, "story", result.scenario_id)
+    severity = SEVERITY.get(result.severity.upper(), allure.severity_level.NORMAL)
+    _set_label(test, "severity", severity.value)
+    for tag in dict.fromkeys(t for t in result.tags if t):  # once each, marks or not
+        _add_label(test, "tag", tag)
+    link = runbook_link(result.source or {}, runbook_base_url)
+    if link and not any(existing.url == link[0] for existing in test.links):
+        test.links.append(Link(type="link", url=link[0], name=link[1]))
+    known = {p.name for p in test.parameters}
+    for name, value in parameters(result).items():
+        if name in known:
+            continue
+        # excluded: an objective or version change must not split the test's Allure history
+        test.parameters.append(Parameter(name=name, value=repr(value), excluded=True))
+
+    writer = _Writer()
+    plan = step_plan(result)
+    test.steps.extend(writer.step(line, None, None) for line in plan)
 
     att = allure.attachment_type
-    allure.attach(timeline_png(result), name="timeline", attachment_type=att.PNG)
-    allure.attach(
-        standalone_html(f"{result.scenario_id}: objectives", objectives_table(result)),
-        name="objectives vs measured",
-        attachment_type=att.HTML,
-    )
-    allure.attach(
-        standalone_html(f"{result.scenario_id}: checklist", checklist_table(result)),
-        name="validation checklist",
-        attachment_type=att.HTML,
-    )
-    n_lost = len(result.lost) + len(result.altered)
-    allure.attach(
-        lost_writes_csv(result), name=f"lost and altered writes ({n_lost})", attachment_type=att.CSV
-    )
+    files: list[tuple[str | bytes, str, Any]] = [
+        (timeline_png(result), "timeline", att.PNG),
+        (
+            standalone_html(f"{result.scenario_id}: objectives", objectives_table(result)),
+            "objectives vs measured",
+            att.HTML,
+        ),
+        (
+            standalone_html(f"{result.scenario_id}: checklist", checklist_table(result)),
+            "validation checklist",
+            att.HTML,
+        ),
+        (
+            lost_writes_csv(result),
+            f"lost and altered writes ({len(result.lost) + len(result.altered)})",
+            att.CSV,
+        ),
+    ]
     if result.scenario_text:
-        allure.attach(result.scenario_text, name="scenario", attachment_type=att.YAML)
-    for service, text in sorted(result.logs.items()):
-        allure.attach(text, name=f"log tail: {service}", attachment_type=att.TEXT)
+        files.append((result.scenario_text, "scenario", att.YAML))
+    files += [(text, f"log tail: {svc}", att.TEXT) for svc, text in sorted(result.logs.items())]
     if result.pg_errors:
-        allure.attach(
-            "\n".join(result.pg_errors), name="PostgreSQL errors seen", attachment_type=att.TEXT
-        )
-    for name, text in sorted(result.evidence.items()):
-        allure.attach(text, name=f"evidence: {name}", attachment_type=att.TEXT)
+        files.append(("\n".join(result.pg_errors), "PostgreSQL errors seen", att.TEXT))
+    files += [(text, f"evidence: {n}", att.TEXT) for n, text in sorted(result.evidence.items())]
+    test.attachments.extend(writer.attachment(body, name, kind) for body, name, kind in files)
+
+
+def set_test_window(test: Any, result: DrillResult) -> None:
+    """The test's start and stop: the drill's own (a drill run in a fixture would otherwise
+    show the test body's few milliseconds); and each label once (allure-pytest adds a tag per
+    pytest mark after the set-up, where the scenario's tags already are)."""
+    seen: set[tuple[str, str]] = set()
+    labels = []
+    for label in test.labels:
+        if (label.name, label.value) not in seen:
+            seen.add((label.name, label.value))
+            labels.append(label)
+    test.labels = labels
+    end = result.wall_end
+    if end is None:
+        stops = [s.stop for s in test.steps if s.stop is not None]
+        end = max(stops) / 1000 if stops else None
+    test.start = _ms(result.t0_wall)
+    if end is not None:
+        test.stop = _ms(end)
 
 
 def _prop_escape(text: str, key: bool) -> str:
@@ -354,8 +506,8 @@ def write_executor(results_dir: Path, info: Mapping[str, Any]) -> Path:
 
 
 def write_categories(results_dir: Path) -> Path:
-    """Write Allure's categories.json: RTO breach, RPO breach, checklist failure, recovery step
-    failed, environment broken."""
+    """Write Allure's categories.json: RTO breach, RPO breach, missed detection, checklist
+    failure, recovery step failed, sabotaged drill not caught, environment broken."""
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / "categories.json"
@@ -372,7 +524,9 @@ __all__ = [
     "lost_writes_csv",
     "parameters",
     "runbook_link",
+    "set_test_window",
     "step_plan",
+    "test_result_of",
     "write_categories",
     "write_environment",
     "write_executor",

@@ -46,7 +46,12 @@ def history_row(result: DrillResult) -> dict[str, Any]:
 
 def append_history(path: Path, result: DrillResult) -> None:
     """Append the drill's line to the JSON-lines file at `path` (created with its folder)."""
-    line = json.dumps(history_row(result), sort_keys=True).encode() + b"\n"
+    append_row(path, history_row(result))
+
+
+def append_row(path: Path, row: dict[str, Any]) -> None:
+    """Append one JSON line to `path` under an exclusive lock, fsynced (created with its folder)."""
+    line = json.dumps(row, sort_keys=True).encode() + b"\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     created = not path.exists()
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
@@ -142,4 +147,11 @@ def stale_scenarios(
     return stale
 
 
-__all__ = ["append_history", "history_row", "last_pass", "load_history", "stale_scenarios"]
+__all__ = [
+    "append_history",
+    "append_row",
+    "history_row",
+    "last_pass",
+    "load_history",
+    "stale_scenarios",
+]

@@ -824,13 +824,7 @@ def test_attach_to_allure_records_labels_steps_and_attachments(tmp_path: Path) -
         ("tag", "nightly"),
         ("tag", "postgres"),
     } <= labels
-    assert record["links"] == [
-        {
-            "type": "link",
-            "url": "seeds/000_920832fa8850e687.txt",
-            "name": "runbook 000: Procedure 1: Complete System Outage",
-        }
-    ]
+    assert record.get("links", []) == []  # the source has a file path, no URL
     params = {p["name"]: p["value"] for p in record["parameters"]}
     assert params["objective RTO (s)"] == "1.0" and params["postgres_version"] == "'15.14'"
     assert "app_db_password" not in params
@@ -881,7 +875,7 @@ def test_severity_mapping_and_runbook_link() -> None:
         "P3": allure.severity_level.MINOR,
     }
     src = {"runbook": "000", "section": "Procedure 1", "file": "seeds/000_x.txt"}
-    assert runbook_link(src) == ("seeds/000_x.txt", "runbook 000: Procedure 1")
+    assert runbook_link(src) is None  # a bare file path is no URL a reader can open
     assert runbook_link(src, "https://git.example/runbooks/") == (
         "https://git.example/runbooks/seeds/000_x.txt",
         "runbook 000: Procedure 1",
@@ -916,8 +910,10 @@ def test_write_environment_executor_and_categories(tmp_path: Path) -> None:
     assert [c["name"] for c in categories] == [
         "RTO breach",
         "RPO breach",
+        "Missed detection",
         "Checklist failure",
         "Recovery step failed",
+        "Sabotaged drill not caught",
         "Environment broken",
     ]
     assert categories[-1] == {"name": "Environment broken", "matchedStatuses": ["broken"]}
@@ -934,6 +930,8 @@ def test_write_environment_executor_and_categories(tmp_path: Path) -> None:
     assert category("Failed: RPO 2.00 s > objective 0.00 s (3 lost)\n") == "RPO breach"
     assert category("AssertionError: checklist: journeys (timeout)\n") == "Checklist failure"
     assert category("StepFailed: step restart: timed out\n") == "Recovery step failed"
+    assert category("AssertionError: d: MTTD 9.00 s > objective 5.00 s\n") == "Missed detection"
+    assert category("AssertionError: RTO: never recovered (objective 30.0 s)\n") == "RTO breach"
 
 
 # ---- redaction --------------------------------------------------------------------------------

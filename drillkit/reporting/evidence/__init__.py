@@ -8,6 +8,7 @@ Contents:
 - timeline-<scenario>.png, drill-<scenario>.json (the full DrillResult) per drill; with a history,
   trend-<scenario>.png as well.
 - evidence.pdf: index.html printed by headless Chromium, when Chromium is installed.
+- manifest.json.sig (when signed): an SSH signature of manifest.json (sign.py).
 - manifest.json: SHA-256 and size of every other file; manifest.sha256: the SHA-256 of
   manifest.json in `sha256sum` format. That one hash (the pack hash) pins the whole pack: record
   it elsewhere (ticket, history, signed mail) and `verify_pack(dir, expected_hash=...)` proves the
@@ -18,7 +19,7 @@ given string with "[redacted]" in everything it renders (before the charts are d
 text file it writes; `scan_for_secrets` checks a folder afterwards.
 
 Modules: html (CSS, cells, tables, `standalone_html`), page (the index page and the incident
-report), render (headless Chromium: `find_chromium`, `chromium_render`), pack (`build_pack`,
+report), audit (the auditor's sections), sign (ssh-keygen -Y sign/verify), render (headless Chromium: `find_chromium`, `chromium_render`), pack (`build_pack`,
 `verify_pack`, `pack_hash`, `scan_for_secrets`).
 """
 

@@ -26,9 +26,13 @@ body { font: 13px/1.45 -apple-system, "Segoe UI", "DejaVu Sans", Arial, sans-ser
 h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 18px; margin-top: 32px;
      border-bottom: 2px solid #e0e0e0; padding-bottom: 4px; }
 h3 { font-size: 15px; margin: 18px 0 6px; } h4 { font-size: 13px; margin: 12px 0 4px; }
-table { border-collapse: collapse; margin: 6px 0 12px; width: 100%; }
-th, td { border: 1px solid #d0d0d0; padding: 4px 7px; text-align: left; vertical-align: top; }
-th { background: #f5f5f5; } td.num { text-align: right; white-space: nowrap; }
+table { border-collapse: collapse; margin: 6px 0 12px; width: 100%; max-width: 100%; }
+th, td { border: 1px solid #d0d0d0; padding: 4px 7px; text-align: left; vertical-align: top;
+         overflow-wrap: anywhere; word-break: break-word; }
+th { background: #f5f5f5; overflow-wrap: normal; word-break: normal; }
+td.num { text-align: right; }
+table.summary, table.controls { table-layout: fixed; } table.summary td, table.summary th { padding: 3px 5px; }
+img { max-width: 100%; } pre, code { overflow-wrap: anywhere; }
 .ok { background: #e8f5e9; color: #1b5e20; } .bad { background: #ffebee; color: #b71c1c; }
 .warn { background: #fff3e0; color: #e65100; } .na { background: #fafafa; color: #757575; }
 .verdict { font-weight: bold; text-transform: uppercase; }
@@ -39,7 +43,10 @@ pre { background: #f5f5f5; padding: 6px 8px; white-space: pre-wrap; word-break: 
 .small { font-size: 11px; color: #616161; } ul, ol { margin: 4px 0 8px; }
 tr, img { page-break-inside: avoid; }
 @page { size: A4; margin: 12mm; }
-@media print { body { margin: 0; max-width: none; font-size: 11px; } }
+/* print: a 4 mm gutter inside the right margin; content that does not fit would be clipped at
+   the margin, in the gutter, where the PDF test (pdftoppm) looks for drawn pixels */
+@media print { body { margin: 0; max-width: none; font-size: 11px; padding: 0 4mm 0 0; }
+  table { font-size: 10px; } table.summary { font-size: 9.5px; } h2 { margin-top: 20px; } }
 """
 
 
@@ -167,8 +174,11 @@ def checklist_table(result: DrillResult) -> str:
 
 def summary_table(results: Sequence[DrillResult], anchors: Sequence[str]) -> str:
     """HTML fragment: one row per drill, objective vs measured, coloured."""
+    widths = (20, 9, 13, 13, 13, 12, 9, 11)  # percent; the table is fixed-layout: fits the page
+    cols = "".join(f'<col style="width:{w}%">' for w in widths)
     head = (
-        "<table><tr><th>Drill</th><th>Severity</th><th>RTO measured / objective</th>"
+        f'<table class="summary"><colgroup>{cols}</colgroup>'
+        "<tr><th>Drill</th><th>Severity</th><th>RTO measured / objective</th>"
         "<th>RPO measured / objective</th><th>Detection measured / objective</th>"
         "<th>Lost writes</th><th>Checklist</th><th>Verdict</th></tr>"
     )

@@ -24,12 +24,15 @@ from drillkit.reporting import (
     safe_name,
 )
 from drillkit.reporting.charts import timeline_png, trend_png
-from drillkit.reporting.evidence import render
+from drillkit.reporting.evidence import render, sign
 from drillkit.reporting.evidence.page import _index_html
 
 PACK_FORMAT = "drillkit-evidence-pack/1"
 MANIFEST = "manifest.json"
 MANIFEST_HASH = "manifest.sha256"
+SIGNATURE = sign.SIGNATURE
+UNHASHED = (MANIFEST, MANIFEST_HASH, SIGNATURE)
+"""The files the manifest cannot list: itself, its hash and its signature."""
 TEXT_SUFFIXES = {".html", ".json", ".txt", ".csv", ".yaml", ".yml", ".log", ".md"}
 
 
@@ -60,7 +63,7 @@ def _manifest_files(pack: Path) -> list[str]:
     return sorted(
         p.relative_to(pack).as_posix()
         for p in pack.rglob("*")
-        if p.is_file() and p.relative_to(pack).as_posix() not in (MANIFEST, MANIFEST_HASH)
+        if p.is_file() and p.relative_to(pack).as_posix() not in UNHASHED
     )
 
 
@@ -77,13 +80,18 @@ def build_pack(
     history: Sequence[dict[str, Any]] | None = None,
     stale: Sequence[tuple[str, str]] | None = None,
     replace: bool = False,
+    signing_key: Path | None = None,
+    roles: dict[str, str] | None = None,
+    pack_id: str | None = None,
 ) -> Path:
     """Write the evidence pack into `out_dir` (which must not exist or be empty, unless
     `replace`: then an existing pack there is swapped out); returns `out_dir`.
 
     The pack is assembled in a sibling temporary folder and renamed into place, so `out_dir`
     never holds half a pack. `pdf=False` skips the PDF; `history` (rows from load_history) adds a
-    trend chart per scenario; `stale` (from stale_scenarios) lists overdue drills.
+    trend chart per scenario; `stale` (from stale_scenarios) lists overdue drills;
+    `signing_key` (an SSH private key) signs manifest.json into manifest.json.sig; `roles`
+    (executor, verifier, approver) fill the sign-off block.
     """
     out_dir = Path(out_dir)
     occupied = out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir()))
@@ -113,7 +121,17 @@ def build_pack(
                 (build / entry["trend"]).write_bytes(trend_png(hist, result.scenario_id))
             files.append(entry)
         stale_pairs = [(str(a), str(b)) for a, b in stale_rows] if stale_rows is not None else None
-        index = _index_html(clean, files, operator, run_id_text, env, created, stale_pairs)
+        index = _index_html(
+            clean,
+            files,
+            operator,
+            run_id_text,
+            env,
+            created,
+            stale_pairs,
+            roles=redact_data(dict(roles or {}), secrets),
+            signed=signing_key is not None,
+        )
         (build / "index.html").write_text(index, encoding="utf-8")
 
         # Belt and braces: no secret survives in any text file, whatever produced it.
@@ -179,6 +197,8 @@ def build_pack(
         (build / MANIFEST).write_bytes(manifest_bytes)
         digest = hashlib.sha256(manifest_bytes).hexdigest()
         (build / MANIFEST_HASH).write_text(f"{digest}  {MANIFEST}\n")
+        if signing_key is not None:
+            sign.sign_manifest(build / MANIFEST, Path(signing_key))
         for path in build.iterdir():
             path.chmod(0o644)
         build.chmod(0o755)
@@ -202,12 +222,16 @@ def pack_hash(pack_dir: Path) -> str:
     return sha256_file(Path(pack_dir) / MANIFEST)
 
 
-def verify_pack(pack_dir: Path, expected_hash: str | None = None) -> list[str]:
+def verify_pack(
+    pack_dir: Path, expected_hash: str | None = None, allowed_signers: Path | None = None
+) -> list[str]:
     """One line per problem, each naming the artifact; [] when the pack is intact.
 
     Lines: "manifest.json changed" (its hash differs from manifest.sha256), "tampered: <file>
     (sha256 differs)", "missing: <file>", "unlisted: <file>", and, given `expected_hash` (the pack
-    hash recorded when the pack was issued), "pack hash differs from the recorded one".
+    hash recorded when the pack was issued), "pack hash differs from the recorded one"; given
+    `allowed_signers` (an allowed-signers file or a public key), "unsigned" or "signature: ..."
+    unless manifest.json.sig is a valid signature of the manifest by one of those keys.
     """
     pack = Path(pack_dir)
     problems: list[str] = []
@@ -221,8 +245,14 @@ def verify_pack(pack_dir: Path, expected_hash: str | None = None) -> list[str]:
         recorded = hash_path.read_text().split()
         if not recorded or recorded[0].lower() != actual:
             problems.append(f"{MANIFEST} changed")
-    if expected_hash is not None and expected_hash.strip().lower() != actual:
+    if expected_hash is not None and _bare_hash(expected_hash) != actual:
         problems.append("pack hash differs from the recorded one")
+    if allowed_signers is not None:
+        sig = pack / SIGNATURE
+        if not sig.is_file():
+            problems.append(f"unsigned: no {SIGNATURE}")
+        else:
+            problems.extend(sign.verify_signature(manifest_path, sig, Path(allowed_signers)))
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         artifacts = manifest["artifacts"]
@@ -233,7 +263,7 @@ def verify_pack(pack_dir: Path, expected_hash: str | None = None) -> list[str]:
     root = pack.resolve()
     for rel, entry in sorted(artifacts.items()):
         path = (pack / rel).resolve()
-        if not path.is_relative_to(root) or rel in (MANIFEST, MANIFEST_HASH):
+        if not path.is_relative_to(root) or rel in UNHASHED:
             problems.append(f"invalid entry in {MANIFEST}: {rel}")
         elif not path.is_file():
             problems.append(f"missing: {rel}")
@@ -243,6 +273,13 @@ def verify_pack(pack_dir: Path, expected_hash: str | None = None) -> list[str]:
         if rel not in artifacts:
             problems.append(f"unlisted: {rel}")
     return problems
+
+
+def _bare_hash(text: str) -> str:
+    """'sha256:ABC…' or 'abc…  manifest.json' -> 'abc…'."""
+    words = text.strip().split()
+    word = words[0] if words else ""
+    return word.removeprefix("sha256:").lower()
 
 
 def scan_for_secrets(directory: Path, secrets: Sequence[str]) -> list[str]:

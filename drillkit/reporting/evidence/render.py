@@ -35,14 +35,15 @@ def find_chromium() -> str | None:
 def chromium_render(
     page: Path | str,
     out_path: Path,
-    mode: Literal["pdf", "png"] = "pdf",
+    mode: Literal["pdf", "png", "dom"] = "pdf",
     chromium: str | None = None,
     timeout_s: float = 120.0,
     window: tuple[int, int] = (1280, 2400),
     virtual_time_ms: int | None = None,
 ) -> None:
     """Print `page` (a file, or a URL such as a report served on 127.0.0.1) to a PDF, or
-    screenshot it to a PNG, with headless Chromium.
+    screenshot it to a PNG, or save its DOM after scripts ran ("dom": HTML text), with headless
+    Chromium.
 
     Offline by construction: no network services, and every host name resolves to nothing but
     127.0.0.1. `virtual_time_ms` lets a scripted page run that long in virtual
@@ -78,6 +79,8 @@ def chromium_render(
                 "--no-pdf-header-footer",
                 "--print-to-pdf-no-header",
             ]
+        elif mode == "dom":
+            args += ["--dump-dom", f"--window-size={window[0]},{window[1]}"]
         else:
             args += [
                 f"--screenshot={out_path}",
@@ -97,7 +100,7 @@ def chromium_render(
             start_new_session=True,
         )
         try:
-            _, err = proc.communicate(timeout=timeout_s)
+            dom, err = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
@@ -107,6 +110,8 @@ def chromium_render(
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+    if mode == "dom" and proc.returncode == 0 and dom:
+        out_path.write_bytes(dom)
     if proc.returncode != 0 or not out_path.exists() or out_path.stat().st_size == 0:
         tail = err.decode(errors="replace").strip().splitlines()[-3:]
         raise RuntimeError(
