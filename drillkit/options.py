@@ -161,6 +161,7 @@ def resolve_config(config: pytest.Config) -> RunConfig:
     return RunConfig(
         results_dir=results / "runs" / run_id,
         run_root=Path(config.rootpath) / ".run",
+        project_dir=Path(config.rootpath),
         stack_file=Path(stack_file) if stack_file else None,
         probe_interval_s=interval,
         k=int(opt(config, "k")),

@@ -29,6 +29,10 @@ def write_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+class NotHealthy(Exception):
+    """The app answered, but not as its stack file's health rule asks."""
+
+
 @service_kind
 class App(ServiceKind):
     name = "app"
@@ -76,12 +80,21 @@ class App(ServiceKind):
         return f"http://127.0.0.1:{self.stack.port('app', self.stack.spec.app.port)}"
 
     def health(self, timeout_s: float = 2.0) -> requests.Response:
-        return requests.get(self.url + self.stack.spec.app.health, timeout=timeout_s)
+        return requests.get(self.url + self.stack.spec.app.health.path, timeout=timeout_s)
+
+    def healthy(self, timeout_s: float = 1.0) -> bool:
+        """True when the health answer passes the stack file's rule (the one the availability
+        probe uses); else raises NotHealthy with the reason (a waiter's "last error")."""
+        r = self.health(timeout_s)
+        why = self.stack.spec.app.health.verdict(r.status_code, r.text)
+        if why is not None:
+            raise NotHealthy(why)
+        return True
 
     def wait(self, timeout_s: float | None = None) -> None:
         wait_for(
-            lambda: self.health(1.0).status_code == 200,
-            what="the app's health endpoint",
+            self.healthy,
+            what="the app's health endpoint (its declared health rule)",
             timeout_s=timeout_s or self.stack.options.ready_timeout_s,
             context=self.stack.log_context("app"),
         )
