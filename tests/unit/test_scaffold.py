@@ -35,9 +35,9 @@ def test_init_scaffolds_a_project_whose_drills_pytest_collects(tmp_path):
     assert ci["jobs"]["drill"]["steps"][-2] == {"run": "make drill"}
     assert {"reports/", ".run/"} <= set((project / ".gitignore").read_text().splitlines())
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:randomly"],
-        cwd=project,
+    out = subprocess.run(  # from outside the project: its ini paths are the rootdir's
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:randomly", str(project)],
+        cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,
