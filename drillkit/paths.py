@@ -16,6 +16,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from drillkit.errors import EnvironmentBroken
+
 PACKAGE_DIR = Path(str(resources.files("drillkit")))
 """The drillkit package itself (a folder: wheels install unzipped)."""
 
@@ -42,12 +44,19 @@ REFERENCE_STACK = STACKS_DIR / "reference.yaml"
 
 def project_root() -> Path:
     """The team's project: the working directory (pytest passes its rootdir explicitly)."""
-    return Path.cwd().resolve()
+    try:
+        return Path.cwd().resolve()
+    except OSError as exc:  # the working directory was removed
+        raise EnvironmentBroken(f"no working directory to use as the project: {exc}") from None
 
 
-ROOT = project_root()
-"""The team's project as it was when drillkit was imported (the CLI's working directory): its
-reports/, .run/ and scenarios/. Code that knows pytest's rootdir uses that instead."""
+def __getattr__(name: str) -> Path:
+    """`ROOT`: the team's project when it is asked for (`from drillkit.paths import ROOT` in the
+    CLI: its working directory): its reports/, .run/ and scenarios/. Code that knows pytest's
+    rootdir uses that instead."""
+    if name == "ROOT":
+        return project_root()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def project_scenarios(project: Path | None = None) -> Path:
