@@ -180,6 +180,11 @@ def _drill_from_the_wheel(work: Path) -> None:
         PYTHONDONTWRITEBYTECODE="1",
     )
 
+    # the audit hook works: a read of the checkout from the new venv is caught (then forgotten)
+    run([str(vpy), "-c", f"open({str(CHECKOUT / 'pyproject.toml')!r}).close()"], work, env)
+    assert reads.read_text().split()[1:] == ["open", str(CHECKOUT / "pyproject.toml")]
+    reads.unlink()
+
     # drillkit in the new venv is the wheel's, with its data in site-packages
     where = json.loads(
         run(
