@@ -6,8 +6,8 @@ validates it with `drillkit validate` and runs ONE scaffolded drill (db-kill-res
 from that project. An audit hook (a .pth file in the new venv) records every file or folder the
 venv's Python processes open or list under this checkout or the shared venv: there must be none.
 
-Time: ~10 s to build the wheel, ~20 s to create the venv and install from local wheels, ~15 s for
-the drill. The dependency wheels are downloaded once (pip, from PyPI, pinned to the shared venv's
+Time (~45 s): ~10 s to build the wheel, ~10 s to create the venv and install from local wheels
+(with the shared venv's pip: `pip --python VENV`), ~15-20 s for the drill. The dependency wheels are downloaded once (pip, from PyPI, pinned to the shared venv's
 versions) into a cache folder under the system temp dir keyed by those versions
 (DRILLKIT_WHEELHOUSE overrides it); the first run takes a minute or two longer.
 """
@@ -144,15 +144,19 @@ def _drill_from_the_wheel(work: Path) -> None:
     wheel = build_wheel(work / "dist")
     house = wheelhouse(wheel)
     venv = work / "venv"
-    run([sys.executable, "-m", "venv", str(venv)], work)
+    # a venv without its own pip (ensurepip costs seconds): the shared venv's pip installs into it
+    run([sys.executable, "-m", "venv", "--without-pip", str(venv)], work)
     vpy = venv / "bin" / "python"
     run(
         [
-            str(vpy),
+            sys.executable,
             "-m",
             "pip",
+            "--python",
+            str(vpy),
             "install",
             "-q",
+            "--no-compile",
             "--no-index",
             "--find-links",
             str(house),
