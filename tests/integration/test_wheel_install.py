@@ -7,9 +7,10 @@ from that project. An audit hook (a .pth file in the new venv) records every fil
 venv's Python processes open or list under this checkout or the shared venv: there must be none.
 
 Time (~45 s): ~10 s to build the wheel, ~10 s to create the venv and install from local wheels
-(with the shared venv's pip: `pip --python VENV`), ~15-20 s for the drill. The dependency wheels are downloaded once (pip, from PyPI, pinned to the shared venv's
-versions) into a cache folder under the system temp dir keyed by those versions
-(DRILLKIT_WHEELHOUSE overrides it); the first run takes a minute or two longer.
+(with the shared venv's pip: `pip --python VENV`), ~15-20 s for the drill. The dependency wheels
+are built once (pip, from PyPI, pinned to the shared venv's versions) into a cache folder under
+the system temp dir keyed by those versions (DRILLKIT_WHEELHOUSE overrides it); the first run
+takes a minute or two longer.
 """
 
 from __future__ import annotations
