@@ -24,7 +24,7 @@ from drillkit import catalog
 from drillkit.core.events import EventBus, Phase
 from drillkit.core.runner import RunConfig, Runner
 from drillkit.core.scenario import load_scenario, parse_scenario_text
-from drillkit.paths import ROOT
+from drillkit.paths import ROOT, SCENARIOS_DIR
 from drillkit.stack.spec import load_stack
 from drillkit.stack.stack import Stack
 
@@ -126,7 +126,7 @@ def run_drill(scenario: Any, config: RunConfig) -> tuple[Any, dict[str, float]]:
 def bench_drills(config: RunConfig, repeat: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for sid in CORE:
-        sc = load_scenario(ROOT / "scenarios" / f"{sid}.yaml")
+        sc = load_scenario(SCENARIOS_DIR / f"{sid}.yaml")
         runs = []
         for i in range(repeat):
             log(f"drill {sid} run {i + 1}/{repeat} ...")
@@ -170,7 +170,7 @@ def bench_floor(config: RunConfig, repeat: int) -> dict[str, Any]:
             raw.append(time.monotonic() - t)
     finally:
         s.down()
-    sc = load_scenario(ROOT / "scenarios" / "db-kill-restart.yaml")
+    sc = load_scenario(SCENARIOS_DIR / "db-kill-restart.yaml")
     rtos = []
     for i in range(repeat):
         log(f"floor: db-kill-restart {i + 1}/{repeat}")
@@ -238,7 +238,7 @@ def bench_restore_scale(config: RunConfig) -> dict[str, Any]:
 
     big = dataclasses.replace(config, seed_scale="large")
     sc = dataclasses.replace(
-        load_scenario(ROOT / "scenarios" / "corruption-logical.yaml"), max_duration_s=1200.0
+        load_scenario(SCENARIOS_DIR / "corruption-logical.yaml"), max_duration_s=1200.0
     )
     log("restore at scale: PITR drill on the large seed ...")
     result, _ = run_drill(sc, big)

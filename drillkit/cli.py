@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from drillkit.errors import DrillError, ValidationError
-from drillkit.paths import ROOT
+from drillkit.paths import ROOT, project_scenarios
 
 REPORTS = ROOT / "reports"
 HISTORY = REPORTS / "history" / "drills.jsonl"
@@ -43,7 +43,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     problems: list[str] = []
     paths = [
         p
-        for arg in args.paths
+        for arg in (args.paths or [str(project_scenarios())])
         for p in (discover(Path(arg)) if Path(arg).is_dir() else [Path(arg)])
     ]
     for path in paths:
@@ -55,6 +55,35 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
     print(f"{len(paths)} scenario files, {len(problems)} problems", file=sys.stderr)
     return 1 if problems else 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Scaffold a team project: stack file, scenarios, pytest.ini, `make drill`, a CI snippet."""
+    from importlib import metadata
+
+    from drillkit.scaffold import init_project
+
+    try:
+        requirement = f"drillkit=={metadata.version('drillkit')}"
+    except metadata.PackageNotFoundError:
+        requirement = "drillkit"
+    project = Path(args.dir)
+    written, notes = init_project(
+        project,
+        compose=Path(args.compose) if args.compose else None,
+        name=args.name,
+        force=args.force,
+        requirement=requirement,
+    )
+    for path in written:
+        print(f"drillkit: wrote {path}", file=sys.stderr)
+    for note in notes:
+        print(f"drillkit: {note}", file=sys.stderr)
+    print(
+        f"drillkit: next: cd {project} && drillkit validate && pytest -v  (or: make drill)",
+        file=sys.stderr,
+    )
+    return 0
 
 
 KINDS = (
@@ -411,9 +440,19 @@ def main(argv: list[str] | None = None) -> int:
         fn=cmd_build
     )
     v = sub.add_parser("validate", help="validate scenario files")
-    v.add_argument("paths", nargs="*", default=[str(ROOT / "scenarios")])
+    v.add_argument(
+        "paths",
+        nargs="*",
+        help="files or folders (default: the project's scenarios/, else the built-in ones)",
+    )
     v.add_argument("--catalog", action="append", metavar="MODULE", help=_CATALOG_HELP)
     v.set_defaults(fn=cmd_validate)
+    i = sub.add_parser("init", help="scaffold a team project that drills its stack")
+    i.add_argument("dir", nargs="?", default=".", help="the project folder (default: here)")
+    i.add_argument("--compose", metavar="FILE", help="the team's compose file (recorded)")
+    i.add_argument("--name", help="the stack's name (default: from the folder's name)")
+    i.add_argument("--force", action="store_true", help="overwrite files that exist")
+    i.set_defaults(fn=cmd_init)
     c = sub.add_parser("catalog", help="list every fault, recovery step, probe and check")
     c.add_argument("--json", action="store_true", help="machine-readable output")
     c.add_argument("--catalog", action="append", metavar="MODULE", help=_CATALOG_HELP)

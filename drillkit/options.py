@@ -103,6 +103,16 @@ def opt(config: pytest.Config, name: str) -> Any:
     return value
 
 
+def stack_path(config: pytest.Config) -> Path | None:
+    """The stack file (`--drill-stack`, ini `drill_stack`), relative to the rootdir; None: the
+    reference stack."""
+    value = opt(config, "stack")
+    if not value:
+        return None
+    path = Path(value)
+    return path if path.is_absolute() else Path(config.rootpath) / path
+
+
 def catalog_modules(config: pytest.Config) -> list[str]:
     """Team catalogue modules: the ini key's lines, then each `--drill-catalog`."""
     listed = [*config.getini(CATALOG_INI), *(config.getoption("--drill-catalog") or [])]
@@ -167,11 +177,11 @@ def resolve_config(config: pytest.Config) -> RunConfig:
         os.environ.get("DRILLKIT_SESSION") or time.strftime("%Y%m%d-%H%M%S-") + new_run_id()[:4]
     )
     policy = opt(config, "objectives")
-    stack_file = opt(config, "stack")
     return RunConfig(
         results_dir=results / "runs" / run_id,
         run_root=Path(config.rootpath) / ".run",
-        stack_file=Path(stack_file) if stack_file else None,
+        project_dir=Path(config.rootpath),
+        stack_file=stack_path(config),
         probe_interval_s=interval,
         k=int(opt(config, "k")),
         keep_on_failure=bool(opt(config, "keep-on-failure")),
@@ -244,4 +254,5 @@ __all__ = [
     "resolve_config",
     "run_config",
     "scenario_paths",
+    "stack_path",
 ]

@@ -79,8 +79,7 @@ SECRETS = pytest.StashKey[list[str]]()
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "drill_scenario" not in metafunc.fixturenames:
         return
-    stack_file = options.opt(metafunc.config, "stack")
-    services = load_stack(Path(stack_file) if stack_file else None).services
+    services = load_stack(options.stack_path(metafunc.config)).services
     params = []
     problems: list[str] = []
     for path in options.scenario_paths(metafunc.config):

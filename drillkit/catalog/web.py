@@ -159,9 +159,10 @@ def site_probes(stack: Stack, timeout_s: float) -> dict[str, Callable[[], object
         manifest = known_good(stack).manifest
         base = stack.web_url
         problems = served_problems(base, manifest, session=session, timeout_s=timeout_s)
-        r = session.get(base + stack.spec.app.health, timeout=timeout_s)
-        if r.status_code != 200:
-            problems.append(f"{stack.spec.app.health} through the front answered {r.status_code}")
+        health = stack.spec.app.health
+        r = session.get(base + health.path, timeout=timeout_s)
+        if r.status_code != health.status:
+            problems.append(f"{health.path} through the front answered {r.status_code}")
         if problems:
             raise ProbeError(_summary(problems, len(served_paths(manifest)) + 1))
 

@@ -12,15 +12,17 @@ from pathlib import Path
 from drillkit.core.measure import Objectives
 from drillkit.core.scenario import Scenario
 from drillkit.errors import DrillAborted
-from drillkit.paths import ROOT
+from drillkit.paths import project_root
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """Resolved once by drillkit.options (the --drill-* options, their ini twins, the policy file)."""
 
-    results_dir: Path = ROOT / "reports" / "runs" / "adhoc"
-    run_root: Path = ROOT / ".run"
+    results_dir: Path = field(default_factory=lambda: project_root() / "reports" / "runs" / "adhoc")
+    run_root: Path = field(default_factory=lambda: project_root() / ".run")
+    project_dir: Path = field(default_factory=project_root)
+    """The team's project (pytest's rootdir): its git commit goes into the environment record."""
     stack_file: Path | None = None
     probe_interval_s: float = 0.1
     k: int = 5

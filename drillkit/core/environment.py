@@ -9,11 +9,11 @@ import signal
 import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker.errors
 import psycopg
 
-from drillkit.paths import ROOT
 from drillkit.stack import engine
 from drillkit.stack.stack import Stack
 
@@ -49,7 +49,9 @@ def pg_errors(logs: dict[str, str]) -> list[str]:
     return out[-30:]
 
 
-def environment(stack: Stack) -> dict[str, str]:
+def environment(stack: Stack, project: Path) -> dict[str, str]:
+    """Engine, PostgreSQL and image versions, the host, and the git commit of the team's project
+    (`project`; "unknown" when it is not a git work tree)."""
     env: dict[str, str] = {}
     try:
         v = engine.client().version()
@@ -61,13 +63,14 @@ def environment(stack: Stack) -> dict[str, str]:
     for name, tag in stack.image_tags.items():
         env[f"image_{name}"] = tag
     try:
-        env["git_commit"] = subprocess.run(
+        proc = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
+            cwd=project,
             capture_output=True,
             text=True,
             timeout=5,
-        ).stdout.strip()
+        )
+        env["git_commit"] = proc.stdout.strip() if proc.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         env["git_commit"] = "unknown"
     env["host"] = os.uname().nodename

@@ -1,7 +1,8 @@
 """Continuous probes and the write ledger, on the drill's monotonic clock.
 
-- Availability probe: GET the health URL; ok on 200 with status "ok" and maintenance mode off
-  (an app in maintenance refuses writes: it is up, not recovered).
+- Availability probe: GET the health URL; ok when the answer passes the stack file's health rule
+  (`app.health`: status, body text, JSON rules; the reference app's: 200 with status "ok" and
+  maintenance mode off, since an app in maintenance refuses writes: it is up, not recovered).
 - Journey probe: log in, create an order, read it back, read an existing (seeded) order; ok when
   every step answers as expected.
   A journey slower than `degraded_after_s` also fails (a degradation is an outage of the journey).
@@ -31,6 +32,7 @@ import requests
 
 from drillkit.core.measure import AckedWrite, LedgerOutcome, Sample
 from drillkit.errors import EnvironmentBroken
+from drillkit.stack.spec import REFERENCE_HEALTH, HealthSpec
 
 Clock = Callable[[], float]
 CANARY_ORDER_ID = 1
@@ -38,18 +40,18 @@ CANARY_ORDER_ID = 1
 existing data (not only new writes) is user-visible."""
 
 
-def health_verdict(status_code: int, body: object) -> str | None:
-    """Why a health answer is not a pass, or None when it is one.
+def health_verdict(
+    status_code: int, body: object, rule: HealthSpec = REFERENCE_HEALTH
+) -> str | None:
+    """Why a health answer (its text, or its parsed JSON) is not a pass by the stack file's
+    health rule, or None when it is one.
 
-    A 200 that says maintenance mode is on fails: the app refuses writes until maintenance is
-    off, and recovery cannot be said to be reached before that (with it counted as a pass, a
-    write refused after T_recovered was possible between the journey probe's ticks).
+    The reference app's rule fails a 200 that says maintenance mode is on: the app refuses writes
+    until maintenance is off, and recovery cannot be said to be reached before that (with it
+    counted as a pass, a write refused after T_recovered was possible between the journey probe's
+    ticks).
     """
-    if status_code != 200 or not isinstance(body, dict) or body.get("status") != "ok":
-        return f"health {status_code}: {str(body)[:120]}"
-    if body.get("maintenance"):
-        return "health: maintenance mode on (writes are refused)"
-    return None
+    return rule.verdict(status_code, body)
 
 
 def payload_hash(payload: str) -> str:
@@ -146,7 +148,7 @@ class Probes:
     def __init__(
         self,
         base_url: Callable[[], str],
-        health_path: str,
+        health: HealthSpec,
         password: Callable[[], str],
         config: ProbeConfig,
         run_tag: str,
@@ -159,7 +161,8 @@ class Probes:
         self.extra = dict(extra or {})
         """name -> check run at every tick like the built-in probes (fails when it raises)."""
         self.clock = clock
-        self.health_url = lambda: base_url() + health_path
+        self.health = health
+        self.health_url = lambda: base_url() + health.path
         self.journey_client = AppClient(base_url, probe_user, password, config.timeout_s)
         self.writer_client = AppClient(base_url, writer_user, password, config.timeout_s)
         self.samples: list[Sample] = []
@@ -241,11 +244,7 @@ class Probes:
         start = self.clock()
         try:
             r = requests.get(self.health_url(), timeout=self.config.timeout_s)
-            try:
-                body: object = r.json()
-            except ValueError:
-                body = r.text
-            err = health_verdict(r.status_code, body)
+            err = health_verdict(r.status_code, r.text, self.health)
             ok = err is None
         except PROBE_FAILURES as exc:
             ok, err = False, f"{type(exc).__name__}: {str(exc)[:160]}"

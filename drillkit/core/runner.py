@@ -161,7 +161,7 @@ class Runner:
         stack = self.stack = Stack(self.spec, self.run_id, run_dir, self._stack_options(deadline))
         self.secret_values = stack.secrets.values()
         stack.up()
-        self.result.environment = environment(stack)
+        self.result.environment = environment(stack, self.config.project_dir)
         self._emit(Phase.PROVISIONED, services=list(stack.services))
         return stack
 

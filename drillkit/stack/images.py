@@ -107,13 +107,16 @@ def bootstrap_base(progress: Progress = _stderr) -> None:
 
 
 def context_hash(context: Path, base_id: str) -> str:
-    """SHA-256 over the base image id and every file (path, mode, content) of a build context."""
+    """SHA-256 over the base image id and every file (path, executable or not, content) of a build
+    context. The mode counts only as git and wheels keep it (0o755 or 0o644), so a checkout and an
+    installed wheel of the same tree hash alike whatever the umask was."""
     h = hashlib.sha256(base_id.encode())
     for path in sorted(p for p in context.rglob("*") if p.is_file()):
         rel = path.relative_to(context).as_posix()
         if "__pycache__" in rel:
             continue
-        h.update(rel.encode() + b"\0" + oct(path.stat().st_mode & 0o777).encode() + b"\0")
+        mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
+        h.update(rel.encode() + b"\0" + oct(mode).encode() + b"\0")
         h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()[:16]
 

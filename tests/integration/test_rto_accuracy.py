@@ -7,11 +7,13 @@ interval plus one probe's round trip; the figures go to reports/bench/rto-accura
 """
 
 import json
+from pathlib import Path
 
 import pytest
 
 from drillkit.core.scenario import parse_scenario_text
-from drillkit.paths import ROOT
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout (tests run in it)
 
 SCENARIO = """
 id: rto-accuracy-{n}

@@ -6,14 +6,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from drillkit.errors import ValidationError
-from drillkit.stack.spec import REFERENCE, StackSpec, load_stack, parse_stack
+from drillkit.stack.spec import REFERENCE, REFERENCE_HEALTH, StackSpec, load_stack, parse_stack
 from drillkit.validate import Problems, parse_duration, parse_yaml
 
 
 def test_reference_stack_loads():
     spec = load_stack()
     assert spec.services == ("primary", "replica", "app")
-    assert spec.app.health == "/api/health"
+    assert spec.app.health.path == "/api/health" and spec.app.health == REFERENCE_HEALTH
 
 
 @pytest.mark.parametrize(
@@ -127,7 +127,7 @@ def _parses_or_says_where(data):
         assert exc.problems and all(p.startswith("fuzz.yaml: ") for p in exc.problems)
     else:
         assert isinstance(spec, StackSpec)
-        assert 0 < spec.app.port < 65536 and spec.app.health.startswith("/")
+        assert 0 < spec.app.port < 65536 and spec.app.health.path.startswith("/")
 
 
 @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])

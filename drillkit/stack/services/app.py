@@ -76,12 +76,13 @@ class App(ServiceKind):
         return f"http://127.0.0.1:{self.stack.port('app', self.stack.spec.app.port)}"
 
     def health(self, timeout_s: float = 2.0) -> requests.Response:
-        return requests.get(self.url + self.stack.spec.app.health, timeout=timeout_s)
+        return requests.get(self.url + self.stack.spec.app.health.path, timeout=timeout_s)
 
     def wait(self, timeout_s: float | None = None) -> None:
-        wait_for(
-            lambda: self.health(1.0).status_code == 200,
-            what="the app's health endpoint",
+        status = self.stack.spec.app.health.status
+        wait_for(  # answering: the declared status (the availability probe judges the body too)
+            lambda: self.health(1.0).status_code == status,
+            what=f"the app's health endpoint to answer {status}",
             timeout_s=timeout_s or self.stack.options.ready_timeout_s,
             context=self.stack.log_context("app"),
         )
