@@ -267,7 +267,7 @@ def cmd_finish(args: argparse.Namespace) -> int:
         if (r.run_id, r.scenario_id) not in recorded:  # finishing a session twice adds nothing
             history.append_history(history_file, r)
     rows = history.load_history(history_file)
-    scenarios = Path(args.scenarios) if args.scenarios else ROOT / "scenarios"
+    scenarios = Path(args.scenarios) if args.scenarios else project_scenarios()
     ids = [p.stem for p in discover(scenarios)] if scenarios.is_dir() else []
     stale = history.stale_scenarios(rows, ids, max_age_days=args.max_age_days)
     given = {"executor": args.executor, "verifier": args.verifier, "approver": args.approver}
@@ -392,7 +392,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     results = root / "allure-results"
     out = root / "allure-report"
     rows = history.load_history(root / "history" / "drills.jsonl")
-    ids = [p.stem for p in discover(ROOT / "scenarios")]
+    ids = [p.stem for p in discover(project_scenarios())]
     board = _write_dashboard(root, rows, ids, history.stale_scenarios(rows, ids))
     print(f"drillkit: history dashboard: {board}")
     if not results.is_dir():

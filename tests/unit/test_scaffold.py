@@ -85,7 +85,7 @@ def test_a_bad_compose_file_is_refused_and_nothing_written(tmp_path, text, expec
 def test_existing_files_are_kept_unless_forced(tmp_path, capsys):
     (tmp_path / "pytest.ini").write_text("[pytest]\n# ours\n")
     (tmp_path / "Makefile").write_text("build:\n\ttrue\n")
-    assert main(["init", str(tmp_path)]) == 1
+    assert main(["init", str(tmp_path)]) == 4
     err = capsys.readouterr().err
     assert "pytest.ini: exists (use --force to overwrite)" in err
     assert (tmp_path / "pytest.ini").read_text() == "[pytest]\n# ours\n"
