@@ -131,9 +131,20 @@ def parse_scenario_text(
     return parse_scenario(parse_yaml(text, source), source, services, text)
 
 
+PENDING = Step(name="(injected by the test)", action="", params={}, timeout_s=60.0)
+"""The fault of a Python drill before the test injects it (drillkit.fixtures)."""
+
+
 def parse_scenario(
-    data: Any, source: str | Path, services: tuple[str, ...] = SERVICES, text: str = ""
+    data: Any,
+    source: str | Path,
+    services: tuple[str, ...] = SERVICES,
+    text: str = "",
+    *,
+    partial: bool = False,
 ) -> Scenario:
+    """A validated Scenario. `partial` (a Python drill's header, drillkit.fixtures): fault and
+    recovery are not required (the test calls them later; each is checked by `parse_step`)."""
     p = Problems(source)
     for registry in (FAULTS, RECOVERY, CHECKS):
         registry.require_loaded()
@@ -142,6 +153,8 @@ def parse_scenario(
             "", f"expected a mapping (id, title, fault, recovery, ...), got {type(data).__name__}"
         )
         p.raise_if_any()
+    if partial:
+        data = {"fault": None, "recovery": None, **data}
     sev, tags, src = _header(p, data, source)
     objectives = _objectives(p, data.get("objectives"))
     stack = _stack(p, data.get("stack", {}))
@@ -150,8 +163,11 @@ def parse_scenario(
             services = (*services, *added)
     probes = _probes(p, data.get("probes", {}))
     steady = _duration_block(p, data.get("steady_state", {"duration": "1500ms"}), "steady_state")
-    fault = _step(p, "fault", data.get("fault"), FAULTS, services) if "fault" in data else None
-    recovery = _recovery(p, data, services)
+    if partial:  # the test injects the fault and calls the steps later (parse_step checks each)
+        fault, recovery = PENDING, []
+    else:
+        fault = _step(p, "fault", data.get("fault"), FAULTS, services) if "fault" in data else None
+        recovery = _recovery(p, data, services)
     checklist = _checklist_items(p, data.get("checklist", list(DEFAULT_CHECKLIST)), services)
     observe = parse_duration(p, "observe", data.get("observe", "2s"))
     settle = parse_duration(p, "settle", data.get("settle", "4s"))
@@ -399,6 +415,20 @@ def _step(
     name = raw.get("name", action)
     typed(p, f"{path}.name", name, str, "a string")
     return Step(name=str(name), action=action, params=params, timeout_s=timeout or 60.0)
+
+
+def parse_step(
+    kind: str, raw: dict[str, Any], source: str, services: tuple[str, ...] = SERVICES
+) -> Step:
+    """One fault (`kind` "fault") or recovery step ("recovery") given as a scenario file gives it
+    ({action, name, with, timeout}), validated the same way; ValidationError names the problems."""
+    p = Problems(source)
+    registry = FAULTS if kind == "fault" else RECOVERY
+    registry.require_loaded()
+    step = _step(p, kind, raw, registry, services)
+    p.raise_if_any()
+    assert step is not None
+    return step
 
 
 def _checklist_items(p: Problems, raw: Any, services: tuple[str, ...]) -> list[Check]:
