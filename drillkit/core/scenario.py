@@ -132,7 +132,9 @@ def parse_scenario_text(
 
 
 PENDING = Step(name="(injected by the test)", action="", params={}, timeout_s=60.0)
-"""The fault of a Python drill before the test injects it (drillkit.fixtures)."""
+"""The fault of a Python drill before the test injects it (drillkit.fixtures):
+`parse_scenario(..., partial=True)` validates such a drill's header, which has no fault or
+recovery yet (the test calls them later, `parse_step` checking each)."""
 
 
 def parse_scenario(
@@ -143,8 +145,6 @@ def parse_scenario(
     *,
     partial: bool = False,
 ) -> Scenario:
-    """A validated Scenario. `partial` (a Python drill's header, drillkit.fixtures): fault and
-    recovery are not required (the test calls them later; each is checked by `parse_step`)."""
     p = Problems(source)
     for registry in (FAULTS, RECOVERY, CHECKS):
         registry.require_loaded()
@@ -153,9 +153,7 @@ def parse_scenario(
             "", f"expected a mapping (id, title, fault, recovery, ...), got {type(data).__name__}"
         )
         p.raise_if_any()
-    if partial:
-        data = {"fault": None, "recovery": None, **data}
-    sev, tags, src = _header(p, data, source)
+    sev, tags, src = _header(p, data, source, partial)
     objectives = _objectives(p, data.get("objectives"))
     stack = _stack(p, data.get("stack", {}))
     for option, added in OPTIONAL_SERVICES.items():
@@ -163,18 +161,13 @@ def parse_scenario(
             services = (*services, *added)
     probes = _probes(p, data.get("probes", {}))
     steady = _duration_block(p, data.get("steady_state", {"duration": "1500ms"}), "steady_state")
-    if partial:  # the test injects the fault and calls the steps later (parse_step checks each)
-        fault, recovery = PENDING, []
-    else:
-        fault = _step(p, "fault", data.get("fault"), FAULTS, services) if "fault" in data else None
-        recovery = _recovery(p, data, services)
+    fault, recovery = _steps(p, data, services, partial)
     checklist = _checklist_items(p, data.get("checklist", list(DEFAULT_CHECKLIST)), services)
     observe = parse_duration(p, "observe", data.get("observe", "2s"))
     settle = parse_duration(p, "settle", data.get("settle", "4s"))
     max_dur = parse_duration(p, "max_duration", data.get("max_duration", "300s"), allow_zero=False)
     expect = _expect(p, data.get("expect", {"outcome": "pass"}))
-    if objectives and objectives.rto_s == 0 and restores_backup(recovery):
-        p.add("objectives.rto", "an RTO of 0 is impossible for a runbook that restores a backup")
+    _check_rto(p, objectives, recovery)
     p.raise_if_any()
     assert (
         fault is not None
@@ -206,10 +199,14 @@ def parse_scenario(
     )
 
 
-def _header(p: Problems, data: dict[str, Any], source: str | Path) -> tuple[Any, Any, Any]:
+def _header(
+    p: Problems, data: dict[str, Any], source: str | Path, partial: bool = False
+) -> tuple[Any, Any, Any]:
     """The top-level keys, id / title / failure_class, severity, tags and source: (severity,
-    tags, source) as found (checked, not converted)."""
-    check_keys(p, "", data, TOP_KEYS, REQUIRED)
+    tags, source) as found (checked, not converted). A partial header (a Python drill's) needs
+    no fault or recovery."""
+    required = tuple(k for k in REQUIRED if not partial or k not in ("fault", "recovery"))
+    check_keys(p, "", data, TOP_KEYS, required)
     for key in ("id", "title", "failure_class"):
         if key in data:
             typed(p, key, data[key], str, "a string")
@@ -228,6 +225,22 @@ def _header(p: Problems, data: dict[str, Any], source: str | Path) -> tuple[Any,
         for k, v in src.items():
             typed(p, f"source.{k}", v, str, "a string (quote numbers like '000')")
     return sev, tags, src
+
+
+def _check_rto(p: Problems, objectives: Objectives | None, recovery: list[Step]) -> None:
+    if objectives and objectives.rto_s == 0 and restores_backup(recovery):
+        p.add("objectives.rto", "an RTO of 0 is impossible for a runbook that restores a backup")
+
+
+def _steps(
+    p: Problems, data: dict[str, Any], services: tuple[str, ...], partial: bool
+) -> tuple[Step | None, list[Step]]:
+    """The fault and the recovery steps; a partial (Python drill) header has neither yet: the
+    test injects the fault and calls the steps later, `parse_step` checking each."""
+    if partial:
+        return PENDING, []
+    fault = _step(p, "fault", data.get("fault"), FAULTS, services) if "fault" in data else None
+    return fault, _recovery(p, data, services)
 
 
 def _recovery(p: Problems, data: dict[str, Any], services: tuple[str, ...]) -> list[Step]:

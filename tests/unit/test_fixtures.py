@@ -4,6 +4,9 @@ and the plugin registers the fixtures."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -134,19 +137,21 @@ def test_the_plugin_registers_the_fixtures(pytestconfig: pytest.Config) -> None:
         assert hasattr(plugin, name), name
 
 
-def test_a_drill_marker_with_a_bad_check_is_a_usage_error(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # this drillkit, not an installed one
-    pytester.makepyfile(
-        """
-        import pytest
-
-        @pytest.mark.drill(rto="15s", rpo="0s", checklist=["no-such-check"])
-        def test_x(drill_definition):
-            pass
-        """
+def test_a_drill_marker_with_a_bad_check_is_an_error_before_any_container(tmp_path: Path) -> None:
+    (tmp_path / "test_bad.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.drill(rto='15s', rpo='0s', checklist=['no-such-check'])\n"
+        "def test_x(drill_stack):\n"
+        "    pass\n"
     )
-    result = pytester.runpytest_subprocess("-p", "no:randomly")
-    result.assert_outcomes(errors=1)  # refused before anything starts: an error, not a failure
-    result.stdout.fnmatch_lines(["*invalid drill*", "*unknown check 'no-such-check'*"])
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this drillkit, not an installed one
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider", "-q"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "1 error" in proc.stdout, proc.stdout[-3000:]
+    assert "invalid drill" in proc.stdout and "unknown check 'no-such-check'" in proc.stdout
