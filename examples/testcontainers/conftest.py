@@ -29,7 +29,8 @@ def drill_containers(drill_blueprint, drill_stack_spec):
     edge = bp.network(internal=False).create()
     made = []
     try:
-        db = DockerContainer(bp.image("postgres")).with_env("DRILLKIT_ROLE", "primary")
+        db = DockerContainer(bp.image("postgres")).with_name(bp.name("primary"))
+        db.with_env("DRILLKIT_ROLE", "primary")
         db.with_network(edge).with_kwargs(init=True, shm_size="128m")
         for host, path in bp.mounts("primary").items():
             db.with_volume_mapping(host, path, "ro")
@@ -41,7 +42,8 @@ def drill_containers(drill_blueprint, drill_stack_spec):
         made.append(db.start())
         net.connect(db.get_wrapped_container().id, ["primary"])
 
-        app = DockerContainer(bp.image("app")).with_envs(**app_spec.env)
+        app = DockerContainer(bp.image("app")).with_name(bp.name("app"))
+        app.with_envs(**app_spec.env)
         app.with_network(edge).with_kwargs(init=True)
         for host, path in bp.mounts("app").items():
             app.with_volume_mapping(host, path, "ro")
