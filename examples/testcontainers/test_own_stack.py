@@ -17,7 +17,7 @@ OWN = {"runbook": "our-db-runbook", "section": "database restart"}
 
 
 @pytest.mark.drill(
-    id="own-kill-restart", source=OWN, rto="8s", rpo="0s", detection="3s", checklist=CHECKLIST
+    id="own-kill-restart", source=OWN, rto="6s", rpo="0s", detection="3s", checklist=CHECKLIST
 )
 def test_kill_and_restart(drill_stack, fault, runbook, verdict):
     """Our PostgreSQL killed; the runbook restarts it."""
@@ -43,12 +43,12 @@ def test_partition(fault, runbook, verdict):
 
 
 @pytest.mark.drill(
-    id="own-kill-no-restart", source=OWN, rto="8s", rpo="0s", detection="3s", checklist=CHECKLIST
+    id="own-kill-no-restart", source=OWN, rto="6s", rpo="0s", detection="3s", checklist=CHECKLIST
 )
 def test_sabotaged_kill_without_restart(fault, runbook, verdict):
     """Sabotaged twin: the runbook checks the app but never restarts the database (must fail)."""
     with fault("kill-postmaster", service="primary"):
         pass
     runbook("check-service-status", service="primary", timeout="10s")
-    runbook("wait-app-healthy", timeout="5s")
+    runbook("wait-app-healthy", timeout="2s")
     verdict()

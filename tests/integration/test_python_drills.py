@@ -77,7 +77,7 @@ def test_an_outside_project_drills_its_own_testcontainers_stack(tmp_path: Path) 
         rec = record(results, drill_id)
         m = rec["measurement"]
         assert rec["status"] == "passed", rec["breaches"]
-        assert m["rto_s"] is not None and 0 < m["rto_s"] <= 8, m
+        assert m["rto_s"] is not None and 0 < m["rto_s"] <= rec["objectives"]["rto_s"], m
         assert m["lost"] == 0 and m["acked"] > 0 and m["rpo_s"] == 0, m
         assert {s["kind"] for s in rec["steps"]} == {"fault", "recovery"}
         assert all(c["ok"] for c in rec["checks"]), rec["checks"]
