@@ -54,6 +54,12 @@ def _interrupt_on_sigterm() -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for tag in ("nightly", "quarterly", "integration", "sabotage"):
         config.addinivalue_line("markers", f"{tag}: drillkit {tag}")
+    config.addinivalue_line(
+        "markers",
+        "drill(id=, title=, rto=, rpo=, ...): a drill written in Python (drillkit.fixtures)",
+    )
+    if not config.pluginmanager.has_plugin("drillkit.fixtures"):
+        config.pluginmanager.import_plugin("drillkit.fixtures")  # drill_stack, traffic, fault, ...
     config.stash[_RESULTS] = []
     config.stash[_OUTCOMES] = {"breach": 0, "broken": 0, "other": 0, "bad_input": 0}
     config.stash[_SECRETS_SEEN] = []

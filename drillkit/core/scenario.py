@@ -132,8 +132,19 @@ def parse_scenario_text(
     return parse_scenario(parse_yaml(text, source), source, services, text)
 
 
+PENDING = Step(name="(injected by the test)", action="", params={}, timeout_s=60.0)
+"""The fault of a Python drill before the test injects it (drillkit.fixtures):
+`parse_scenario(..., partial=True)` validates such a drill's header, which has no fault or
+recovery yet (the test calls them later, `parse_step` checking each)."""
+
+
 def parse_scenario(
-    data: Any, source: str | Path, services: tuple[str, ...] = SERVICES, text: str = ""
+    data: Any,
+    source: str | Path,
+    services: tuple[str, ...] = SERVICES,
+    text: str = "",
+    *,
+    partial: bool = False,
 ) -> Scenario:
     p = Problems(source)
     for registry in (FAULTS, RECOVERY, CHECKS):
@@ -143,7 +154,7 @@ def parse_scenario(
             "", f"expected a mapping (id, title, fault, recovery, ...), got {type(data).__name__}"
         )
         p.raise_if_any()
-    sev, tags, src = _header(p, data, source)
+    sev, tags, src = _header(p, data, source, partial)
     objectives = _objectives(p, data.get("objectives"))
     stack = _stack(p, data.get("stack", {}))
     for option, added in OPTIONAL_SERVICES.items():
@@ -151,15 +162,13 @@ def parse_scenario(
             services = (*services, *added)
     probes = _probes(p, data.get("probes", {}))
     steady = _duration_block(p, data.get("steady_state", {"duration": "1500ms"}), "steady_state")
-    fault = _step(p, "fault", data.get("fault"), FAULTS, services) if "fault" in data else None
-    recovery = _recovery(p, data, services)
+    fault, recovery = _steps(p, data, services, partial)
     checklist = _checklist_items(p, data.get("checklist", list(DEFAULT_CHECKLIST)), services)
     observe = parse_duration(p, "observe", data.get("observe", "2s"))
     settle = parse_duration(p, "settle", data.get("settle", "4s"))
     max_dur = parse_duration(p, "max_duration", data.get("max_duration", "300s"), allow_zero=False)
     expect = _expect(p, data.get("expect", {"outcome": "pass"}))
-    if objectives and objectives.rto_s == 0 and restores_backup(recovery):
-        p.add("objectives.rto", "an RTO of 0 is impossible for a runbook that restores a backup")
+    _check_rto(p, objectives, recovery)
     p.raise_if_any()
     assert (
         fault is not None
@@ -191,10 +200,14 @@ def parse_scenario(
     )
 
 
-def _header(p: Problems, data: dict[str, Any], source: str | Path) -> tuple[Any, Any, Any]:
+def _header(
+    p: Problems, data: dict[str, Any], source: str | Path, partial: bool = False
+) -> tuple[Any, Any, Any]:
     """The top-level keys, id / title / failure_class, severity, tags and source: (severity,
-    tags, source) as found (checked, not converted)."""
-    check_keys(p, "", data, TOP_KEYS, REQUIRED)
+    tags, source) as found (checked, not converted). A partial header (a Python drill's) needs
+    no fault or recovery."""
+    required = tuple(k for k in REQUIRED if not partial or k not in ("fault", "recovery"))
+    check_keys(p, "", data, TOP_KEYS, required)
     for key in ("id", "title", "failure_class"):
         if key in data:
             typed(p, key, data[key], str, "a string")
@@ -216,6 +229,22 @@ def _header(p: Problems, data: dict[str, Any], source: str | Path) -> tuple[Any,
         if isinstance(url, str) and not re.fullmatch(r"https?://[^\s/]+[^\s]*", url):
             p.add("source.url", "expected an http:// or https:// URL of the runbook section")
     return sev, tags, src
+
+
+def _check_rto(p: Problems, objectives: Objectives | None, recovery: list[Step]) -> None:
+    if objectives and objectives.rto_s == 0 and restores_backup(recovery):
+        p.add("objectives.rto", "an RTO of 0 is impossible for a runbook that restores a backup")
+
+
+def _steps(
+    p: Problems, data: dict[str, Any], services: tuple[str, ...], partial: bool
+) -> tuple[Step | None, list[Step]]:
+    """The fault and the recovery steps; a partial (Python drill) header has neither yet: the
+    test injects the fault and calls the steps later, `parse_step` checking each."""
+    if partial:
+        return PENDING, []
+    fault = _step(p, "fault", data.get("fault"), FAULTS, services) if "fault" in data else None
+    return fault, _recovery(p, data, services)
 
 
 def _recovery(p: Problems, data: dict[str, Any], services: tuple[str, ...]) -> list[Step]:
@@ -403,6 +432,20 @@ def _step(
     name = raw.get("name", action)
     typed(p, f"{path}.name", name, str, "a string")
     return Step(name=str(name), action=action, params=params, timeout_s=timeout or 60.0)
+
+
+def parse_step(
+    kind: str, raw: dict[str, Any], source: str, services: tuple[str, ...] = SERVICES
+) -> Step:
+    """One fault (`kind` "fault") or recovery step ("recovery") given as a scenario file gives it
+    ({action, name, with, timeout}), validated the same way; ValidationError names the problems."""
+    p = Problems(source)
+    registry = FAULTS if kind == "fault" else RECOVERY
+    registry.require_loaded()
+    step = _step(p, kind, raw, registry, services)
+    p.raise_if_any()
+    assert step is not None
+    return step
 
 
 def _checklist_items(p: Problems, raw: Any, services: tuple[str, ...]) -> list[Check]:

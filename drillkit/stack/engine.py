@@ -19,8 +19,12 @@ SERVICE_LABEL = "io.drillkit.service"
 OWNER_LABEL = "io.drillkit.owner-pid"
 """pid of the harness process that created the resource: a dead owner means an orphan to reap."""
 
-# testcontainers and friends: never resolve the engine host from inside-container heuristics.
+# testcontainers (drillkit.fixtures, a team's own containers): Ryuk's image cannot be pulled (we
+# reap by our labels), and on this VM it would resolve the engine host from inside-container
+# heuristics (the bridge gateway): talk to the engine's host, reach ports on 127.0.0.1.
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
+os.environ.setdefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
 
 
 @functools.cache

@@ -180,6 +180,38 @@ class Stack:
             kind.wait_ready()
         self.progress(f"stack {self.run_id} ready in {time.monotonic() - t0:.1f} s")
 
+    def prepare(self) -> None:
+        """Write every kind's files into the run dir (secrets exist from the constructor), for
+        containers someone else creates and hands to `adopt` (drillkit.fixtures)."""
+        for kind in self.kinds.values():
+            kind.configure()
+
+    def adopt(self, containers: dict[str, Container], network: Any) -> None:
+        """Take over containers created outside drillkit (a test's testcontainers objects), one per
+        service, and wait until each kind is ready. Each must already carry this run's labels
+        (labels are fixed at creation: `labels(service)`), and so must `network`, the one the
+        services reach each other on by name; `down()` reaps them all by those labels."""
+        missing = [s for s in self.services if s not in containers]
+        unknown = [s for s in containers if s not in self.services]
+        if missing or unknown:
+            raise EnvironmentBroken(
+                f"adopted containers must be exactly the services {', '.join(self.services)}"
+                + (f"; missing {', '.join(missing)}" if missing else "")
+                + (f"; not a service: {', '.join(unknown)}" if unknown else "")
+            )
+        network.reload()
+        if (network.attrs.get("Labels") or {}).get(engine.RUN_LABEL) != self.run_id:
+            raise BlastRadiusError(
+                f"refusing to adopt network {network.name}: it does not carry label "
+                f"{engine.RUN_LABEL}={self.run_id}"
+            )
+        for service, c in containers.items():
+            self.check_owned(c)
+            self.containers[service] = c
+        self.net = network
+        for kind in self._in("ready_rank"):
+            kind.wait_ready()
+
     def volume(self, part: str, service: str) -> Volume:
         """A new volume `dk-<run>-<part>`, labelled as the service's."""
         return self.client.volumes.create(self.name(part), labels=self.labels(service))
