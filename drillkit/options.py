@@ -40,6 +40,13 @@ OPTIONS: list[tuple[str, str, Any, str]] = [
     ("results", "string", "reports", "where results, Allure results and evidence packs go"),
     ("min-free-disk", "string", "2", "GiB of free disk required before injecting"),
     (
+        "allow-host-exec",
+        "bool",
+        False,
+        "let scenarios run host-exec steps (a shell on this host, as the harness user, with a "
+        "minimal environment); off by default: such a scenario is refused before anything starts",
+    ),
+    (
         "baseline-backup",
         "string",
         "auto",
@@ -91,6 +98,12 @@ def opt(config: pytest.Config, name: str) -> Any:
     if value is None:
         value = config.getini("drill_" + name.replace("-", "_"))
     return value
+
+
+def allow_host_exec(config: pytest.Config) -> bool:
+    """Whether the operator opted in to host-exec (`--drill-allow-host-exec`, ini
+    `drill_allow_host_exec`; off by default)."""
+    return bool(opt(config, "allow-host-exec"))
 
 
 def catalog_modules(config: pytest.Config) -> list[str]:
@@ -227,6 +240,7 @@ __all__ = [
     "CATALOG_INI",
     "OPTIONS",
     "add_options",
+    "allow_host_exec",
     "catalog_modules",
     "load_policy",
     "opt",

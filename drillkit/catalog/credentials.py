@@ -125,14 +125,18 @@ def terminate_sessions(
         if started_before == "rotation"
         else time.time()
     )
-    rows = ctx.stack.sql(
-        ctx.primary,
-        (
-            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = "
-            f"'{role}' AND backend_start < to_timestamp({cutoff}) AND pid <> pg_backend_pid()"
-        ),
-    )
-    return f"terminated {len(rows)} sessions of {role}: {[r[0] for r in rows]}"
+    with ctx.stack.connect(ctx.primary) as conn:
+        rows = conn.execute(
+            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s"
+            " AND backend_start < to_timestamp(%s) AND pid <> pg_backend_pid()",
+            (role, float(cutoff)),
+        ).fetchall()
+    done = [r[0] for r in rows if r[1]]
+    if not done:
+        raise StepFailed(
+            "terminate-sessions", f"no session of {role} opened before the {started_before} to end"
+        )
+    return f"terminated {len(done)} sessions of {role}: {done}"
 
 
 LEAK_APP_NAME = "drill-leak"
