@@ -10,6 +10,7 @@ rootdir).
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -176,7 +177,7 @@ def resolve_config(config: pytest.Config) -> RunConfig:
         run_root=Path(config.rootpath) / ".run",
         stack_file=Path(stack_file) if stack_file else None,
         probe_interval_s=interval,
-        k=int(opt(config, "k")),
+        k=int(_number("--drill-k", opt(config, "k"), 1, 100, whole=True)),
         keep_on_failure=bool(opt(config, "keep-on-failure")),
         seed_scale=opt(config, "seed-scale"),
         objectives=_merge(
@@ -185,11 +186,25 @@ def resolve_config(config: pytest.Config) -> RunConfig:
                 config.getoption("--drill-objective") or config.getini("drill_objective")
             ),
         ),
-        min_free_disk_gib=float(opt(config, "min-free-disk")),
+        min_free_disk_gib=_number("--drill-min-free-disk", opt(config, "min-free-disk"), 0, 1024),
         baseline_backup=_choice(
             "--drill-baseline-backup", opt(config, "baseline-backup"), ("auto", "always", "never")
         ),
     )
+
+
+def _number(option: str, value: Any, low: float, high: float, whole: bool = False) -> float:
+    """A numeric option, finite and within [low, high] (a whole number when `whole`)."""
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and low <= number <= high) or (whole and number != int(number)):
+        kind = "a whole number" if whole else "a number"
+        raise ValidationError(
+            [f"{option}: expected {kind} from {low:g} to {high:g}, got {value!r}"]
+        )
+    return number
 
 
 def _choice(option: str, value: str, choices: tuple[str, ...]) -> str:

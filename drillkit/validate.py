@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 import stat
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -198,13 +199,17 @@ def _yaml_error(exc: yaml.YAMLError, source: str | Path) -> ValidationError:
     return ValidationError([f"{source}: {where}: malformed YAML: {str(problem)[:160]}"])
 
 
-PYTHON_REPARSE_BYTES = 64 * 1024
+PYTHON_REPARSE_BYTES = 8 * 1024
 
 
 def _python_error(text: str) -> yaml.YAMLError | None:
     """The pure-Python parser's error for a small malformed document: it names the line where
     the construct began ('while parsing ...'), the C parser often the line after."""
-    if _LoaderBase is yaml.SafeLoader or len(text) > PYTHON_REPARSE_BYTES:
+    if (
+        _LoaderBase is yaml.SafeLoader
+        or len(text) > PYTHON_REPARSE_BYTES
+        or text.count("[") + text.count("{") > 256  # its scanner is slow on deep flow nesting
+    ):
         return None
     try:
         for _ in yaml.parse(text, Loader=yaml.SafeLoader):
@@ -281,6 +286,8 @@ def check_text(p: Problems, path: str, value: Any) -> None:
 
 
 MAX_UNKNOWN_REPORTED = 5
+KEY_SHOWN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,23}")
+"""An unknown key is echoed only when it looks like a key name (a short plain word)."""
 
 
 def check_keys(
@@ -290,11 +297,11 @@ def check_keys(
     allowed = list(allowed)
     unknown = [key for key in data if not isinstance(key, str) or key not in allowed]
     for key in unknown[:MAX_UNKNOWN_REPORTED]:
-        shown = str(key) if len(str(key)) <= EXCERPT else str(key)[: EXCERPT - 1] + "…"
-        p.add(
-            f"{path}.{shown}".lstrip("."),
-            f"unknown key{suggest(str(key), allowed)}; allowed: {', '.join(allowed)}",
-        )
+        if isinstance(key, str) and KEY_SHOWN.fullmatch(key):
+            where, hint = f"{path}.{key}".lstrip("."), suggest(key, allowed)
+        else:  # not a name: file content (a symlinked secret file's line), never echoed
+            where, hint = path, f" ({len(str(key))} characters, not shown)"
+        p.add(where, f"unknown key{hint}; allowed: {', '.join(allowed)}")
     if len(unknown) > MAX_UNKNOWN_REPORTED:
         p.add(path, f"and {len(unknown) - MAX_UNKNOWN_REPORTED} more unknown keys")
     for key in required:
