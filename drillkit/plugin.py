@@ -16,6 +16,7 @@ knows none of them.
 
 from __future__ import annotations
 
+import configparser
 import signal
 import time
 from collections.abc import Callable
@@ -101,15 +102,34 @@ SCENARIO_TAG = "drillkit scenario tag"
 def foreign_markers(config: pytest.Config) -> set[str]:
     """Markers registered by pytest or another plugin (skip, xfail, timeout, flaky, ...): a
     scenario tag with such a name could change the outcome, so it never becomes a mark."""
-    raw = config.inicfg.get("markers", [])
-    declared = raw.splitlines() if isinstance(raw, str) else list(raw)
-    own = {_marker_name(line) for line in declared}  # the project's ini: the operator's own
+    own = {_marker_name(line) for line in _ini_markers(config.inipath)}  # the operator's own
     names = set()
     for line in config.getini("markers"):
         name, doc = _marker_name(line), line.partition(":")[2].strip()
         if doc not in (SCENARIO_TAG, f"drillkit {name}") and name not in own:
             names.add(name)
     return names
+
+
+def _ini_markers(inipath: Path | None) -> list[str]:
+    """The `markers` lines of the ini file itself (pytest's getini merges in every plugin's)."""
+    if inipath is None or not inipath.is_file():
+        return []
+    try:
+        if inipath.suffix == ".toml":
+            import tomllib
+
+            table = tomllib.loads(inipath.read_text(encoding="utf-8"))
+            raw = table.get("tool", {}).get("pytest", {}).get("ini_options", {}).get("markers", [])
+            return [str(line) for line in raw] if isinstance(raw, list) else str(raw).splitlines()
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read(inipath, encoding="utf-8")
+        for section in ("pytest", "tool:pytest"):
+            if parser.has_option(section, "markers"):
+                return parser.get(section, "markers").splitlines()
+    except (OSError, ValueError, configparser.Error):
+        return []
+    return []
 
 
 def _marker_name(line: str) -> str:
