@@ -94,14 +94,20 @@ def preserve_evidence(ctx: DrillContext) -> str:
 
 @RECOVERY("rotate-db-password")
 def rotate_db_password(ctx: DrillContext, role: str = "app") -> str:
-    """New password for the role in the database and in the app's secret file."""
-    _, new = ctx.stack.secrets.rotate("app_db_password")
+    """New password for the role in the database, then in the app's secret file (only once the
+    database accepted it). The session logs no statement, not even a failing one: PostgreSQL's
+    log would otherwise keep the new password of a failed ALTER ROLE."""
+    new = ctx.stack.secrets.generate()
     with ctx.stack.connect(ctx.primary) as conn:
+        conn.execute("SET log_statement = 'none'")
+        conn.execute("SET log_min_error_statement = 'panic'")
+        conn.execute("SET log_min_duration_statement = -1")
         conn.execute(
             psycopg.sql.SQL("ALTER ROLE {} PASSWORD {}").format(
                 psycopg.sql.Identifier(role), psycopg.sql.Literal(new)
             )
         )
+    ctx.stack.secrets.set("app_db_password", new)
     ctx.part(BreachResponse).rotated_at_wall = time.time()
     return f"password of role {role} rotated"
 
