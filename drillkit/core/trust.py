@@ -117,6 +117,8 @@ EVIDENCE_BY_CLASS: dict[str, tuple[str, ...]] = {
 }
 """Besides the base, at least one check of its failure class (the check that shows the specific
 damage undone). A class not listed needs at least one check beyond the base."""
+TEAM_BASE = ("all-systems-responding", "recovered-within-rto")
+"""The base for a failure class EVIDENCE_BY_CLASS does not list (plus a check of its own)."""
 TWIN_MINIMUM = ("all-systems-responding",)
 """A sabotaged twin (expect: fail) must still verify something."""
 
@@ -132,17 +134,20 @@ def is_sabotage_twin(source: str | Path, sabotage_dir: Path = SABOTAGE_DIR) -> b
 
 
 def evidence_gap(failure_class: str, checks: list[str], twin: bool = False) -> str:
-    """Why a checklist is below the evidence minimum of its failure class ('' when it is not):
-    EVIDENCE_BASE plus one check of EVIDENCE_BY_CLASS (any check beyond the base for a class not
-    listed); a sabotaged twin (expected to fail) needs only TWIN_MINIMUM."""
+    """Why a checklist is below the evidence minimum of its failure class ('' when it is not).
+
+    A listed class: EVIDENCE_BASE plus one check of EVIDENCE_BY_CLASS. A class not listed (a
+    team's own, whose app the reference journeys may not describe): TEAM_BASE plus one check
+    beyond EVIDENCE_BASE (the team's check of what the fault damaged). A sabotaged twin (expected
+    to fail) needs only TWIN_MINIMUM."""
     have = set(checks)
-    if twin:
-        missing = [c for c in TWIN_MINIMUM if c not in have]
-        return f"the checklist lacks {', '.join(missing)}" if missing else ""
-    missing = [c for c in EVIDENCE_BASE if c not in have]
-    if missing:
-        return f"the checklist lacks {', '.join(missing)} (every drill verifies them)"
     specific = EVIDENCE_BY_CLASS.get(failure_class)
+    base = TWIN_MINIMUM if twin else EVIDENCE_BASE if specific is not None else TEAM_BASE
+    missing = [c for c in base if c not in have]
+    if missing:
+        return f"the checklist lacks {', '.join(missing)} (every such drill verifies them)"
+    if twin:
+        return ""
     if specific is None:
         if not have - set(EVIDENCE_BASE):
             return (

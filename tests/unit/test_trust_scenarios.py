@@ -105,6 +105,9 @@ def test_the_minimum_is_per_failure_class(tmp_path: Path) -> None:
     assert evidence_gap("security-breach", [*EVIDENCE_BASE, "old-db-password-rejected"]) == ""
     assert "nothing specific" in evidence_gap("team-class", list(EVIDENCE_BASE))
     assert evidence_gap("team-class", [*EVIDENCE_BASE, "team-queue-drained"]) == ""
+    team = ["all-systems-responding", "recovered-within-rto", "team-app-answers"]
+    assert evidence_gap("team-class", team) == ""  # a team's app: its own check, not our journeys
+    assert "lacks recovered-within-rto" in evidence_gap("team-class", team[::2])
     assert evidence_gap("database-failure", list(DEFAULT_CHECKLIST)) == ""
     assert "lacks all-systems-responding" in evidence_gap("network", [], twin=True)
     # the default checklist is not enough for a class whose damage it does not look at
