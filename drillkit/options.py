@@ -10,6 +10,7 @@ rootdir).
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -39,6 +40,13 @@ OPTIONS: list[tuple[str, str, Any, str]] = [
     ("seed-scale", "string", "small", "seed data size: small, medium, large"),
     ("results", "string", "reports", "where results, Allure results and evidence packs go"),
     ("min-free-disk", "string", "2", "GiB of free disk required before injecting"),
+    (
+        "allow-host-exec",
+        "bool",
+        False,
+        "let scenarios run host-exec steps (a shell on this host, as the harness user, with a "
+        "minimal environment); off by default: such a scenario is refused before anything starts",
+    ),
     (
         "baseline-backup",
         "string",
@@ -113,6 +121,12 @@ def stack_path(config: pytest.Config) -> Path | None:
     return path if path.is_absolute() else Path(config.rootpath) / path
 
 
+def allow_host_exec(config: pytest.Config) -> bool:
+    """Whether the operator opted in to host-exec (`--drill-allow-host-exec`, ini
+    `drill_allow_host_exec`; off by default)."""
+    return bool(opt(config, "allow-host-exec"))
+
+
 def catalog_modules(config: pytest.Config) -> list[str]:
     """Team catalogue modules: the ini key's lines, then each `--drill-catalog`."""
     listed = [*config.getini(CATALOG_INI), *(config.getoption("--drill-catalog") or [])]
@@ -183,7 +197,7 @@ def resolve_config(config: pytest.Config) -> RunConfig:
         project_dir=Path(config.rootpath),
         stack_file=stack_path(config),
         probe_interval_s=interval,
-        k=int(opt(config, "k")),
+        k=int(_number("--drill-k", opt(config, "k"), 1, 100, whole=True)),
         keep_on_failure=bool(opt(config, "keep-on-failure")),
         seed_scale=opt(config, "seed-scale"),
         objectives=_merge(
@@ -192,11 +206,25 @@ def resolve_config(config: pytest.Config) -> RunConfig:
                 config.getoption("--drill-objective") or config.getini("drill_objective")
             ),
         ),
-        min_free_disk_gib=float(opt(config, "min-free-disk")),
+        min_free_disk_gib=_number("--drill-min-free-disk", opt(config, "min-free-disk"), 0, 1024),
         baseline_backup=_choice(
             "--drill-baseline-backup", opt(config, "baseline-backup"), ("auto", "always", "never")
         ),
     )
+
+
+def _number(option: str, value: Any, low: float, high: float, whole: bool = False) -> float:
+    """A numeric option, finite and within [low, high] (a whole number when `whole`)."""
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and low <= number <= high) or (whole and number != int(number)):
+        kind = "a whole number" if whole else "a number"
+        raise ValidationError(
+            [f"{option}: expected {kind} from {low:g} to {high:g}, got {value!r}"]
+        )
+    return number
 
 
 def _choice(option: str, value: str, choices: tuple[str, ...]) -> str:
@@ -247,6 +275,7 @@ __all__ = [
     "CATALOG_INI",
     "OPTIONS",
     "add_options",
+    "allow_host_exec",
     "catalog_modules",
     "load_policy",
     "opt",

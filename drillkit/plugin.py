@@ -16,6 +16,7 @@ knows none of them.
 
 from __future__ import annotations
 
+import configparser
 import signal
 import time
 from collections.abc import Callable
@@ -25,10 +26,11 @@ from typing import Any
 import pytest
 
 from drillkit import catalog, options
+from drillkit.catalog import commands
 from drillkit.core.events import EventBus
 from drillkit.core.results import DrillResult
 from drillkit.core.runner import RunConfig, Runner
-from drillkit.core.scenario import Scenario, load_scenario
+from drillkit.core.scenario import RESERVED_TAGS, Scenario, load_scenario
 from drillkit.errors import EnvironmentBroken, ValidationError
 from drillkit.options import _merge, load_policy, parse_objective_overrides, resolve_config
 from drillkit.paths import ROOT
@@ -67,6 +69,7 @@ def pytest_configure(config: pytest.Config) -> None:
         catalog.load(options.catalog_modules(config), root=Path(config.rootpath))
     except ValidationError as exc:
         raise pytest.UsageError("drillkit catalogue:\n  " + "\n  ".join(exc.problems)) from None
+    commands.HOST_EXEC.allowed = options.allow_host_exec(config)
     _interrupt_on_sigterm()
 
 
@@ -88,23 +91,79 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     services = load_stack(options.stack_path(metafunc.config)).services
     params = []
     problems: list[str] = []
+    foreign = foreign_markers(metafunc.config)
+    allow_host_exec = options.allow_host_exec(metafunc.config)
     for path in options.scenario_paths(metafunc.config):
         try:
             sc = load_scenario(
                 path,
                 services=("primary", "replica", "app") if "replica" not in services else services,
+                allow_host_exec=allow_host_exec,
             )
         except ValidationError as exc:
             problems.extend(exc.problems)
             continue
-        for tag in sc.tags:
-            metafunc.config.addinivalue_line("markers", f"{tag}: scenario tag")
-        marks = [getattr(pytest.mark, t) for t in sc.tags if t.isidentifier()]
+        marks = tag_marks(metafunc.config, sc.tags, foreign)
         params.append(pytest.param(sc, id=sc.id, marks=marks))
     if problems:  # validate every file before any container starts
         metafunc.config.stash[_OUTCOMES]["bad_input"] = 1
         raise pytest.UsageError("invalid scenario files:\n  " + "\n  ".join(problems))
     metafunc.parametrize("drill_scenario", params)
+
+
+SCENARIO_TAG = "drillkit scenario tag"
+
+
+def foreign_markers(config: pytest.Config) -> set[str]:
+    """Markers registered by pytest or another plugin (skip, xfail, timeout, flaky, ...): a
+    scenario tag with such a name could change the outcome, so it never becomes a mark."""
+    own = {_marker_name(line) for line in _ini_markers(config.inipath)}  # the operator's own
+    names = set()
+    for line in config.getini("markers"):
+        name, doc = _marker_name(line), line.partition(":")[2].strip()
+        if doc not in (SCENARIO_TAG, f"drillkit {name}") and name not in own:
+            names.add(name)
+    return names
+
+
+def _ini_markers(inipath: Path | None) -> list[str]:
+    """The `markers` lines of the ini file itself (pytest's getini merges in every plugin's)."""
+    if inipath is None or not inipath.is_file():
+        return []
+    try:
+        if inipath.suffix == ".toml":
+            import tomllib
+
+            table = tomllib.loads(inipath.read_text(encoding="utf-8"))
+            raw = table.get("tool", {}).get("pytest", {}).get("ini_options", {}).get("markers", [])
+            return [str(line) for line in raw] if isinstance(raw, list) else str(raw).splitlines()
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read(inipath, encoding="utf-8")
+        for section in ("pytest", "tool:pytest"):
+            if parser.has_option(section, "markers"):
+                return parser.get(section, "markers").splitlines()
+    except (OSError, ValueError, configparser.Error):
+        return []
+    return []
+
+
+def _marker_name(line: str) -> str:
+    return line.partition(":")[0].split("(")[0].strip()
+
+
+def tag_marks(
+    config: pytest.Config, tags: tuple[str, ...], foreign: set[str]
+) -> list[pytest.MarkDecorator]:
+    """Scenario tags as plain selection marks (`-m nightly`): a tag naming a marker with an
+    effect (`foreign`) or a reserved mark is never applied (validation refuses the reserved ones
+    first). A mark made here carries no arguments, so no mark can read an argument from a file."""
+    marks = []
+    for tag in tags:
+        if not tag.isidentifier() or tag in foreign or tag in RESERVED_TAGS:
+            continue
+        config.addinivalue_line("markers", f"{tag}: {SCENARIO_TAG}")
+        marks.append(pytest.mark.__getattr__(tag))
+    return marks
 
 
 @pytest.fixture(scope="session")
@@ -166,12 +225,16 @@ def drill_result(
 
 def assert_verdict(result: DrillResult, scenario: Scenario) -> None:
     """Pass when the drill met its objectives; else fail with the numbers. A scenario that expects
-    to fail (a sabotaged runbook) must fail for the expected reason."""
+    to fail (a sabotaged twin: validation honours `expect` nowhere else) must fail for the
+    expected reason. A drill that is not evidence (its checklist below its class's minimum)
+    never passes."""
     m = result.measurement
     figures = ""
     if m is not None:
         rto = "never" if m.rto_s is None else f"{m.rto_s:.2f} s"
         figures = f" [RTO {rto}, RPO {m.rpo_s:.2f} s, lost {m.lost}/{m.acked}]"
+    if scenario.not_evidence:
+        raise AssertionError(f"{scenario.id}: not evidence: {scenario.not_evidence}{figures}")
     if scenario.expect.get("outcome") == "fail":
         assert result.status == "failed", f"sabotaged drill {scenario.id} was not caught{figures}"
         want = scenario.expect.get("breach")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
+
+from psycopg import sql
 
 from drillkit.catalog._common import _sha256
 from drillkit.catalog.credentials import ATTACKER_APP_NAME, ATTACKER_ITEM
@@ -74,8 +77,12 @@ def breach_tamper(ctx: DrillContext, inserted: int = 20, tampered: int = 10) -> 
     return f"attacker transaction {xid}: inserted {n_inserted} rows, tampered with {n_tampered}"
 
 
+SQL_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+"""A table name a scenario may give (validation checks the same; the step checks again)."""
+
+
 def sql_ident(name: str) -> str:
-    """A table name quoted for SQL text (identifiers only: no injection through a scenario)."""
+    """A table name quoted as an identifier (for pg_dump's --table, where psycopg cannot quote)."""
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -89,7 +96,20 @@ def preserve_forensics(ctx: DrillContext, table: str = "orders") -> str:
         ctx.evidence(f"{service} log (preserved)", log)
         ctx.evidence(f"{service} log (preserved) sha256", _sha256(log))
         parts.append(f"{service} log {len(log)} bytes")
-    cmd = f"pg_dump -h /run/postgresql -U postgres -d app --data-only --table={table}"
+    if not SQL_NAME.fullmatch(table):
+        raise StepFailed("preserve-forensics", f"not a table name: {table[:40]!r}")
+    # pg_dump's --table takes a pattern: the name double-quoted matches exactly that table
+    cmd = [
+        "pg_dump",
+        "-h",
+        "/run/postgresql",
+        "-U",
+        "postgres",
+        "-d",
+        "app",
+        "--data-only",
+        f"--table={sql_ident(table)}",
+    ]
     res = ctx.stack.exec(ctx.primary, cmd, timeout_s=120)
     if res.exit_code != 0:
         raise StepFailed(
@@ -98,10 +118,13 @@ def preserve_forensics(ctx: DrillContext, table: str = "orders") -> str:
     ctx.evidence(f"pg_dump of {table} (preserved)", res.output)
     ctx.evidence(f"pg_dump of {table} (preserved) sha256", _sha256(res.output))
     ctx.figure("forensic_dump_bytes", len(res.output))
-    rows = ctx.stack.sql(
-        ctx.primary,
-        f"SELECT count(*) FILTER (WHERE item = '{ATTACKER_ITEM}') FROM {sql_ident(table)}",
-    )
+    with ctx.stack.connect(ctx.primary) as conn:
+        rows = conn.execute(
+            sql.SQL("SELECT count(*) FILTER (WHERE item = %s) FROM {}").format(
+                sql.Identifier(table)
+            ),
+            (ATTACKER_ITEM,),
+        ).fetchall()
     parts.append(f"pg_dump of {table} {len(res.output)} bytes ({rows[0][0]} attacker rows seen)")
     return "; ".join(parts)
 

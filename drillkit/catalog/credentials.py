@@ -94,14 +94,20 @@ def preserve_evidence(ctx: DrillContext) -> str:
 
 @RECOVERY("rotate-db-password")
 def rotate_db_password(ctx: DrillContext, role: str = "app") -> str:
-    """New password for the role in the database and in the app's secret file."""
-    _, new = ctx.stack.secrets.rotate("app_db_password")
+    """New password for the role in the database, then in the app's secret file (only once the
+    database accepted it). The session logs no statement, not even a failing one: PostgreSQL's
+    log would otherwise keep the new password of a failed ALTER ROLE."""
+    new = ctx.stack.secrets.generate()
     with ctx.stack.connect(ctx.primary) as conn:
+        conn.execute("SET log_statement = 'none'")
+        conn.execute("SET log_min_error_statement = 'panic'")
+        conn.execute("SET log_min_duration_statement = -1")
         conn.execute(
             psycopg.sql.SQL("ALTER ROLE {} PASSWORD {}").format(
                 psycopg.sql.Identifier(role), psycopg.sql.Literal(new)
             )
         )
+    ctx.stack.secrets.set("app_db_password", new)
     ctx.part(BreachResponse).rotated_at_wall = time.time()
     return f"password of role {role} rotated"
 
@@ -125,14 +131,18 @@ def terminate_sessions(
         if started_before == "rotation"
         else time.time()
     )
-    rows = ctx.stack.sql(
-        ctx.primary,
-        (
-            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = "
-            f"'{role}' AND backend_start < to_timestamp({cutoff}) AND pid <> pg_backend_pid()"
-        ),
-    )
-    return f"terminated {len(rows)} sessions of {role}: {[r[0] for r in rows]}"
+    with ctx.stack.connect(ctx.primary) as conn:
+        rows = conn.execute(
+            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s"
+            " AND backend_start < to_timestamp(%s) AND pid <> pg_backend_pid()",
+            (role, float(cutoff)),
+        ).fetchall()
+    done = [r[0] for r in rows if r[1]]
+    if not done:
+        raise StepFailed(
+            "terminate-sessions", f"no session of {role} opened before the {started_before} to end"
+        )
+    return f"terminated {len(done)} sessions of {role}: {done}"
 
 
 LEAK_APP_NAME = "drill-leak"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from drillkit.core.context import DrillContext
 from drillkit.core.registry import FAULTS, RECOVERY, Duration, Service
-from drillkit.errors import EnvironmentBroken
+from drillkit.errors import EnvironmentBroken, StepFailed
 
 
 @dataclass
@@ -71,8 +71,14 @@ def check_disk(
 
 @RECOVERY("free-disk")
 def free_disk(ctx: DrillContext) -> str:
-    """Delete the ballast."""
+    """Delete the ballast fill-disk wrote. Fails when there is none (nothing was freed)."""
     ballast = ctx.part(DiskBallast).path
-    if ballast:
-        Path(ballast).unlink(missing_ok=True)
-    return "ballast removed"
+    if not ballast:
+        raise StepFailed("free-disk", "no ballast to remove (fill-disk did not run)")
+    try:
+        size = Path(ballast).stat().st_size
+        Path(ballast).unlink()
+    except FileNotFoundError:
+        raise StepFailed("free-disk", f"the ballast {ballast} is gone already") from None
+    ctx.part(DiskBallast).path = None
+    return f"ballast removed ({size} bytes freed)"

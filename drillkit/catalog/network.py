@@ -79,17 +79,36 @@ def partition(ctx: DrillContext, a: Service, b: Service) -> str:
     return f"partitioned {a} <-> {b}"
 
 
-@RECOVERY("heal-partition")
-def heal_partition(ctx: DrillContext, a: Service, b: Service) -> str:
-    """Remove the partition's rules (from the containers still running; a stopped container's
-    network namespace, and its rules, are gone already)."""
-    rules = ctx.part(Partitions).rules.pop((a, b), None)
+def take_partition(partitions: Partitions, a: str, b: str) -> list[tuple[str, list[str]]] | None:
+    """The rules of the partition between a and b, in either order (a partition cuts both
+    directions, so `b, a` names the same one), removed from the record; None when there is none."""
+    rules = partitions.rules.pop((a, b), None)
     if rules is None:
-        return f"no partition between {a} and {b}"
+        rules = partitions.rules.pop((b, a), None)
+    return rules
+
+
+def _remove_rules(ctx: DrillContext, rules: list[tuple[str, list[str]]]) -> None:
+    """Delete each rule from the containers still running (a stopped container's network
+    namespace, and its rules, are gone already)."""
     for service, rule in rules:
         c = ctx.stack.container(service)
         if c.status == "running":
             nsenter(c, "iptables", "-w", "-D", *rule)
+
+
+@RECOVERY("heal-partition")
+def heal_partition(ctx: DrillContext, a: Service, b: Service) -> str:
+    """Remove the partition's rules (the pair in either order). Fails when no partition between
+    the two services exists: a heal that heals nothing is a wrong runbook, not a success."""
+    partitions = ctx.part(Partitions)
+    rules = take_partition(partitions, a, b)
+    if rules is None:
+        present = ", ".join(f"{x} <-> {y}" for x, y in partitions.rules) or "none"
+        raise StepFailed(
+            "heal-partition", f"no partition between {a} and {b} to heal (partitions: {present})"
+        )
+    _remove_rules(ctx, rules)
     return f"healed {a} <-> {b}"
 
 
@@ -107,10 +126,18 @@ def isolate(ctx: DrillContext, service: Service) -> str:
 
 @RECOVERY("heal-isolation")
 def heal_isolation(ctx: DrillContext, service: Service) -> str:
-    """Remove every rule that isolated the service (the network comes back)."""
+    """Remove every partition that cuts the service off (the network comes back). Fails when the
+    service is not cut off from anything."""
+    partitions = ctx.part(Partitions)
+    healed = []
     for other in _others(ctx, service):
-        heal_partition(ctx, service, Service(other))
-    return f"{service} reconnected"
+        rules = take_partition(partitions, service, other)
+        if rules is not None:
+            _remove_rules(ctx, rules)
+            healed.append(other)
+    if not healed:
+        raise StepFailed("heal-isolation", f"{service} is not partitioned from any service")
+    return f"{service} reconnected to {', '.join(healed)}"
 
 
 TOXIC_ATTRIBUTES = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 import time
 from dataclasses import dataclass
 
@@ -139,6 +141,15 @@ def reconcile_from_audit(ctx: DrillContext) -> str:
     return f"replayed from audit log: {r.text.strip()}"
 
 
+RELATION_PATH = re.compile(r"(base|global|pg_tblspc)/[0-9A-Za-z_/.]+")
+"""What pg_relation_filepath() returns (checked before it reaches a shell)."""
+
+
+def _qualified(table: str) -> psycopg.sql.Composable:
+    """`schema.table` or `table` as quoted identifiers."""
+    return psycopg.sql.SQL(".").join(psycopg.sql.Identifier(part) for part in table.split(".", 1))
+
+
 @FAULTS("corrupt-page")
 def corrupt_page(
     ctx: DrillContext, table: str = "orders", block: int = 0, service: Service = Service("primary")
@@ -148,19 +159,25 @@ def corrupt_page(
     The cluster is stopped first (a page cached in shared buffers would hide the damage) and started
     again after, as after a host crash.
     """
-    path = ctx.stack.sql(service, f"SELECT pg_relation_filepath('{table}'::regclass)")[0][0]
+    with ctx.stack.connect(service) as conn:
+        found = conn.execute("SELECT pg_relation_filepath(to_regclass(%s))", (table,)).fetchone()
+    path = found[0] if found else None
+    if not path or not RELATION_PATH.fullmatch(str(path)):
+        raise StepFailed("corrupt-page", f"no table {table[:40]!r} in {service} to corrupt")
     c = ctx.stack.container(service)
     c.stop(timeout=20)
     offset = block * 8192 + 4096
     script = (
-        f"printf 'DRILLKIT-CORRUPTION-%.0s' $(seq 1 4) | "
-        f"dd of=/pgdata/{path} bs=1 seek={offset} count=64 conv=notrunc status=none"
+        "printf 'DRILLKIT-CORRUPTION-%.0s' $(seq 1 4) | "
+        f"dd of={shlex.quote('/pgdata/' + str(path))} bs=1 seek={int(offset)} count=64"
+        " conv=notrunc status=none"
     )
     ctx.stack.run_tool(service, ["sh", "-c", script])
     c.start()
     ctx.stack.wait_pg(service, 60)
     try:
-        ctx.stack.sql(service, f"SELECT count(*) FROM {table}")
+        with ctx.stack.connect(service) as conn:
+            conn.execute(psycopg.sql.SQL("SELECT count(*) FROM {}").format(_qualified(table)))
         seen = "no error on a full scan"
     except psycopg.Error as exc:
         seen = f"SQLSTATE {exc.sqlstate}: {str(exc).strip()}"

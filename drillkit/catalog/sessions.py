@@ -166,6 +166,10 @@ def terminate_blockers(ctx: DrillContext, timeout: Duration = Duration(10.0)) ->
             ).fetchone()
         return left is not None and left[0] == 0
 
+    if not any(r[2] for r in rows):
+        raise StepFailed(
+            "terminate-blockers", f"none of the blocking sessions {pids} is connected any more"
+        )
     wait_for(gone, what=f"sessions {pids} to end", timeout_s=timeout, interval_s=0.1)
     ctx.figure("terminated_pids", [int(r[0]) for r in rows if r[2]])
     holder = incident.holder_pid
@@ -191,6 +195,10 @@ def terminate_idle_sessions(
         ).fetchall()
     done = [r for r in rows if r[2]]
     ctx.figure("terminated_idle_sessions", len(done))
+    if not done:
+        raise StepFailed(
+            "terminate-idle-sessions", f"no idle session of {role} to terminate (none was found)"
+        )
     names = sorted({str(r[1]) for r in done})
     return f"terminated {len(done)} idle sessions of {role} (applications: {names})"
 

@@ -12,22 +12,34 @@ from pathlib import Path
 from typing import Any
 
 from drillkit.core.measure import Objectives
+from drillkit.core.params import parse_params
 from drillkit.core.registry import (
     CHECKS,
     FAULTS,
     OPTIONAL_SERVICES,
     RECOVERY,
-    Duration,
     Registry,
-    Service,
+)
+from drillkit.core.trust import (
+    MAX_DRILL_S,
+    MAX_PHASE_S,
+    NAME,
+    RESERVED_TAGS,
+    SABOTAGE_DIR,
+    TrustInputs,
+    is_sabotage_twin,
+    parse_expect,
+    parse_probes,
+    trust_checks,
 )
 from drillkit.stack.spec import SERVICES
 from drillkit.validate import (
     Problems,
     check_keys,
-    load_yaml,
+    excerpt,
     parse_duration,
     parse_yaml,
+    read_text,
     suggest,
     typed,
 )
@@ -117,19 +129,42 @@ class Scenario:
     expect: dict[str, str] = field(default_factory=lambda: {"outcome": "pass"})
     path: str = ""
     text: str = ""
+    not_evidence: str = ""
+    """Why this drill is not evidence (its checklist is below the minimum of its failure class);
+    empty when it is. Only scenarios built in code (parse_scenario_text) can carry a reason: a
+    scenario file below the minimum is refused. A drill that is not evidence never passes."""
+    host_exec_allowed: bool = False
+    """The operator opted in to `host-exec` (--drill-allow-host-exec) when this was loaded."""
 
 
-def load_scenario(path: Path, services: tuple[str, ...] = SERVICES) -> Scenario:
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    if not path.exists():
-        Problems(path).add("", "no such file")
-    return parse_scenario(load_yaml(path), path, services, text)
+def load_scenario(
+    path: Path, services: tuple[str, ...] = SERVICES, allow_host_exec: bool = False
+) -> Scenario:
+    """A scenario file, validated (every problem at once, as file: path: reason). The file is
+    untrusted: host-exec steps are refused unless `allow_host_exec`, an expected failure is
+    refused outside the suite's sabotage folder, a checklist below the evidence minimum is refused."""
+    text = read_text(path)
+    return parse_scenario(
+        parse_yaml(text, path), path, services, text, allow_host_exec=allow_host_exec
+    )
 
 
 def parse_scenario_text(
-    text: str, source: str = "<string>", services: tuple[str, ...] = SERVICES
+    text: str,
+    source: str = "<string>",
+    services: tuple[str, ...] = SERVICES,
+    allow_host_exec: bool = False,
 ) -> Scenario:
-    return parse_scenario(parse_yaml(text, source), source, services, text)
+    """A scenario written in code (tests, tools): as a file, except that a checklist below the
+    evidence minimum loads with `not_evidence` set (such a drill never passes)."""
+    return parse_scenario(
+        parse_yaml(text, source),
+        source,
+        services,
+        text,
+        allow_host_exec=allow_host_exec,
+        below_minimum="mark",
+    )
 
 
 PENDING = Step(name="(injected by the test)", action="", params={}, timeout_s=60.0)
@@ -145,14 +180,16 @@ def parse_scenario(
     text: str = "",
     *,
     partial: bool = False,
+    allow_host_exec: bool = False,
+    below_minimum: str = "refuse",
+    sabotage_dir: Path = SABOTAGE_DIR,
 ) -> Scenario:
+    """Validate parsed data. Below the evidence minimum: 'refuse' (files) or 'mark'."""
     p = Problems(source)
     for registry in (FAULTS, RECOVERY, CHECKS):
         registry.require_loaded()
     if not isinstance(data, dict):
-        p.add(
-            "", f"expected a mapping (id, title, fault, recovery, ...), got {type(data).__name__}"
-        )
+        p.add("", f"expected a mapping (id, title, fault, ...), got {type(data).__name__}")
         p.raise_if_any()
     sev, tags, src = _header(p, data, source, partial)
     objectives = _objectives(p, data.get("objectives"))
@@ -160,23 +197,18 @@ def parse_scenario(
     for option, added in OPTIONAL_SERVICES.items():
         if stack.get(option):
             services = (*services, *added)
-    probes = _probes(p, data.get("probes", {}))
+    probes = parse_probes(p, data.get("probes", {}))
     steady = _duration_block(p, data.get("steady_state", {"duration": "1500ms"}), "steady_state")
+    twin = is_sabotage_twin(source, sabotage_dir)
     fault, recovery = _steps(p, data, services, partial)
     checklist = _checklist_items(p, data.get("checklist", list(DEFAULT_CHECKLIST)), services)
-    observe = parse_duration(p, "observe", data.get("observe", "2s"))
-    settle = parse_duration(p, "settle", data.get("settle", "4s"))
-    max_dur = parse_duration(p, "max_duration", data.get("max_duration", "300s"), allow_zero=False)
-    expect = _expect(p, data.get("expect", {"outcome": "pass"}))
+    observe, settle, max_dur = _timings(p, data)
+    expect = parse_expect(p, data.get("expect", {"outcome": "pass"}))
+    trust = TrustInputs(source, fault, recovery, checklist, expect, twin, allow_host_exec)
+    not_evidence = trust_checks(p, data, trust, below_minimum, sabotage_dir)
     _check_rto(p, objectives, recovery)
     p.raise_if_any()
-    assert (
-        fault is not None
-        and objectives is not None
-        and observe is not None
-        and settle is not None
-        and max_dur is not None
-    )
+    assert fault and objectives and observe is not None and settle is not None and max_dur
     return Scenario(
         id=data["id"],
         title=data["title"],
@@ -197,6 +229,19 @@ def parse_scenario(
         expect=dict(expect),
         path=str(source),
         text=text,
+        not_evidence=not_evidence,
+        host_exec_allowed=allow_host_exec,
+    )
+
+
+def _timings(p: Problems, data: dict[str, Any]) -> tuple[float | None, ...]:
+    """observe, settle, max_duration: each bounded (MAX_PHASE_S, MAX_DRILL_S)."""
+    return (
+        parse_duration(p, "observe", data.get("observe", "2s"), max_s=MAX_PHASE_S),
+        parse_duration(p, "settle", data.get("settle", "4s"), max_s=MAX_PHASE_S),
+        parse_duration(
+            p, "max_duration", data.get("max_duration", "300s"), allow_zero=False, max_s=MAX_DRILL_S
+        ),
     )
 
 
@@ -209,8 +254,13 @@ def _header(
     required = tuple(k for k in REQUIRED if not partial or k not in ("fault", "recovery"))
     check_keys(p, "", data, TOP_KEYS, required)
     for key in ("id", "title", "failure_class"):
-        if key in data:
-            typed(p, key, data[key], str, "a string")
+        if key in data and typed(p, key, data[key], str, "a string"):
+            if key != "title" and not NAME.fullmatch(data[key]):
+                p.add(
+                    key, f"expected lower-case ASCII letters, digits, '-', got {excerpt(data[key])}"
+                )
+            elif key == "title" and not 0 < len(data[key]) <= 200:
+                p.add(key, "expected 1 to 200 characters")
     if isinstance(data.get("id"), str) and isinstance(source, Path) and data["id"] != source.stem:
         p.add("id", f"'{data['id']}' differs from the file name '{source.stem}' (rename one)")
     sev = data.get("severity")
@@ -219,7 +269,19 @@ def _header(
     tags = data.get("tags", [])
     if "tags" in data and typed(p, "tags", tags, list, "a list of strings"):
         for i, t in enumerate(tags):
-            typed(p, f"tags[{i}]", t, str, "a string")
+            if not typed(p, f"tags[{i}]", t, str, "a string"):
+                continue
+            if not NAME.fullmatch(t):
+                p.add(
+                    f"tags[{i}]",
+                    f"expected lower-case ASCII letters, digits, '-', got {excerpt(t)}",
+                )
+            elif t in RESERVED_TAGS:
+                p.add(
+                    f"tags[{i}]",
+                    f"'{t}' is a pytest mark that changes a test's outcome; a scenario tag never "
+                    "decides a verdict (drop it)",
+                )
     src = data.get("source", {})
     if "source" in data and typed(p, "source", src, dict, "a mapping with runbook and section"):
         check_keys(p, "source", src, ("runbook", "section", "file", "url"), ("runbook", "section"))
@@ -258,22 +320,6 @@ def _recovery(p: Problems, data: dict[str, Any], services: tuple[str, ...]) -> l
             if step:
                 recovery.append(step)
     return recovery
-
-
-def _expect(p: Problems, expect: Any) -> Any:
-    if typed(p, "expect", expect, dict, "a mapping (outcome, breach)"):
-        check_keys(p, "expect", expect, ("outcome", "breach"), ("outcome",))
-        if expect.get("outcome") not in ("pass", "fail"):
-            p.add("expect.outcome", f"expected 'pass' or 'fail', got {expect.get('outcome')!r}")
-        if "breach" in expect and expect["breach"] not in (
-            "rto",
-            "rpo",
-            "detection",
-            "checklist",
-            "recovery-step",
-        ):
-            p.add("expect.breach", "expected one of rto, rpo, detection, checklist, recovery-step")
-    return expect
 
 
 def restores_backup(recovery: tuple[Step, ...] | list[Step]) -> bool:
@@ -326,88 +372,13 @@ def _stack(p: Problems, raw: Any) -> dict[str, Any]:
     return out
 
 
-def _probes(p: Problems, raw: Any) -> dict[str, float]:
-    if not typed(
-        p, "probes", raw, dict, "a mapping (interval, timeout, degraded_after, writer_rate)"
-    ):
-        return {}
-    check_keys(p, "probes", raw, ("interval", "timeout", "degraded_after", "writer_rate", "k"), ())
-    out: dict[str, float] = {}
-    for key in ("interval", "timeout", "degraded_after"):
-        if key in raw:
-            v = parse_duration(p, f"probes.{key}", raw[key], allow_zero=False)
-            if v is not None:
-                out[key] = v
-    if "interval" in out and out["interval"] >= 1.0:
-        p.add(
-            "probes.interval",
-            "must be sub-second (DESIGN: probes run at a fixed sub-second interval)",
-        )
-    for key in ("writer_rate", "k"):
-        if key in raw and typed(p, f"probes.{key}", raw[key], (int, float), "a number"):
-            if raw[key] <= 0:
-                p.add(f"probes.{key}", f"must be > 0, got {raw[key]}")
-            out[key] = float(raw[key])
-    return out
-
-
 def _duration_block(p: Problems, raw: Any, path: str) -> float | None:
     if not typed(p, path, raw, dict, "a mapping with duration"):
         return None
     check_keys(p, path, raw, ("duration",), ("duration",))
-    return parse_duration(p, f"{path}.duration", raw.get("duration"), allow_zero=False)
-
-
-def _params(
-    p: Problems, path: str, entry_params: dict[str, Any], raw: Any, services: tuple[str, ...]
-) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if raw is None:
-        raw = {}
-    if not typed(p, path, raw, dict, "a mapping of parameters"):
-        return out
-    for key, value in raw.items():
-        if key not in entry_params:
-            p.add(
-                f"{path}.{key}",
-                f"unknown parameter{suggest(str(key), entry_params)}; "
-                f"takes: {', '.join(entry_params) or 'no parameters'}",
-            )
-            continue
-        param = entry_params[key]
-        where = f"{path}.{key}"
-        if param.type is Duration:
-            d = parse_duration(p, where, value)
-            if d is not None:
-                out[key] = Duration(d)
-        elif param.type is Service:
-            if typed(p, where, value, str, "a service name"):
-                if value not in services:
-                    p.add(
-                        where,
-                        f"unknown service '{value}'{suggest(value, services)}; "
-                        f"the stack has: {', '.join(services)}",
-                    )
-                else:
-                    out[key] = Service(value)
-        elif param.type in (str, int, bool):
-            if typed(p, where, value, param.type, param.type_name):
-                out[key] = value
-        elif param.type is float:
-            if typed(p, where, value, (int, float), "a number"):
-                out[key] = float(value)
-        else:  # list[str]
-            if typed(p, where, value, list, "a list of strings"):
-                ok = all(typed(p, f"{where}[{i}]", v, str, "a string") for i, v in enumerate(value))
-                if ok and key in ("services", "order", "hosts"):
-                    for i, v in enumerate(value):
-                        if v not in services:
-                            p.add(f"{where}[{i}]", f"unknown service '{v}'{suggest(v, services)}")
-                out[key] = list(value)
-    for key, param in entry_params.items():
-        if param.required and key not in raw:
-            p.add(f"{path}.{key}", f"missing (required {param.type_name})")
-    return out
+    return parse_duration(
+        p, f"{path}.duration", raw.get("duration"), allow_zero=False, max_s=MAX_PHASE_S
+    )
 
 
 def _step(
@@ -424,13 +395,16 @@ def _step(
     if action not in registry.entries:
         p.add(
             f"{path}.action",
-            f"unknown {registry.kind} action '{action}'{suggest(action, registry.names())}",
+            f"unknown {registry.kind} action {excerpt(action)}{suggest(action, registry.names())}",
         )
         return None
-    params = _params(p, f"{path}.with", registry.get(action).params, raw.get("with"), services)
-    timeout = parse_duration(p, f"{path}.timeout", raw.get("timeout", "60s"), allow_zero=False)
+    params = parse_params(p, f"{path}.with", registry.get(action).params, raw.get("with"), services)
+    timeout = parse_duration(
+        p, f"{path}.timeout", raw.get("timeout", "60s"), allow_zero=False, max_s=MAX_DRILL_S
+    )
     name = raw.get("name", action)
-    typed(p, f"{path}.name", name, str, "a string")
+    if typed(p, f"{path}.name", name, str, "a string") and len(name) > 200:
+        p.add(f"{path}.name", "at most 200 characters")
     return Step(name=str(name), action=action, params=params, timeout_s=timeout or 60.0)
 
 
@@ -460,13 +434,19 @@ def _checklist_items(p: Problems, raw: Any, services: tuple[str, ...]) -> list[C
             check_keys(p, where, item, ("check", "with"), ("check",))
             name, params_raw = item["check"], item.get("with", {})
         else:
-            p.add(where, f"expected a check name or {{check: name, with: {{...}}}}, got {item!r}")
+            p.add(
+                where,
+                f"expected a check name or {{check: name, with: {{...}}}}, got {excerpt(item)}",
+            )
             continue
         if not isinstance(name, str) or name not in CHECKS.entries:
-            p.add(where, f"unknown check {name!r}{suggest(str(name), CHECKS.names())}")
+            p.add(where, f"unknown check {excerpt(name)}{suggest(str(name), CHECKS.names())}")
             continue
         out.append(
-            Check(name, _params(p, f"{where}.with", CHECKS.get(name).params, params_raw, services))
+            Check(
+                name,
+                parse_params(p, f"{where}.with", CHECKS.get(name).params, params_raw, services),
+            )
         )
     return out
 

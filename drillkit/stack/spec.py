@@ -3,15 +3,43 @@
 from __future__ import annotations
 
 import json as _json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drillkit.paths import REFERENCE_STACK
-from drillkit.validate import Problems, check_keys, load_yaml, typed
+from drillkit.paths import IMAGES_DIR, REFERENCE_STACK
+from drillkit.validate import Problems, check_keys, excerpt, load_yaml, typed
 
 REFERENCE = REFERENCE_STACK
 SERVICES = ("primary", "replica", "app")
+IMAGE_REF = re.compile(
+    r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"
+)
+"""An image: a folder of images/ or an image reference (Docker's grammar, without a registry
+port). No '..', no absolute path: a stack file cannot point a build outside the images folder."""
+CONTAINER_PATH = re.compile(r"(/[A-Za-z0-9_.-]+)+")
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
+
+
+def check_image(p: Problems, path: str, ref: Any, images: Path = IMAGES_DIR) -> None:
+    """A stack file's image stays inside the images folder (or is a plain image reference)."""
+    if not typed(p, path, ref, str, "an image name"):
+        return
+    if not IMAGE_REF.fullmatch(ref) or ".." in ref:
+        p.add(path, f"expected a folder of images/ or an image reference, got {excerpt(ref)}")
+        return
+    folder = images / ref.split(":")[0].split("@")[0]
+    if folder.exists() and not folder.resolve().is_relative_to(images.resolve()):
+        p.add(path, f"the images folder entry {excerpt(ref)} leads outside {images}")
+
+
+def check_container_path(p: Problems, path: str, value: Any) -> None:
+    if typed(p, path, value, str, "an absolute path in the container") and (
+        not CONTAINER_PATH.fullmatch(value) or "/.." in value or "/./" in value
+    ):
+        p.add(path, f"expected an absolute path without '..', got {excerpt(value)}")
 
 
 @dataclass(frozen=True)
@@ -158,7 +186,7 @@ def parse_stack(data: Any, source: str | Path) -> StackSpec:
     health = app.health
     if typed(p, "database", db_raw, dict, "a mapping"):
         check_keys(p, "database", db_raw, ("image", "replica", "synchronous"), ())
-        typed(p, "database.image", db_raw.get("image", db.image), str, "an image name")
+        check_image(p, "database.image", db_raw.get("image", db.image))
         typed(p, "database.replica", db_raw.get("replica", db.replica), bool, "true or false")
         typed(p, "database.synchronous", db_raw.get("synchronous", False), bool, "true or false")
         if db_raw.get("synchronous") and db_raw.get("replica") is False:
@@ -170,11 +198,15 @@ def parse_stack(data: Any, source: str | Path) -> StackSpec:
         if typed(p, "app.port", port, int, "a port number") and not 0 < port < 65536:
             p.add("app.port", f"must be 1-65535, got {port}")
         health = parse_health(p, app_raw.get("health", app.health))
-        for key in ("image", "secrets_dir", "config_dir"):
-            typed(p, f"app.{key}", app_raw.get(key, getattr(app, key)), str, "a string")
+        check_image(p, "app.image", app_raw.get("image", app.image))
+        for key in ("secrets_dir", "config_dir"):
+            check_container_path(p, f"app.{key}", app_raw.get(key, getattr(app, key)))
         env = app_raw.get("env", {})
         if typed(p, "app.env", env, dict, "a mapping of names to strings"):
             for k, v in env.items():
+                if not isinstance(k, str) or not ENV_NAME.fullmatch(k):
+                    p.add(f"app.env.{str(k)[:40]}", "expected an environment variable name")
+                    continue
                 typed(p, f"app.env.{k}", v, str, "a string (quote numbers)")
     p.raise_if_any()
     return StackSpec(
@@ -203,8 +235,10 @@ def parse_health(p: Problems, raw: Any) -> HealthSpec:
         return REFERENCE_HEALTH
     check_keys(p, "app.health", raw, HEALTH_KEYS, ("path",))
     path = raw.get("path", "/")
-    if typed(p, at_path, path, str, "a URL path") and not path.startswith("/"):
-        p.add(at_path, f"must start with '/', got {path!r}"[:200])
+    if typed(p, at_path, path, str, "a URL path") and (
+        not path.startswith("/") or len(path) > 200 or any(c.isspace() for c in path)
+    ):
+        p.add(at_path, f"must start with '/' (a URL path, no spaces), got {excerpt(path)}")
     status = raw.get("status", 200)
     if typed(p, "app.health.status", status, int, "an HTTP status") and not 100 <= status <= 599:
         p.add("app.health.status", f"must be an HTTP status 100-599, got {status}")

@@ -45,6 +45,7 @@ def test_a_python_drill_header_is_a_validated_scenario() -> None:
     assert [c.id for c in sc.checklist] == ["recovered-within-rto"]
     assert sc.fault is PENDING and sc.recovery == ()
     assert sc.tags == ("nightly",) and "rto: 15s" in sc.text
+    assert "lacks all-systems-responding" in sc.not_evidence  # marked: it can never pass
 
 
 @pytest.mark.parametrize(
