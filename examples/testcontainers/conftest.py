@@ -51,9 +51,9 @@ def drill_containers(drill_blueprint, drill_stack_spec):
         bp.labelled(app, "app")
         made.append(app.start())
         net.connect(app.get_wrapped_container().id, ["app"])
-        HttpWaitStrategy(app_spec.port, app_spec.health).for_status_code(200).with_startup_timeout(
-            60
-        ).wait_until_ready(app)
+        HttpWaitStrategy(app_spec.port, app_spec.health.path).for_status_code(
+            200
+        ).with_startup_timeout(60).wait_until_ready(app)
         yield OwnStack(network=net, services={"primary": db, "app": app})
     finally:
         # drillkit's teardown reaps them by label; stopping what is left is harmless

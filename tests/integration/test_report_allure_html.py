@@ -40,7 +40,7 @@ def test_allure_html_shows_a_real_drill_with_its_duration_and_steps(tmp_path: Pa
             sys.executable,
             "-m",
             "pytest",
-            str(ROOT / "drills"),
+            str(ROOT / "drills" / "test_drills.py"),
             "-q",
             "-p",
             "no:randomly",

@@ -59,7 +59,9 @@ def test_sigterm_mid_fault_tears_down_and_records_interrupted(tmp_path):
     scenarios = tmp_path / "scenarios"
     scenarios.mkdir()
     (scenarios / "long-fault.yaml").write_text(LONG)
-    proc = run_pytest(tmp_path, str(ROOT / "drills"), "-v", f"--drill-scenarios={scenarios}")
+    proc = run_pytest(
+        tmp_path, str(ROOT / "drills" / "test_drills.py"), "-v", f"--drill-scenarios={scenarios}"
+    )
     run_id = None
     deadline = time.monotonic() + 120
     assert proc.stdout is not None
@@ -92,7 +94,13 @@ def test_two_drills_in_parallel_under_xdist(tmp_path):
             c for c in data.get("checklist", list(DEFAULT_CHECKLIST)) if c != "performance-baseline"
         ]
         (scenarios / f"{sid}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    proc = run_pytest(tmp_path, str(ROOT / "drills"), "-n", "2", f"--drill-scenarios={scenarios}")
+    proc = run_pytest(
+        tmp_path,
+        str(ROOT / "drills" / "test_drills.py"),
+        "-n",
+        "2",
+        f"--drill-scenarios={scenarios}",
+    )
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
     assert "2 passed" in out

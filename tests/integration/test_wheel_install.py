@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -100,7 +101,14 @@ def wheelhouse(wheel: Path) -> Path:
         [sys.executable, "-m", "pip", "freeze", "--exclude-editable"], CHECKOUT
     ).stdout.splitlines()
     pins = sorted(line for line in freeze if "==" in line and not line.startswith("drillkit"))
-    key = hashlib.sha256("\n".join(pins).encode()).hexdigest()[:12]
+    with zipfile.ZipFile(wheel) as whl:  # what the wheel asks for is part of the key too
+        meta = next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))
+        wants = sorted(
+            line
+            for line in whl.read(meta).decode().splitlines()
+            if line.startswith("Requires-Dist")
+        )
+    key = hashlib.sha256("\n".join(pins + wants).encode()).hexdigest()[:12]
     base = Path(os.environ.get("DRILLKIT_WHEELHOUSE") or Path(tempfile.gettempdir()))
     house = base / f"drillkit-wheelhouse-{key}"
     if (house / ".complete").is_file():
