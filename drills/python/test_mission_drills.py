@@ -4,6 +4,8 @@ Allure output and evidence as its twin; ids end in `-py` so both records sit sid
 
 import pytest
 
+from drillkit.core.scenario import DEFAULT_CHECKLIST
+
 
 def _source(name: str) -> dict[str, str]:
     """The YAML twin's source runbook (its `source:` block)."""
@@ -82,18 +84,7 @@ def test_corruption_page(fault, runbook, verdict):
     rto="12s",
     rpo="0s",
     detection="4s",
-    checklist=[
-        "all-systems-responding",
-        "key-functionality",
-        "performance-baseline",
-        "no-error-spike",
-        "database-healthy",
-        "authentication",
-        "critical-journeys",
-        "detected-within-objective",
-        "recovered-within-rto",
-        "app-fails-fast",
-    ],
+    checklist=[*DEFAULT_CHECKLIST, "app-fails-fast"],
 )
 def test_partition_app_db(fault, runbook, verdict):
     with fault("partition", name="Drop all packets between app and primary", a="app", b="primary"):

@@ -6,12 +6,12 @@ db-kill-restart give the same verdict and comparable figures in one run."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
+
+from project_pytest import run_project_pytest
 
 from drillkit.stack.reaping import leftovers
 
@@ -19,30 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_pytest(cwd: Path, results: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """pytest in `cwd` with this drillkit first on the path (the plugin from its entry point)."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:randomly",
-            "-p",
-            "no:cacheprovider",
-            "-v",
-            f"--drill-results={results}",
-            *args,
-        ],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
+    return run_project_pytest(cwd, results, "-v", *args, timeout=400)
 
 
 def record(results: Path, drill_id: str) -> dict[str, Any]:

@@ -3,41 +3,19 @@ project (tests/team_project: pytest.ini, team_catalog.py, scenarios/, drills/), 
 without any drillkit file changing; a missing module is a usage error, not a traceback."""
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
+
+from project_pytest import run_project_pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TEAM = ROOT / "tests" / "team_project"
 
 
 def run_team_pytest(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """pytest in the team's project (its own rootdir and pytest.ini), with this drillkit first on
-    the path; the plugin comes from drillkit's pytest11 entry point, as in a team's repository."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:randomly",
-            "-p",
-            "no:cacheprovider",
-            f"--drill-results={project / 'reports'}",
-            *args,
-        ],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    """pytest in the team's project (its own rootdir and pytest.ini)."""
+    return run_project_pytest(project, project / "reports", *args)
 
 
 def team_project(tmp_path: Path) -> Path:
