@@ -182,22 +182,44 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from drillkit.stack import hostfs, reaping
+    """Reap every engine drillkit knows (the default one, $DRILLKIT_ENGINES, --engines, and the
+    engines recorded in .run/ by earlier sessions), one line per engine; then this host's loop
+    filesystems and the run root."""
+    from drillkit.errors import EnvironmentBroken
+    from drillkit.stack import engine, engines, hostfs, images, reaping
 
-    counts = reaping.reap(None)
+    targets = engines.to_clean(ROOT / ".run", getattr(args, "engines", None))
+    left: list[str] = []
+    unreachable = 0
+    for ep in targets:
+        try:
+            with engine.on(ep):
+                counts = reaping.reap(None)
+                removed = images.prune_stale()
+                still = reaping.leftovers(None)
+        except EnvironmentBroken as exc:
+            if ep == engines.default_endpoint() and len(targets) == 1:
+                raise
+            print(f"drillkit: engine {ep.shown}: not reached ({exc})", file=sys.stderr)
+            unreachable += 1
+            continue
+        print(
+            f"drillkit: engine {ep.shown}: removed {counts['containers']} containers, "
+            f"{counts['networks']} networks, {counts['volumes']} volumes, {len(removed)} images "
+            "built from older inputs"
+        )
+        left += [f"{ep.shown}: {name}" for name in still]
     loops = hostfs.reap_loopfs(ROOT / ".run")
     if (ROOT / ".run").exists():
+        remembered = engines.remembered(ROOT / ".run")
         shutil.rmtree(ROOT / ".run", ignore_errors=True)
-    print(
-        f"drillkit: removed {counts['containers']} containers, {counts['networks']} networks, "
-        f"{counts['volumes']} volumes, {len(loops)} mounts/loop devices"
-    )
-    cmd_prune_images(args)
-    left = reaping.leftovers(None)
+        if unreachable:  # keep the list: the next clean tries those engines again
+            engines.remember(ROOT / ".run", remembered)
+    print(f"drillkit: removed {len(loops)} mounts/loop devices")
     if left:
         print("drillkit: still present: " + ", ".join(left), file=sys.stderr)
         return 1
-    return 0
+    return 1 if unreachable else 0
 
 
 def cmd_prune_images(args: argparse.Namespace) -> int:
@@ -233,6 +255,7 @@ def cmd_finish(args: argparse.Namespace) -> int:
     from drillkit.core.results import load_all
     from drillkit.core.scenario import discover
     from drillkit.reporting import ci, evidence, history, roles
+    from drillkit.stack.engines import merged_environment
 
     root = _reports_root(args)
     session = args.session or os.environ.get("DRILLKIT_SESSION")
@@ -281,7 +304,7 @@ def cmd_finish(args: argparse.Namespace) -> int:
         root / "evidence" / session,
         operator=signoff["executor"],
         run_id=session,
-        environment=results[0].environment,
+        environment=merged_environment([r.environment for r in results]),
         history=rows,
         stale=stale,
         replace=True,
@@ -457,9 +480,13 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--json", action="store_true", help="machine-readable output")
     c.add_argument("--catalog", action="append", metavar="MODULE", help=_CATALOG_HELP)
     c.set_defaults(fn=cmd_catalog)
-    sub.add_parser("clean", help="remove everything drillkit left behind").set_defaults(
-        fn=cmd_clean
+    cl = sub.add_parser("clean", help="remove everything drillkit left behind, on every engine")
+    cl.add_argument(
+        "--engines",
+        metavar="LIST",
+        help="also these Docker engines (as --drill-engines; $DRILLKIT_ENGINES is read too)",
     )
+    cl.set_defaults(fn=cmd_clean)
     sub.add_parser("prune-images", help="remove images built from older inputs").set_defaults(
         fn=cmd_prune_images
     )

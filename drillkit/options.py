@@ -21,6 +21,8 @@ import pytest
 from drillkit.core.runner import RunConfig, new_run_id
 from drillkit.core.scenario import discover
 from drillkit.errors import ValidationError
+from drillkit.stack import engines
+from drillkit.stack.engines import Endpoint
 from drillkit.validate import Problems, load_yaml, parse_duration
 
 OPTIONS: list[tuple[str, str, Any, str]] = [
@@ -67,6 +69,9 @@ OPTIONS: list[tuple[str, str, Any, str]] = [
 """The single-valued options; each is `--drill-<name>` and the ini key `drill_<name>`."""
 
 CATALOG_INI = "drillkit_catalog"
+ENGINES_INI = "drillkit_engines"
+SESSION_KEY = "drillkit_session"
+"""The xdist workerinput key: the controller's session id, so every worker writes one run."""
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -91,6 +96,18 @@ def add_options(parser: pytest.Parser) -> None:
         CATALOG_INI,
         "team catalogue modules (faults, steps, checks), one per line: "
         "a dotted module name or a .py path relative to the rootdir",
+        type="linelist",
+        default=[],
+    )
+    group.addoption(
+        "--drill-engines",
+        default=None,
+        help="Docker engines, comma-separated: unix:///PATH, tcp://HOST:PORT [tls=DIR], "
+        "ssh://USER@HOST; under pytest-xdist worker gwI runs its drills on engine I mod N",
+    )
+    parser.addini(
+        ENGINES_INI,
+        "Docker engines, one per line (URL [tls=DIR]); --drill-engines wins",
         type="linelist",
         default=[],
     )
@@ -131,6 +148,13 @@ def catalog_modules(config: pytest.Config) -> list[str]:
     """Team catalogue modules: the ini key's lines, then each `--drill-catalog`."""
     listed = [*config.getini(CATALOG_INI), *(config.getoption("--drill-catalog") or [])]
     return [m.strip() for m in listed if m.strip()]
+
+
+def engine_endpoints(config: pytest.Config) -> list[Endpoint]:
+    """The configured Docker engines (`--drill-engines`, else the `drillkit_engines` lines);
+    empty: DOCKER_HOST or the default socket, as without the option."""
+    given = config.getoption("--drill-engines")
+    return engines.parse(given if given is not None else config.getini(ENGINES_INI))
 
 
 def load_policy(path: Path) -> dict[str, dict[str, float]]:
@@ -187,8 +211,11 @@ def resolve_config(config: pytest.Config) -> RunConfig:
     results = Path(opt(config, "results"))
     if not results.is_absolute():
         results = Path(config.rootpath) / results
+    worker_input = getattr(config, "workerinput", {})  # an xdist worker: the controller's
     run_id = (
-        os.environ.get("DRILLKIT_SESSION") or time.strftime("%Y%m%d-%H%M%S-") + new_run_id()[:4]
+        os.environ.get("DRILLKIT_SESSION")
+        or worker_input.get(SESSION_KEY)
+        or time.strftime("%Y%m%d-%H%M%S-") + new_run_id()[:4]
     )
     policy = opt(config, "objectives")
     return RunConfig(
@@ -273,10 +300,13 @@ def scenario_paths(config: pytest.Config) -> list[Path]:
 
 __all__ = [
     "CATALOG_INI",
+    "ENGINES_INI",
     "OPTIONS",
+    "SESSION_KEY",
     "add_options",
     "allow_host_exec",
     "catalog_modules",
+    "engine_endpoints",
     "load_policy",
     "opt",
     "parse_objective_overrides",

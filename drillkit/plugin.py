@@ -35,6 +35,7 @@ from drillkit.errors import EnvironmentBroken, ValidationError
 from drillkit.options import _merge, load_policy, parse_objective_overrides, resolve_config
 from drillkit.paths import ROOT
 from drillkit.reporting import terminal
+from drillkit.stack import engine, engines
 from drillkit.stack.reaping import reap_orphans
 from drillkit.stack.spec import load_stack
 
@@ -70,7 +71,32 @@ def pytest_configure(config: pytest.Config) -> None:
     except ValidationError as exc:
         raise pytest.UsageError("drillkit catalogue:\n  " + "\n  ".join(exc.problems)) from None
     commands.HOST_EXEC.allowed = options.allow_host_exec(config)
+    _choose_engine(config)
     _interrupt_on_sigterm()
+
+
+def _choose_engine(config: pytest.Config) -> None:
+    """`--drill-engines`: an xdist worker (or a run without xdist) takes its engine
+    (engines.for_worker); the controller runs no drill and only notes the list for `drillkit
+    clean`. Without the option nothing changes (DOCKER_HOST or the default socket)."""
+    try:
+        endpoints = options.engine_endpoints(config)
+        is_worker = hasattr(config, "workerinput")
+        if not endpoints:
+            return
+        if not is_worker:
+            engines.remember(Path(config.rootpath) / ".run", endpoints)
+        if is_worker or getattr(config.option, "dist", "no") == "no":
+            engine.use(engines.for_worker(endpoints))
+    except ValidationError as exc:
+        raise pytest.UsageError("\n  ".join(exc.problems)) from None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller: every worker writes into the controller's session (one run folder, one
+    evidence pack for `drillkit finish`)."""
+    node.workerinput[options.SESSION_KEY] = options.run_config(node.config).results_dir.name
 
 
 _RESULTS = pytest.StashKey[list[DrillResult]]()
@@ -200,6 +226,7 @@ def run_drill(
 
     def run(scenario: Scenario) -> DrillResult:
         _progress_subscriber(request.config, drill_bus)
+        _refuse_host_actions(scenario)
         runner = Runner(scenario, drill_run_config, drill_bus)
         result = runner.run()
         request.config.stash[_RESULTS].append(result)
@@ -245,6 +272,31 @@ def assert_verdict(result: DrillResult, scenario: Scenario) -> None:
             )
         return
     assert result.status == "passed", f"{scenario.id}: " + "; ".join(result.breaches) + figures
+
+
+def host_actions(scenario: Scenario) -> list[str]:
+    """The scenario's steps and checks that declare the host-access need, and the stack options
+    that make loop filesystems on the engine's host."""
+    from drillkit.core import registry
+
+    found: list[str] = []
+    steps = [(registry.FAULTS, scenario.fault.action)]
+    steps += [(registry.RECOVERY, s.action) for s in scenario.recovery]
+    steps += [(registry.CHECKS, c.id) for c in scenario.checklist]
+    for reg, name in steps:
+        entry = reg.entries.get(name)
+        if entry is not None and engines.HOST_ACCESS in entry.needs and name not in found:
+            found.append(name)
+    found += [f"stack: {k}" for k in ("data_fs_mib", "wal_fs_mib") if scenario.stack.get(k)]
+    return found
+
+
+def _refuse_host_actions(scenario: Scenario) -> None:
+    """Provisional (until core enforces `needs`): a drill whose actions need the engine's host is
+    refused before its stack starts when the engine is not on this host."""
+    reason = engines.refusal(engine.current(), host_actions(scenario))
+    if reason:
+        raise EnvironmentBroken(f"drill {scenario.id} refused: {reason}")
 
 
 def _progress_subscriber(config: pytest.Config, bus: EventBus) -> None:
@@ -330,12 +382,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         _save_roles(config)
         _notify(config, results)
     alluredir = getattr(config.option, "allure_report_dir", None)
+    if hasattr(config, "workerinput") and options.engine_endpoints(config):
+        return  # several engines: the controller writes the run-level files, from every record
+    if not results and getattr(config.option, "dist", "no") != "no":
+        from drillkit.core.results import load_all  # the xdist controller: the workers' records
+
+        run_dir = options.run_config(config).results_dir
+        results = load_all(run_dir) if run_dir.is_dir() else []
     if not results or not alluredir:
         return
     from drillkit.reporting import allure_report
 
     out = Path(alluredir)
-    env = dict(results[0].environment)
+    env = engines.merged_environment([r.environment for r in results])
     allure_report.write_environment(out, env)
     allure_report.write_executor(
         out,

@@ -9,6 +9,7 @@ from drillkit.catalog.processes import _undo_after
 from drillkit.core.context import DrillContext
 from drillkit.core.registry import FAULTS, RECOVERY, Duration, Service, optional_services
 from drillkit.errors import EnvironmentBroken, StepFailed
+from drillkit.stack.engines import HOST_ACCESS
 from drillkit.stack.netns import nsenter
 
 optional_services("proxy", "proxy")
@@ -21,7 +22,7 @@ class Partitions:
     rules: dict[tuple[str, str], list[tuple[str, list[str]]]] = field(default_factory=dict)
 
 
-@FAULTS("block-port")
+@FAULTS("block-port", needs=(HOST_ACCESS,))
 def block_port(ctx: DrillContext, service: Service, port: int, duration: Duration) -> str:
     """Refuse every TCP connection to a service's port (iptables REJECT with a reset, inside its
     namespace) for exactly `duration`. The service itself keeps running, so the outage ends
@@ -65,8 +66,8 @@ def _rules(ctx: DrillContext, a: str, b: str) -> list[tuple[str, list[str]]]:
     ]
 
 
-@FAULTS("partition")
-@RECOVERY("partition")
+@FAULTS("partition", needs=(HOST_ACCESS,))
+@RECOVERY("partition", needs=(HOST_ACCESS,))
 def partition(ctx: DrillContext, a: Service, b: Service) -> str:
     """Cut every packet between two services, both directions (iptables DROP in both namespaces).
     The exact rules are kept, so healing removes them even after an address changed."""
@@ -97,7 +98,7 @@ def _remove_rules(ctx: DrillContext, rules: list[tuple[str, list[str]]]) -> None
             nsenter(c, "iptables", "-w", "-D", *rule)
 
 
-@RECOVERY("heal-partition")
+@RECOVERY("heal-partition", needs=(HOST_ACCESS,))
 def heal_partition(ctx: DrillContext, a: Service, b: Service) -> str:
     """Remove the partition's rules (the pair in either order). Fails when no partition between
     the two services exists: a heal that heals nothing is a wrong runbook, not a success."""
@@ -116,7 +117,7 @@ def _others(ctx: DrillContext, service: str) -> list[str]:
     return [s for s in ctx.stack.services if s != service]
 
 
-@FAULTS("isolate")
+@FAULTS("isolate", needs=(HOST_ACCESS,))
 def isolate(ctx: DrillContext, service: Service) -> str:
     """Cut a service off from every other service of the stack (both directions)."""
     for other in _others(ctx, service):
@@ -124,7 +125,7 @@ def isolate(ctx: DrillContext, service: Service) -> str:
     return f"{service} isolated from {', '.join(_others(ctx, service))}"
 
 
-@RECOVERY("heal-isolation")
+@RECOVERY("heal-isolation", needs=(HOST_ACCESS,))
 def heal_isolation(ctx: DrillContext, service: Service) -> str:
     """Remove every partition that cuts the service off (the network comes back). Fails when the
     service is not cut off from anything."""

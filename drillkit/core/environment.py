@@ -14,7 +14,7 @@ from pathlib import Path
 import docker.errors
 import psycopg
 
-from drillkit.stack import engine
+from drillkit.stack import engine, engines
 from drillkit.stack.stack import Stack
 
 
@@ -50,9 +50,9 @@ def pg_errors(logs: dict[str, str]) -> list[str]:
 
 
 def environment(stack: Stack, project: Path) -> dict[str, str]:
-    """Engine, PostgreSQL and image versions, the host, and the git commit of the team's project
+    """The engine (endpoint, id, host), engine, PostgreSQL and image versions, the host, and the git commit of the team's project
     (`project`; "unknown" when it is not a git work tree)."""
-    env: dict[str, str] = {}
+    env: dict[str, str] = dict(engines.record(engine.current()))  # which engine, no credential
     try:
         v = engine.client().version()
         env["docker_version"] = str(v.get("Version"))

@@ -1,15 +1,25 @@
-"""The Docker engine: one client per process, with the checks every drill needs before it starts."""
+"""The Docker engine: one client per process, with the checks every drill needs before it starts.
+
+Without `--drill-engines` the engine is DOCKER_HOST's (or the default socket). With it, the plugin
+calls `use()` once per process with the engine the xdist worker takes (drillkit.stack.engines),
+and every `client()` of the process is that engine's. `on(endpoint)` switches it for a block (the
+per-engine loop of `drillkit clean`)."""
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import os
 import shutil
+import threading
+from collections.abc import Iterator
 
 import docker
 import docker.errors
+import docker.tls
 
 from drillkit.errors import EnvironmentBroken
+from drillkit.stack import engines
+from drillkit.stack.engines import Endpoint
 
 LABEL = "io.drillkit"
 """Every container, network and volume drillkit creates carries this label (value: 'true')."""
@@ -27,22 +37,87 @@ os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
 os.environ.setdefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
 
 
-@functools.cache
-def client() -> docker.DockerClient:
-    """A client for the engine at DOCKER_HOST (or the default socket), API version negotiated."""
+_lock = threading.Lock()
+_chosen: Endpoint | None = None
+_override: list[Endpoint] = []
+_clients: dict[str, docker.DockerClient] = {}
+
+
+def use(endpoint: Endpoint | None) -> None:
+    """Make `endpoint` this process's engine (None: back to DOCKER_HOST / the default socket)."""
+    global _chosen
+    with _lock:
+        _chosen = endpoint
+
+
+def current() -> Endpoint:
+    """The engine `client()` talks to."""
+    with _lock:
+        if _override:
+            return _override[-1]
+        return _chosen if _chosen is not None else engines.default_endpoint()
+
+
+@contextlib.contextmanager
+def on(endpoint: Endpoint) -> Iterator[docker.DockerClient]:
+    """`client()` is `endpoint`'s inside the block (for one thread's loop over engines)."""
+    with _lock:
+        _override.append(endpoint)
     try:
-        c = docker.from_env(version="auto", timeout=120)
+        yield client()
+    finally:
+        with _lock:
+            _override.remove(endpoint)
+
+
+def client() -> docker.DockerClient:
+    """A client for the current engine (API version negotiated), one per engine per process."""
+    ep = current()
+    with _lock:
+        cached = _clients.get(ep.url)
+    if cached is not None:
+        return cached
+    try:
+        c = _connect(ep)
         c.ping()
     except (docker.errors.DockerException, OSError) as exc:
-        raise EnvironmentBroken(
-            f"no Docker engine answers ({exc}); run `make engine` (root on Debian installs and "
-            "starts one), start Docker yourself, or set DOCKER_HOST"
-        ) from exc
-    return c
+        if ep == engines.default_endpoint() and _chosen is None:
+            raise EnvironmentBroken(
+                f"no Docker engine answers ({exc}); run `make engine` (root on Debian installs "
+                "and starts one), start Docker yourself, or set DOCKER_HOST"
+            ) from exc
+        raise EnvironmentBroken(f"Docker engine {ep.shown} does not answer: {exc}") from exc
+    with _lock:
+        return _clients.setdefault(ep.url, c)
+
+
+def _connect(ep: Endpoint) -> docker.DockerClient:
+    if ep == engines.default_endpoint() and ep.tls_dir is None:
+        return docker.from_env(version="auto", timeout=120)  # DOCKER_HOST, DOCKER_TLS_VERIFY ...
+    if ep.scheme == "ssh":
+        return docker.DockerClient(base_url=ep.url, version="auto", timeout=120, use_ssh_client=True)
+    tls: docker.tls.TLSConfig | bool = False
+    if ep.scheme == "tcp" and ep.tls_dir is not None:
+        tls = docker.tls.TLSConfig(
+            client_cert=(str(ep.tls_dir / "cert.pem"), str(ep.tls_dir / "key.pem")),
+            ca_cert=str(ep.tls_dir / "ca.pem"),
+            verify=True,
+        )
+    return docker.DockerClient(base_url=ep.url, version="auto", timeout=120, tls=tls)
+
+
+def check_reachable() -> None:
+    """Refuse, before a stack starts, an engine whose 127.0.0.1 ports and host files are not this
+    machine's (engines.refusal)."""
+    reason = engines.refusal(current(), [])
+    if reason:
+        raise EnvironmentBroken(reason)
 
 
 def check_guardrails(min_free_disk_gib: float = 2.0, path: str = "/var/lib/docker") -> None:
-    """Refuse to inject anything when the engine is unhealthy or the host is short of disk."""
+    """Refuse to inject anything when the engine is unhealthy or not on this host, or the host is
+    short of disk."""
+    check_reachable()
     try:
         client().ping()
     except docker.errors.DockerException as exc:

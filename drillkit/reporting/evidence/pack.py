@@ -183,6 +183,7 @@ def build_pack(
                 {
                     "scenario_id": r.scenario_id,
                     "status": r.status,
+                    "engine": str(r.environment.get("docker_endpoint", "")),
                     **entry,
                 }
                 for r, entry in zip(clean, files, strict=True)
