@@ -95,7 +95,9 @@ def _connect(ep: Endpoint) -> docker.DockerClient:
     if ep == engines.default_endpoint() and ep.tls_dir is None:
         return docker.from_env(version="auto", timeout=120)  # DOCKER_HOST, DOCKER_TLS_VERIFY ...
     if ep.scheme == "ssh":
-        return docker.DockerClient(base_url=ep.url, version="auto", timeout=120, use_ssh_client=True)
+        return docker.DockerClient(
+            base_url=ep.url, version="auto", timeout=120, use_ssh_client=True
+        )
     tls: docker.tls.TLSConfig | bool = False
     if ep.scheme == "tcp" and ep.tls_dir is not None:
         tls = docker.tls.TLSConfig(

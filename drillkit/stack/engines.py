@@ -74,6 +74,8 @@ def redact(url: str) -> str:
     """`scheme://user:secret@host` -> `scheme://user:***@host`; a query string is dropped."""
     parts = urlsplit(url)
     netloc = parts.netloc
+    if "@" not in netloc:
+        return url.split("?", 1)[0].split("#", 1)[0]
     if "@" in netloc:
         userinfo, _, hostport = netloc.rpartition("@")
         user = userinfo.split(":", 1)[0]
@@ -232,13 +234,18 @@ def refusal(endpoint: Endpoint, host_actions: list[str]) -> str | None:
 
 
 def record(endpoint: Endpoint) -> dict[str, str]:
-    """What a drill record says about its engine (no credential)."""
-    return {
+    """What a drill record says about its engine (no credential), and the xdist worker that
+    placed it there."""
+    out = {
         "docker_endpoint": endpoint.shown,
         "docker_engine_id": endpoint.id,
         "docker_engine_host": endpoint.host,
         "docker_engine_local": "true" if endpoint.local else "false",
     }
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        out["xdist_worker"] = worker
+    return out
 
 
 REMEMBERED = "engines.txt"
@@ -303,6 +310,6 @@ def merged_environment(environments: list[dict[str, str]]) -> dict[str, str]:
         env["docker_engine_id"] = ", ".join(
             sorted({e["docker_engine_id"] for e in environments if e.get("docker_engine_id")})
         )
-        env.pop("docker_engine_host", None)
-        env.pop("docker_engine_local", None)
+        for key in ("docker_engine_host", "docker_engine_local", "xdist_worker"):
+            env.pop(key, None)
     return env
