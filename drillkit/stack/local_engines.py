@@ -9,7 +9,10 @@ rules under its running containers. The cost: on an extra engine Docker itself d
 `internal` networks' forwarding block nor the edge network's `icc=false`; drill networks keep
 their own subnets from the engine's pool (10.(200+N).0.0/16), published ports stay on 127.0.0.1
 (docker-proxy), and partitions (iptables inside a container's own namespace) work as on the main
-engine.
+engine. With br_netfilter loaded (the main engine loads it) bridged frames pass the host's FORWARD
+chain, whose policy the main engine sets to DROP: so the engine's start adds one rule, accepting
+only frames bridged within one of the engine's networks (`-m physdev --physdev-is-bridged`, source
+and destination in its pool; nothing routed between networks or out), and its stop removes it.
 
     python -m drillkit.stack.local_engines start 1 2   # prints the engines' URLs
     python -m drillkit.stack.local_engines stop 1 2
@@ -70,7 +73,7 @@ class LocalEngine:
 
 
 def engine(index: int, base: Path = BASE) -> LocalEngine:
-    if not 1 <= index <= 50:
+    if not 1 <= index <= 50:  # pools 10.201.0.0/16 .. 10.250.0.0/16
         raise ValueError(f"extra engine index {index}: expected 1..50")
     return LocalEngine(index, base / f"dk-eng-{index}")
 
@@ -109,6 +112,7 @@ def start(index: int, base: Path = BASE, timeout_s: float = 60.0) -> LocalEngine
         f"--cgroup-parent=/dk-eng-{index}",
         "--log-level=warn",
     ]
+    _forward(eng, "-I")
     with eng.log.open("w") as log:
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
@@ -138,6 +142,8 @@ def stop(eng: LocalEngine, timeout_s: float = 30.0) -> None:
         if eng.pid() is not None:
             os.killpg(os.getpgid(pid), signal.SIGKILL)
             time.sleep(0.5)
+    while _forward(eng, "-D"):  # every copy an earlier start left
+        pass
     if not eng.root.exists():
         return
     for target in sorted(_mounts_under(eng.root), key=len, reverse=True):
@@ -145,6 +151,25 @@ def stop(eng: LocalEngine, timeout_s: float = 30.0) -> None:
     shutil.rmtree(eng.root, ignore_errors=True)
     if eng.root.exists():
         raise EnvironmentBroken(f"could not remove {eng.root} (still mounted?)")
+
+
+def _forward(eng: LocalEngine, op: str) -> bool:
+    """Insert (-I) or delete (-D) the engine's FORWARD rule; False when iptables refused (for -D:
+    no such rule left)."""
+    pool = f"10.{200 + eng.index}.0.0/16"
+    rule = ["-s", pool, "-d", pool, "-m", "physdev", "--physdev-is-bridged"]
+    rule += ["-m", "comment", "--comment", f"drillkit dk-eng-{eng.index}", "-j", "ACCEPT"]
+    try:
+        proc = subprocess.run(
+            ["iptables", "-w", op, "FORWARD", *rule], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        if op == "-I":
+            raise EnvironmentBroken(f"iptables: {exc}") from exc
+        return False
+    if op == "-I" and proc.returncode != 0:
+        raise EnvironmentBroken(f"iptables -I FORWARD failed: {proc.stderr.strip()}")
+    return proc.returncode == 0
 
 
 def _mounts_under(root: Path) -> list[str]:
