@@ -8,7 +8,7 @@ PYTEST := $(PY) -m pytest
 DRILL_ARGS ?=
 TEST_ARGS ?=
 
-.PHONY: all drill nightly test unit integration report clean bench lint venv engine images help toxiproxy-official
+.PHONY: all drill nightly test unit integration report clean bench bench-engines lint venv engine images help toxiproxy-official
 
 help:
 	@echo "make drill    run every drill (quarterly suite), then the report and the evidence pack"
@@ -58,6 +58,11 @@ report: venv
 
 bench: images
 	$(PY) -m bench.run
+
+# The nightly set on one engine and on three (two extra local dockerd processes): the cost of
+# distributing on this machine. BENCH_ENGINES_ARGS=--drills a,b,c for a subset.
+bench-engines: images
+	$(PY) -m bench.engines $(BENCH_ENGINES_ARGS)
 
 clean: venv
 	@$(PY) -m drillkit.cli clean
