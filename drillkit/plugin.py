@@ -86,7 +86,9 @@ def _choose_engine(config: pytest.Config) -> None:
             return
         if not is_worker:
             engines.remember(Path(config.rootpath) / ".run", endpoints)
-        if is_worker or getattr(config.option, "dist", "no") == "no":
+        if is_worker:
+            engine.use(engines.for_worker(endpoints, str(config.workerinput["workerid"])))
+        elif getattr(config.option, "dist", "no") == "no":
             engine.use(engines.for_worker(endpoints))
     except ValidationError as exc:
         raise pytest.UsageError("\n  ".join(exc.problems)) from None
