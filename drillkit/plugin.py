@@ -17,6 +17,7 @@ knows none of them.
 from __future__ import annotations
 
 import configparser
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -87,7 +88,10 @@ def _choose_engine(config: pytest.Config) -> None:
         if not is_worker:
             engines.remember(Path(config.rootpath) / ".run", endpoints)
         if is_worker:
-            engine.use(engines.for_worker(endpoints, str(config.workerinput["workerid"])))
+            chosen = engines.for_worker(endpoints, str(config.workerinput["workerid"]))
+            engine.use(chosen)
+            if chosen is not None and chosen.local:  # testcontainers, a step's docker CLI
+                os.environ["DOCKER_HOST"] = chosen.url
         elif getattr(config.option, "dist", "no") == "no":
             engine.use(engines.for_worker(endpoints))
     except ValidationError as exc:
