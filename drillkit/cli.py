@@ -195,7 +195,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
         try:
             with engine.on(ep):
                 counts = reaping.reap(None)
-                removed = images.prune_stale()
+                removed = [] if getattr(args, "keep_images", False) else images.prune_stale()
                 still = reaping.leftovers(None)
         except EnvironmentBroken as exc:
             if ep == engines.default_endpoint() and len(targets) == 1:
@@ -485,6 +485,11 @@ def main(argv: list[str] | None = None) -> int:
         "--engines",
         metavar="LIST",
         help="also these Docker engines (as --drill-engines; $DRILLKIT_ENGINES is read too)",
+    )
+    cl.add_argument(
+        "--keep-images",
+        action="store_true",
+        help="do not remove images built from older inputs (another checkout may use them)",
     )
     cl.set_defaults(fn=cmd_clean)
     sub.add_parser("prune-images", help="remove images built from older inputs").set_defaults(

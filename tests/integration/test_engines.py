@@ -189,7 +189,7 @@ def test_three_engines_three_workers(tmp_path, extra_engines):
                 internal=True,
             )
     clean = subprocess.run(
-        [sys.executable, "-m", "drillkit.cli", "clean"],
+        [sys.executable, "-m", "drillkit.cli", "clean", "--keep-images"],  # others' images
         cwd=ROOT,
         env=env,
         capture_output=True,
