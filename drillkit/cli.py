@@ -192,6 +192,10 @@ def cmd_clean(args: argparse.Namespace) -> int:
     left: list[str] = []
     unreachable = 0
     for ep in targets:
+        if ep.local and not Path(ep.url.removeprefix("unix://")).exists():
+            if ep != engines.default_endpoint():  # a local engine that was stopped: nothing left
+                print(f"drillkit: engine {ep.shown}: gone (no socket), forgotten")
+                continue
         try:
             with engine.on(ep):
                 counts = reaping.reap(None)
