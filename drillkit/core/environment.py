@@ -50,8 +50,9 @@ def pg_errors(logs: dict[str, str]) -> list[str]:
 
 
 def environment(stack: Stack, project: Path) -> dict[str, str]:
-    """The engine (endpoint, id, host), engine, PostgreSQL and image versions, the host, and the git commit of the team's project
-    (`project`; "unknown" when it is not a git work tree)."""
+    """Which engine (endpoint without credentials, id, host, xdist worker), engine, PostgreSQL
+    and image versions, the host, and the git commit of the team's project (`project`;
+    "unknown" when it is not a git work tree)."""
     env: dict[str, str] = dict(engines.record(engine.current()))  # which engine, no credential
     try:
         v = engine.client().version()
