@@ -6,7 +6,7 @@ import json as _json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drillkit.paths import IMAGES_DIR, REFERENCE_STACK
 from drillkit.validate import Problems, check_keys, excerpt, load_yaml, typed
@@ -20,6 +20,9 @@ IMAGE_REF = re.compile(
 """An image: a folder of images/ or an image reference (Docker's grammar, without a registry
 port). No '..', no absolute path: a stack file cannot point a build outside the images folder."""
 CONTAINER_PATH = re.compile(r"(/[A-Za-z0-9_.-]+)+")
+if TYPE_CHECKING:
+    from drillkit.stack.probespec import DeclaredProbe, HttpRequest, Ledger, LogPatterns
+
 ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
 
 
@@ -160,6 +163,14 @@ class StackSpec:
     database: DatabaseSpec
     app: AppSpec
     source: str = "<default>"
+    probes: tuple[DeclaredProbe, ...] = ()
+    """Declared probes (stack/probespec.py); none: the built-in availability probe."""
+    journey: tuple[HttpRequest, ...] = ()
+    """The declared journey; none: the reference app's built-in journey."""
+    ledger: Ledger | None = None
+    """The declared write ledger; None: the reference app's built-in writer and ledger."""
+    logs: dict[str, LogPatterns] = field(default_factory=dict)
+    """Declared error patterns per service (no-error-spike)."""
 
     @property
     def services(self) -> tuple[str, ...]:
@@ -176,7 +187,12 @@ def parse_stack(data: Any, source: str | Path) -> StackSpec:
     if not isinstance(data, dict):
         p.add("", f"expected a mapping with name, database, app; got {type(data).__name__}")
         p.raise_if_any()
-    check_keys(p, "", data, ("name", "database", "app"), ("name", "database", "app"))
+    from drillkit.stack.probespec import KEYS as DECLARED_KEYS
+    from drillkit.stack.probespec import parse_probes
+
+    check_keys(
+        p, "", data, ("name", "database", "app", *DECLARED_KEYS), ("name", "database", "app")
+    )
     name = data.get("name", "")
     typed(p, "name", name, str, "a string")
     db_raw = data.get("database") or {}
@@ -208,12 +224,18 @@ def parse_stack(data: Any, source: str | Path) -> StackSpec:
                     p.add(f"app.env.{str(k)[:40]}", "expected an environment variable name")
                     continue
                 typed(p, f"app.env.{k}", v, str, "a string (quote numbers)")
+    replica = db_raw.get("replica", True) if isinstance(db_raw, dict) else True
+    declared = parse_probes(p, data, set(SERVICES if replica else ("primary", "app")))
     p.raise_if_any()
     return StackSpec(
         name=name,
         database=DatabaseSpec(**db_raw),
         app=AppSpec(**{**app_raw, "health": health}),
         source=str(source),
+        probes=declared.probes,
+        journey=declared.journey,
+        ledger=declared.ledger,
+        logs=declared.logs,
     )
 
 
