@@ -6,7 +6,7 @@ import json as _json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from drillkit.errors import ValidationError
 from drillkit.paths import IMAGES_DIR, REFERENCE_STACK, project_root
@@ -22,6 +22,9 @@ IMAGE_REF = re.compile(
 """An image: a folder of images/ or an image reference (Docker's grammar, without a registry
 port). No '..', no absolute path: a stack file cannot point a build outside the images folder."""
 CONTAINER_PATH = re.compile(r"(/[A-Za-z0-9_.-]+)+")
+if TYPE_CHECKING:
+    from drillkit.stack.probespec import DeclaredProbe, HttpRequest, Ledger, LogPatterns
+
 ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
 
 
@@ -157,7 +160,7 @@ class AppSpec:
 
 
 DECLARED_KEYS = ("probes", "journey", "ledger", "logs")
-"""B's declared probes, journey, ledger and log patterns (drillkit/stack/probespec.py)."""
+"""The declared probes, journey, ledger and log patterns (stack/probespec.py KEYS)."""
 CRED_KINDS = ("env", "file", "secret")
 CAPABILITY = re.compile(r"[a-z][a-z0-9-]{0,39}")
 
@@ -222,10 +225,14 @@ class StackSpec:
     """SQL texts run through drillkit's connection after start-up (compose stacks)."""
     declared_provides: frozenset[str] = frozenset()
     """The stack file's `provides` list."""
-    declared_raw: dict[str, Any] = field(default_factory=dict)
-    """The probes/journey/ledger/logs sections as written (until B's probespec parses them)."""
-    declared: Any = None
-    """probespec.parse_probes' result, when that module exists."""
+    probes: tuple[DeclaredProbe, ...] = ()
+    """Declared probes (stack/probespec.py); none: the built-in availability probe."""
+    journey: tuple[HttpRequest, ...] = ()
+    """The declared journey; none: the reference app's built-in journey."""
+    ledger: Ledger | None = None
+    """The declared write ledger; None: the reference app's built-in writer and ledger."""
+    logs: dict[str, LogPatterns] = field(default_factory=dict)
+    """Declared error patterns per service (no-error-spike)."""
 
     @property
     def is_compose(self) -> bool:
@@ -301,7 +308,8 @@ def parse_stack(data: Any, source: str | Path, root: Path | None = None) -> Stac
                     continue
                 typed(p, f"app.env.{k}", v, str, "a string (quote numbers)")
     provides = _provides(p, data.get("provides"))
-    declared_raw, declared = _declared(p, data, SERVICES)
+    replica = db_raw.get("replica", True) if isinstance(db_raw, dict) else True
+    declared = _declared(p, data, SERVICES if replica else ("primary", "app"))
     p.raise_if_any()
     return StackSpec(
         name=name,
@@ -309,8 +317,7 @@ def parse_stack(data: Any, source: str | Path, root: Path | None = None) -> Stac
         app=AppSpec(**{**app_raw, "health": health}),
         source=str(source),
         declared_provides=provides,
-        declared_raw=declared_raw,
-        declared=declared,
+        **declared,
     )
 
 
@@ -330,16 +337,17 @@ def _provides(p: Problems, raw: Any) -> frozenset[str]:
     return frozenset(out)
 
 
-def _declared(
-    p: Problems, data: dict[str, Any], services: tuple[str, ...]
-) -> tuple[dict[str, Any], Any]:
-    """B's sections, raw; parsed by drillkit.stack.probespec when that module exists."""
-    raw = {k: data[k] for k in DECLARED_KEYS if k in data}
-    try:
-        from drillkit.stack import probespec  # type: ignore[attr-defined]  # B's module
-    except ImportError:
-        return raw, None
-    return raw, probespec.parse_probes(p, data, services)
+def _declared(p: Problems, data: dict[str, Any], services: tuple[str, ...]) -> dict[str, Any]:
+    """The declared probes, journey, ledger and logs (stack/probespec.py) as StackSpec fields."""
+    from drillkit.stack.probespec import parse_probes  # it imports this module's JsonRule
+
+    declared = parse_probes(p, data, set(services))
+    return {
+        "probes": declared.probes,
+        "journey": declared.journey,
+        "ledger": declared.ledger,
+        "logs": declared.logs,
+    }
 
 
 def _inside_project(stack_file: Path, target: Path, root: Path | None) -> bool:
@@ -389,7 +397,7 @@ def _parse_compose_stack(
                     apps[svc] = app
     seed = _seed(p, data.get("seed"), Path(source))
     provides = _provides(p, data.get("provides"))
-    declared_raw, declared = _declared(p, data, tuple(services))
+    declared = _declared(p, data, tuple(services))
     p.raise_if_any()
     return StackSpec(
         name=name,
@@ -399,8 +407,7 @@ def _parse_compose_stack(
         apps=apps,
         seed=seed,
         declared_provides=provides,
-        declared_raw=declared_raw,
-        declared=declared,
+        **declared,
     )
 
 

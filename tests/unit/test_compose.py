@@ -229,11 +229,13 @@ def test_overlay_refusals(
     assert expected in refusal(project(tmp_path / "sub", services, overlay))
 
 
-def test_declared_sections_pass_through_and_provides(tmp_path: Path) -> None:
-    stack = project(tmp_path, {"db": DB}, {"probes": [{"name": "x"}], "provides": ["redis"]})
-    spec = load_stack(stack)
+def test_declared_sections_and_provides(tmp_path: Path) -> None:
+    probes = [{"name": "db", "tcp": {"service": "db", "port": 5432}}]
+    spec = load_stack(project(tmp_path, {"db": DB}, {"probes": probes, "provides": ["redis"]}))
     assert spec.provides == {"postgres", "compose", "redis"}
-    assert spec.declared_raw == {"probes": [{"name": "x"}]} or spec.declared is not None
+    assert [p.name for p in spec.probes] == ["db"]
+    bad = [{"name": "api", "tcp": {"service": "api", "port": 80}}]
+    assert "probes[0]" in refusal(project(tmp_path, {"db": DB}, {"probes": bad}))
 
 
 def test_file_secret_and_password_file_default(tmp_path: Path) -> None:
