@@ -192,7 +192,7 @@ def lookup_http(
         if value_path is None:
             return key, r.text
         got = JsonRule(value_path, None).lookup(r.json())
-        return key, None if isinstance(got, type(_MISSING)) else str(got)
+        return key, None if got is _MISSING else str(got)
 
     found: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="ledger") as pool:
@@ -261,7 +261,7 @@ def capture(req: HttpRequest, r: requests.Response) -> dict[str, Any]:
         if data is None:
             data = r.json()
         found = JsonRule(where[5:], None).lookup(data)
-        if isinstance(found, type(_MISSING)):
+        if found is _MISSING:
             raise KeyError(f"capture {name}: no {where} in the answer")
         out[name] = found
     return out
