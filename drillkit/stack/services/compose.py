@@ -77,7 +77,7 @@ class Compose(ServiceKind):
         for name, path in self.compose.secrets.items():
             copy = self.secret_dir / name
             shutil.copyfile(path, copy)
-            copy.chmod(0o444)
+            copy.chmod(0o644)  # the run dir is 0700; rotation rewrites it in place
             self.stack.secrets._issued.append(copy.read_text().rstrip("\r\n"))  # redacted
         for name, svc in self.compose.services.items():
             for m in svc.volumes:
