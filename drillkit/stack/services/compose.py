@@ -26,6 +26,7 @@ from drillkit.errors import EnvironmentBroken
 from drillkit.stack import images
 from drillkit.stack.compose import ComposeFile, Service, start_order
 from drillkit.stack.kinds import ServiceKind, service_kind
+from drillkit.stack.probespec import TcpProbe
 from drillkit.stack.spec import Cred, DbOverlay
 from drillkit.wait import wait_for
 
@@ -124,7 +125,8 @@ class Compose(ServiceKind):
         return svc.image
 
     def published(self, name: str) -> list[int]:
-        """Container ports published on 127.0.0.1: the file's, the database's, the app's."""
+        """Container ports published on 127.0.0.1: the file's, the database's, the app's, and
+        those of declared TCP probes."""
         svc = self.compose.services[name]
         ports = [p.container for p in svc.ports]
         db, app = self.stack.spec.db, self.stack.spec.apps.get(name)
@@ -132,6 +134,9 @@ class Compose(ServiceKind):
             ports.append(db.port)
         if app is not None:
             ports.append(app.port)
+        for probe in self.stack.spec.probes:  # a declared TCP probe reaches its port from here
+            if isinstance(probe, TcpProbe) and probe.service == name:
+                ports.append(probe.port)
         return sorted(set(ports))
 
     def mounts(self, name: str) -> dict[str, dict[str, str]]:
