@@ -240,7 +240,14 @@ def compose_overlay(compose: ComposeFile, compose_ref: str, name: str) -> dict[s
         if delivery is not None:
             app["credentials"] = {"role": role, **delivery}
         apps[svc.name] = app
-    return {"name": name, "compose": compose_ref, "database": database, "apps": apps}
+    return {
+        "name": name,
+        "compose": compose_ref,
+        "database": database,
+        "apps": apps,
+        # drillkit's own canary writes measure what a recovery lost, with no app cooperation
+        "ledger": {"canary": {"service": db.name}},
+    }
 
 
 def _delivery(
@@ -259,6 +266,16 @@ def _delivery(
         return {"secret": sorted(shared)[0]}
     return None
 
+
+COMPOSE_CHECKLIST = (
+    "all-systems-responding",
+    "database-healthy",
+    "detected-within-objective",
+    "recovered-within-rto",
+)
+"""The checks that hold on any compose stack without more declarations: the default checklist's
+others need the reference app, a declared journey (performance-baseline, critical-journeys) or
+declared log patterns (no-error-spike); add them once the stack file declares those."""
 
 FAILURE_CLASS = {
     "db-kill-restart": "database-failure",
@@ -286,6 +303,7 @@ def _scenario(
         "objectives": objectives,
         "fault": fault,
         "recovery": recovery,
+        "checklist": list(COMPOSE_CHECKLIST),
     }
     head = "# Scaffolded by `drillkit init --compose` for this stack; adjust the runbook steps.\n"
     return head + yaml.safe_dump(doc, sort_keys=False, width=100)
@@ -467,7 +485,9 @@ def init_project(
     notes = []
     if compose is not None:
         notes.append(
-            "check the guessed overlay in the stack file (database, apps, health paths); "
+            "check the guessed overlay in the stack file (database, apps, health paths); add "
+            "a journey and log patterns to the stack file, then performance-baseline, "
+            "critical-journeys and no-error-spike to the scenarios' checklists; "
             "corruption is not scaffolded: write its recovery with your restore script "
             "(run-script or run-container)"
         )
