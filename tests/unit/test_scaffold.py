@@ -107,6 +107,7 @@ def test_init_compose_writes_a_compose_stack_overlay_and_its_scenarios(tmp_path)
         "with": {"role": "shop"},
     }
     assert raw["ledger"] == {"canary": {"service": "postgres"}}
+    assert raw["journey"] == [{"service": "api", "method": "GET", "path": "/", "status": 200}]
     assert spec.ledger is not None
     for scenario in scenarios.values():  # only checks that hold without more declarations
         assert scenario["checklist"] == list(COMPOSE_CHECKLIST)
