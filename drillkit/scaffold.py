@@ -248,6 +248,15 @@ def compose_overlay(compose: ComposeFile, compose_ref: str, name: str) -> dict[s
         # drillkit's own canary writes measure what a recovery lost, with no app cooperation
         "ledger": {"canary": {"service": db.name}},
         **({"journey": [journey]} if (journey := _journey(apps)) else {}),
+        # availability: each app's health request, and a query on the database
+        "probes": [
+            *(
+                {"name": n, "http": {"service": n, "path": a["health"]["path"], "status": 200}}
+                for n, a in apps.items()
+                if isinstance(a, dict)
+            ),
+            {"name": db.name, "sql": {"service": db.name, "query": "SELECT 1", "expect": 1}},
+        ],
     }
 
 
@@ -318,6 +327,8 @@ def _scenario(
         "recovery": recovery,
         "checklist": list(checklist),
     }
+    if sid == "disk-full":  # a filesystem of its own: fill-disk never fills the host's disk
+        doc = {**doc, "stack": {"data_fs": "96MiB"}}
     head = "# Scaffolded by `drillkit init --compose` for this stack; adjust the runbook steps.\n"
     return head + yaml.safe_dump(doc, sort_keys=False, width=100)
 
@@ -356,7 +367,7 @@ def compose_scenarios(overlay: dict[str, object], project: Path) -> dict[str, st
                 },
                 *healthy,
             ],
-            {"rto": "60s", "rpo": "0s", "detection": "5s"},
+            {"rto": "60s", "rpo": "0s", "detection": "10s"},
         ),
         "disk-full": _scenario(
             checks,
@@ -400,7 +411,7 @@ def compose_scenarios(overlay: dict[str, object], project: Path) -> dict[str, st
                 },
                 *healthy,
             ],
-            {"rto": "30s", "rpo": "0s", "detection": "5s"},
+            {"rto": "30s", "rpo": "0s", "detection": "10s"},
         )
     cred_app = next(
         (n for n, a in apps.items() if isinstance(a, dict) and "credentials" in a), None
@@ -426,7 +437,7 @@ def compose_scenarios(overlay: dict[str, object], project: Path) -> dict[str, st
                 },
                 *healthy,
             ],
-            {"rto": "90s", "rpo": "0s", "detection": "5s"},
+            {"rto": "90s", "rpo": "0s", "detection": "10s"},
         )
     return out
 
