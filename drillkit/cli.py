@@ -463,7 +463,11 @@ def main(argv: list[str] | None = None) -> int:
     v.set_defaults(fn=cmd_validate)
     i = sub.add_parser("init", help="scaffold a team project that drills its stack")
     i.add_argument("dir", nargs="?", default=".", help="the project folder (default: here)")
-    i.add_argument("--compose", metavar="FILE", help="the team's compose file (recorded)")
+    i.add_argument(
+        "--compose",
+        metavar="FILE",
+        help="the team's compose file: the stack file becomes a compose stack with a guessed overlay",
+    )
     i.add_argument("--name", help="the stack's name (default: from the folder's name)")
     i.add_argument("--force", action="store_true", help="overwrite files that exist")
     i.set_defaults(fn=cmd_init)
