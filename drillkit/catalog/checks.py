@@ -28,7 +28,9 @@ def all_systems_responding(ctx: DrillContext) -> str:
     """Every service of the stack answers: the app's health, and each database accepts a query."""
     out = []
     for service in ctx.stack.services:
-        if service == "proxy":
+        if ctx.stack.spec.is_compose:  # compose names: a "web" or "proxy" is the team's own
+            out.append(compose_service_responding(ctx, service))
+        elif service == "proxy":
             ctx.stack.toxiproxy().proxies()
             out.append("proxy API ok")
         elif service == "app":
@@ -49,15 +51,6 @@ def all_systems_responding(ctx: DrillContext) -> str:
             out.append(f"{service} {r.json()['status']['indicator']}")
         elif service == ctx.part(Fencing).service:
             out.append(f"{service} fenced (not expected to serve)")
-        elif service in (getattr(ctx.stack.spec, "apps", None) or {}):  # a compose stack's app
-            health = ctx.stack.spec.apps[service].health
-            r = requests.get(ctx.stack.url(service) + health.path, timeout=5)
-            if r.status_code != health.status:
-                raise CheckFailed(f"{service} health answered {r.status_code}: {r.text[:200]}")
-            out.append(f"{service} {r.status_code}")
-        elif service not in ctx.stack.databases:  # a compose service drillkit cannot query
-            ctx.stack.require_running(service)
-            out.append(f"{service} running")
         else:
             try:
                 ctx.stack.sql(service, "SELECT 1")
@@ -65,6 +58,31 @@ def all_systems_responding(ctx: DrillContext) -> str:
                 raise CheckFailed(f"{service} does not answer: {exc}") from exc
             out.append(f"{service} ok")
     return ", ".join(out)
+
+
+def compose_service_responding(ctx: DrillContext, service: str) -> str:
+    """A compose stack's service: an app answers its declared health status, a database a
+    query, any other service runs."""
+    apps = ctx.stack.spec.apps
+    if service in apps:
+        health = apps[service].health
+        r = requests.get(ctx.stack.url(service) + health.path, timeout=5)
+        if r.status_code != health.status:
+            raise CheckFailed(f"{service} health answered {r.status_code}: {r.text[:200]}")
+        return f"{service} {r.status_code}"
+    if service == ctx.part(Fencing).service:
+        return f"{service} fenced (not expected to serve)"
+    if service in ctx.stack.databases:
+        try:
+            ctx.stack.sql(service, "SELECT 1")
+        except psycopg.Error as exc:
+            raise CheckFailed(f"{service} does not answer: {exc}") from exc
+        return f"{service} ok"
+    try:
+        ctx.stack.require_running(service)
+    except EnvironmentBroken as exc:
+        raise CheckFailed(str(exc)[:300]) from exc
+    return f"{service} running"
 
 
 @CHECKS("key-functionality", title="Key functionality working", needs=("reference-app",))

@@ -75,7 +75,7 @@ def test_a_declared_ledger_catches_the_writes_a_restore_to_the_backup_loses(
     assert any("acknowledged between" in b and "before" in b for b in result.breaches)
 
 
-COMPOSE = Path(__file__).parent / "compose_declared.yaml"
+COMPOSE = Path(__file__).parent / "compose_stack" / "declared.yaml"
 COMPOSE_DRILL = """
 id: compose-db-kill
 title: The compose stack's database container is killed; the runbook starts it again
