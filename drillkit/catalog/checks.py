@@ -7,6 +7,7 @@ A check returns a detail string when it holds and raises CheckFailed when it doe
 from __future__ import annotations
 
 import re
+import shlex
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -347,13 +348,26 @@ def database_healthy(ctx: DrillContext) -> str:
             raise CheckFailed(f"{replica} is not streaming from {primary}: {exc}") from exc
         wait_replica_caught_up(ctx, Service(replica), timeout=30.0)
         parts.append(f"{replica} streaming and caught up")
-    res = ctx.stack.exec(
-        primary, "pg_amcheck -h /run/postgresql -d app --heapallindexed 2>&1", timeout_s=120
-    )
+    res = ctx.stack.exec(primary, amcheck_command(ctx), timeout_s=120)
+    if res.exit_code == 127:
+        raise CheckFailed(f"pg_amcheck is not installed in {primary} (the check needs it)")
     if res.exit_code != 0:
         raise CheckFailed(f"pg_amcheck exit {res.exit_code}: {res.output.strip()[:400]}")
     parts.append("pg_amcheck clean")
     return ", ".join(parts)
+
+
+def amcheck_command(ctx: DrillContext) -> str:
+    """pg_amcheck on the app database: the reference stack's over its socket; a compose stack's
+    as the overlay's superuser over TCP inside the container (amcheck installed if missing)."""
+    if not ctx.stack.spec.is_compose:
+        return "pg_amcheck -h /run/postgresql -d app --heapallindexed 2>&1"
+    user, password, dbname = ctx.stack.db_credentials()
+    port = ctx.stack.spec.db.port if ctx.stack.spec.db is not None else 5432
+    return (
+        f"PGPASSWORD={shlex.quote(password)} pg_amcheck -h 127.0.0.1 -p {int(port)} "
+        f"-U {shlex.quote(user)} -d {shlex.quote(dbname)} --install-missing --heapallindexed 2>&1"
+    )
 
 
 @CHECKS("authentication", title="User authentication working", needs=("reference-app",))
