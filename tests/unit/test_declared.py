@@ -528,3 +528,15 @@ def test_no_error_spike_fails_for_an_app_without_declared_patterns_and_matches_d
     )
     with pytest.raises(CheckFailed, match="1 error lines in the web log"):
         no_error_spike(bad)  # type: ignore[arg-type]
+
+
+def test_a_compose_secret_placeholder_reads_the_service_env_and_is_redacted(tmp_path: Any) -> None:
+    from drillkit.core.wiring import stack_secret
+    from drillkit.stack.secrets import Secrets
+
+    spec = load_stack(COMPOSE_STACK)
+    stack = SimpleNamespace(secrets=Secrets(tmp_path / "secrets"))
+    value = stack_secret(spec, stack, "POSTGRES_PASSWORD")  # type: ignore[arg-type]
+    assert value == "s3cret-from-dotenv" and value in stack.secrets.values()
+    with pytest.raises(KeyError, match="secret NOPE: not a drillkit secret"):
+        stack_secret(spec, stack, "NOPE")  # type: ignore[arg-type]
