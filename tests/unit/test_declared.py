@@ -5,6 +5,7 @@ log matching; and a scenario needing what the stack lacks is refused before anyt
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Iterator
@@ -39,6 +40,9 @@ from drillkit.validate import Problems
 from drillkit.wait import wait_for
 
 SERVICES = {"api", "db", "cache"}
+COMPOSE_STACK = (
+    REFERENCE_STACK.parents[1] / "tests" / "integration" / "compose_stack" / "stack.yaml"
+)
 FULL = r"""
 probes:
   - {name: api, http: {service: api, method: GET, path: /status, status: 200, body_contains: OK,
@@ -453,3 +457,86 @@ def test_the_reference_stack_provides_what_its_drills_need_and_options_add_parts
 def test_canary_ledger_parses_with_defaults() -> None:
     d = parse("ledger: {canary: {service: db}}")
     assert d.ledger == CanaryLedger("db", "drillkit_canary", 20.0)
+
+
+def test_a_compose_stack_refuses_a_pgbackrest_restore_before_anything_starts(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real compose stack file of the integration tests (parsed only: no container)."""
+    catalog.load()
+    spec = load_stack(COMPOSE_STACK)
+    assert spec.is_compose and "pgbackrest" not in spec.provides
+    text = (
+        SCENARIO.replace("with: {service: primary}", "with: {service: db}")
+        .replace(
+            "  - {name: promote, action: promote-replica, with: {service: replica}, timeout: 30s}\n",
+            "",
+        )
+        .replace("checklist: [", "checklist: [database-healthy, ")
+    )
+    scenario = parse_scenario_text(text, "t.yaml", services=spec.services)
+    with pytest.raises(ValidationError) as exc:
+        check_needs(scenario, spec)
+    expected = (
+        "t.yaml: recovery[0]: recovery 'restore last night' (restore-backup) needs pgbackrest, "
+        "which stack 'tiny' lacks (the stack's database image has no pgBackRest (declare provides:"
+        " [pgbackrest]))"
+    )
+    assert exc.value.problems[0] == expected
+    drill = tmp_path / "t.yaml"
+    drill.write_text(text)
+    from drillkit.cli import main
+
+    assert main(["validate", "--stack", str(COMPOSE_STACK), str(drill)]) == 1
+    err = capsys.readouterr().err
+    assert expected.replace("t.yaml", str(drill)) in err
+    assert "unknown service" not in err and "1 scenario files, 3 problems" in err
+
+
+class LogCtx:
+    """What no-error-spike reads of a drill: its markers, the stack's spec and services, logs."""
+
+    def __init__(self, spec: Any, logs: dict[str, str], services: tuple[str, ...]) -> None:
+        self.result = SimpleNamespace(markers={"recovered": 10.0}, wall=lambda t: 1764583200.0)
+        self.stack = SimpleNamespace(spec=spec, services=services, databases=("db",))
+        self._logs = logs
+
+    def log_since(self, service: str, since: float) -> str:
+        return self._logs[service]
+
+    def part(self, kind: type) -> Any:
+        return kind()
+
+
+def test_no_error_spike_fails_for_an_app_without_declared_patterns_and_matches_declared_ones() -> (
+    None
+):
+    from drillkit.catalog.checks import no_error_spike
+    from drillkit.errors import CheckFailed
+
+    spec = load_stack(COMPOSE_STACK)  # the tiny compose stack: app "web", no logs declared
+    ctx = LogCtx(spec, {"web": "", "db": "LOG:  ready"}, spec.services)
+    with pytest.raises(CheckFailed, match="no error patterns declared for service web"):
+        no_error_spike(ctx)  # type: ignore[arg-type]
+    declared = dataclasses.replace(
+        spec, logs=parse(r"logs: {web: {errors: [' 5\d\d$']}}", {"web"}).logs
+    )
+    ok = LogCtx(declared, {"web": "2026-12-01T10:00:01Z GET / 200", "db": "LOG: ok"}, spec.services)
+    assert "web, db" in no_error_spike(ok)  # type: ignore[arg-type]
+    bad = LogCtx(
+        declared, {"web": "1764583201 x\n2026-12-01T10:00:01Z GET / 503", "db": ""}, spec.services
+    )
+    with pytest.raises(CheckFailed, match="1 error lines in the web log"):
+        no_error_spike(bad)  # type: ignore[arg-type]
+
+
+def test_a_compose_secret_placeholder_reads_the_service_env_and_is_redacted(tmp_path: Any) -> None:
+    from drillkit.core.wiring import stack_secret
+    from drillkit.stack.secrets import Secrets
+
+    spec = load_stack(COMPOSE_STACK)
+    stack = SimpleNamespace(secrets=Secrets(tmp_path / "secrets"))
+    value = stack_secret(spec, stack, "POSTGRES_PASSWORD")  # type: ignore[arg-type]
+    assert value == "s3cret-from-dotenv" and value in stack.secrets.values()
+    with pytest.raises(KeyError, match="secret NOPE: not a drillkit secret"):
+        stack_secret(spec, stack, "NOPE")  # type: ignore[arg-type]
