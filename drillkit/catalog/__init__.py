@@ -34,6 +34,7 @@ BUILTIN = (
     "drillkit.catalog.wal",
     "drillkit.catalog.web",
     "drillkit.catalog.payments",
+    "drillkit.catalog.accounts",
 )
 """drillkit's own catalogue modules, in registration order."""
 ENTRY_POINT_GROUP = "drillkit.catalog"
