@@ -35,6 +35,7 @@ BUILTIN = (
     "drillkit.catalog.web",
     "drillkit.catalog.payments",
     "drillkit.catalog.accounts",
+    "drillkit.catalog.communications",
 )
 """drillkit's own catalogue modules, in registration order."""
 ENTRY_POINT_GROUP = "drillkit.catalog"

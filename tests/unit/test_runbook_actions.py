@@ -19,6 +19,7 @@ DRILLS = {
     "replica-lag-failover": ("replica-lag-failover-unguarded", "rpo"),
     "breach-restore": ("breach-restore-no-restore", "checklist"),
     "account-compromise": ("account-compromise-no-reset", "checklist"),
+    "incident-communications": ("incident-communications-silent", "checklist"),
 }
 
 
