@@ -34,6 +34,8 @@ BUILTIN = (
     "drillkit.catalog.wal",
     "drillkit.catalog.web",
     "drillkit.catalog.payments",
+    "drillkit.catalog.accounts",
+    "drillkit.catalog.communications",
 )
 """drillkit's own catalogue modules, in registration order."""
 ENTRY_POINT_GROUP = "drillkit.catalog"

@@ -22,6 +22,8 @@ from drillkit.core.registry import CHECKS, Service
 from drillkit.errors import CheckFailed, EnvironmentBroken
 from drillkit.stack.probespec import LogPatterns
 from drillkit.stack.services.payments import PROVIDERS, STATUS_PATH
+from drillkit.stack.services.statuspage import STATUS_PATH as STATUSPAGE_STATUS
+from drillkit.stack.services.statuspage import STATUSPAGE
 
 
 @CHECKS("all-systems-responding", title="All systems responding")
@@ -50,6 +52,12 @@ def all_systems_responding(ctx: DrillContext) -> str:
             if r.status_code != 200:
                 raise CheckFailed(f"{service} status page answered {r.status_code}")
             out.append(f"{service} {r.json()['status']['indicator']}")
+        elif service == STATUSPAGE:
+            kind = ctx.stack.kinds[STATUSPAGE]
+            r = requests.get(kind.url + STATUSPAGE_STATUS, timeout=5)
+            if r.status_code != 200:
+                raise CheckFailed(f"the status page answered {r.status_code}")
+            out.append(f"statuspage {r.json()['status']['indicator']}")
         elif service == ctx.part(Fencing).service:
             out.append(f"{service} fenced (not expected to serve)")
         else:

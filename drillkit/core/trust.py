@@ -113,6 +113,8 @@ EVIDENCE_BY_CLASS: dict[str, tuple[str, ...]] = {
         "attacker-rows-gone",
         "tampered-rows-restored",
         "site-integrity",
+        "attacker-token-rejected",
+        "compromised-password-rejected",
     ),
 }
 """Besides the base, at least one check of its failure class (the check that shows the specific

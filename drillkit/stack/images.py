@@ -198,7 +198,7 @@ def _build(
 
 
 def ensure_all(
-    names: tuple[str, ...] = ("postgres", "app", "toxiproxy", "web", "payments"),
+    names: tuple[str, ...] = ("postgres", "app", "toxiproxy", "web", "payments", "statuspage"),
     progress: Progress = _stderr,
 ) -> dict[str, str]:
     """Build (or find cached) every named image; returns name -> tag."""
@@ -206,7 +206,7 @@ def ensure_all(
 
 
 def prune_stale(
-    names: tuple[str, ...] = ("postgres", "app", "toxiproxy", "web", "payments"),
+    names: tuple[str, ...] = ("postgres", "app", "toxiproxy", "web", "payments", "statuspage"),
 ) -> list[str]:
     """Remove drillkit/<name> images built from older inputs (not the current hash) that no
     container uses; returns the removed tags. The base image is kept."""

@@ -202,12 +202,16 @@ def verify_token(token: str, secret: bytes, *, now: float | None = None) -> dict
     return payload
 
 
-def issue_token(user_id: int, email: str, secret: bytes, *, now: float | None = None) -> str:
-    """A login token: ``{"sub", "email", "iat", "exp": iat + 3600}``, times in unix seconds."""
+def issue_token(
+    user_id: int, email: str, secret: bytes, *, now: float | None = None, generation: int = 0
+) -> str:
+    """A login token: ``{"sub", "email", "iat", "exp": iat + 3600}``, times in unix seconds, and
+    ``"gen"``: the user's session generation when it is not 0 (see ``account_session_refusal``)."""
     iat = int(time.time() if now is None else now)
-    return sign_token(
-        {"sub": user_id, "email": email, "iat": iat, "exp": iat + TOKEN_TTL_S}, secret
-    )
+    payload: dict[str, Any] = {"sub": user_id, "email": email, "iat": iat, "exp": iat + TOKEN_TTL_S}
+    if generation:
+        payload["gen"] = generation
+    return sign_token(payload, secret)
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,6 +230,8 @@ class OrderInput:
 class Principal:
     user_id: int
     email: str
+    generation: int = 0
+    """The session generation the token was issued in (its ``gen`` claim; 0 when absent)."""
 
 
 def parse_json_body(raw: bytes) -> Any:
@@ -301,7 +307,87 @@ def principal_from_token(token: str | None, secret: bytes) -> Principal | None:
     sub, email = payload.get("sub"), payload.get("email")
     if isinstance(sub, bool) or not isinstance(sub, int) or not isinstance(email, str):
         return None
-    return Principal(user_id=sub, email=email)
+    gen = payload.get("gen", 0)
+    if isinstance(gen, bool) or not isinstance(gen, int) or gen < 0:
+        return None
+    return Principal(user_id=sub, email=email, generation=gen)
+
+
+# --------------------------------------------------------------------------------------------
+# Account security (pure): lock, session revocation, forced password reset, notifications
+# --------------------------------------------------------------------------------------------
+
+RESET_TOKEN_TTL_S = 3600
+MIN_PASSWORD_LEN = 8
+MAX_NOTIFICATION_TEXT = 4000
+RESET_REQUIRED_HASH = "!reset-required"
+"""What a forced reset leaves in ``users.password_hash``: no password verifies against it."""
+USER_ADMIN_ACTIONS = ("lock", "revoke-sessions", "force-reset", "notify", "security")
+
+
+@dataclass(frozen=True)
+class AccountState:
+    """A user's row of ``account_security`` (no row: not locked, generation 0, no reset)."""
+
+    locked: bool = False
+    generation: int = 0
+    reset_pending: bool = False
+
+
+def account_session_refusal(state: AccountState | None, principal: Principal) -> str | None:
+    """Why a correctly signed token of ``principal`` is refused by its account's security state
+    (locked; or issued in an older session generation: its sessions were revoked), or None."""
+    state = state or AccountState()
+    if state.locked:
+        return "account locked"
+    if principal.generation != state.generation:
+        return "session revoked"
+    return None
+
+
+def reset_token_hash(token: str) -> str:
+    """How a reset code is stored: its SHA-256 (the code itself only reaches the user)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def validate_reset_body(body: Any) -> tuple[str, str]:
+    """``(code, new password)`` of a password reset; the password at least 8 characters."""
+    if not isinstance(body, dict):
+        raise ValidationError("body must be a JSON object")
+    code = _require_text(body, "code")
+    password = _require_text(body, "password")
+    if not code:
+        raise ValidationError("code must not be empty")
+    if len(password) < MIN_PASSWORD_LEN:
+        raise ValidationError(f"password must be at least {MIN_PASSWORD_LEN} characters")
+    return code, password
+
+
+def validate_notify_body(body: Any) -> tuple[str, str, str, str]:
+    """``(channel, kind, subject, message)`` of a user notification; each a bounded string,
+    channel one of email/app/sms (seed 004's user notification channels)."""
+    if not isinstance(body, dict):
+        raise ValidationError("body must be a JSON object")
+    channel = body.get("channel", "email")
+    if channel not in ("email", "app", "sms"):
+        raise ValidationError("channel must be one of email, app, sms")
+    fields = [_require_text(body, name) for name in ("kind", "subject", "message")]
+    for name, value in zip(("kind", "subject", "message"), fields, strict=True):
+        if not value or len(value) > MAX_NOTIFICATION_TEXT:
+            raise ValidationError(f"{name} must be 1..{MAX_NOTIFICATION_TEXT} characters")
+    return channel, fields[0], fields[1], fields[2]
+
+
+_USER_ADMIN_RE = re.compile(r"/api/admin/users/([0-9]{1,19})/([a-z-]+)")
+
+
+def parse_user_admin_path(path: str) -> tuple[int, str] | None:
+    """``(user id, action)`` of ``/api/admin/users/<id>/<action>``; None for anything else."""
+    match = _USER_ADMIN_RE.fullmatch(path)
+    if match is None or match.group(2) not in USER_ADMIN_ACTIONS:
+        return None
+    user_id = int(match.group(1))
+    return (user_id, match.group(2)) if 0 < user_id <= INT8_MAX else None
 
 
 _ORDER_PATH_RE = re.compile(r"/api/orders/([0-9]{1,19})")
@@ -1178,6 +1264,9 @@ class App:
                 return self.admin_stats(request)
             if path == "/api/admin/payments":
                 return self.payments_status(request)
+            target = parse_user_admin_path(path)
+            if target is not None and target[1] == "security":
+                return self.account_security(request, target[0])
             order_id = parse_order_id(path)
             if order_id is not None:
                 return self.get_order(request, order_id)
@@ -1194,6 +1283,11 @@ class App:
                 return self.verify_payments(request)
             if path == "/api/admin/payments/process-pending":
                 return self.process_pending(request)
+            if path == "/api/auth/reset":
+                return self.reset_password(request)
+            target = parse_user_admin_path(path)
+            if target is not None and target[1] != "security":
+                return self.user_admin(request, *target)
             pay_id = parse_pay_path(path)
             if pay_id is not None:
                 return self.pay_order(request, pay_id)
@@ -1225,6 +1319,13 @@ class App:
         principal = principal_from_token(token, self.config.secret)
         if principal is None:
             raise HttpError(401, "invalid or missing token")
+        state = self._with_db(
+            lambda conn: self._account_state(conn, principal.user_id),
+            self.settings.request_db_budget_s,
+        )
+        refusal = account_session_refusal(state, principal)
+        if refusal is not None:
+            raise HttpError(401, refusal)
         return principal
 
     def _require_admin(self, request: Request) -> None:
@@ -1269,26 +1370,39 @@ class App:
         if not secret:
             raise HttpError(503, "token signing secret is not configured")
 
-        def authenticate(conn: DbConnection) -> Principal | None:
+        def authenticate(conn: DbConnection) -> Principal | str | None:
             with conn.cursor() as cur:
-                cur.execute("SELECT id, email, password_hash FROM users WHERE email = %s", (email,))
+                cur.execute(
+                    "SELECT u.id, u.email, u.password_hash, s.locked_at IS NOT NULL,"
+                    " coalesce(s.session_generation, 0)"
+                    " FROM users u LEFT JOIN account_security s ON s.user_id = u.id"
+                    " WHERE u.email = %s",
+                    (email,),
+                )
                 row = cur.fetchone()
-                if row is None:
+                if row is None or row[3]:
                     verify_password(password, _DUMMY_HASH)  # same work whether or not it exists
-                    return None
+                    conn.rollback()
+                    return None if row is None else "locked"
                 if not verify_password(password, row[2]):
+                    conn.rollback()
                     return None
                 cur.execute(
                     "INSERT INTO audit_log (actor, action, detail) VALUES (%s, 'login', %s)",
                     (email, Jsonb({"user_id": row[0]})),
                 )
             conn.commit()
-            return Principal(user_id=row[0], email=row[1])
+            return Principal(user_id=row[0], email=row[1], generation=row[4])
 
         principal = self._with_db(authenticate, self.settings.request_db_budget_s)
-        if principal is None:
+        if principal == "locked":
+            return 403, {"error": "account locked: a password reset is required"}
+        if not isinstance(principal, Principal):
             return 401, {"error": "invalid credentials"}
-        return 200, {"token": issue_token(principal.user_id, principal.email, secret)}
+        token = issue_token(
+            principal.user_id, principal.email, secret, generation=principal.generation
+        )
+        return 200, {"token": token}
 
     def me(self, request: Request) -> Response:
         principal = self._principal(request)
@@ -1434,6 +1548,184 @@ class App:
     def admin_stats(self, request: Request) -> Response:
         self._require_admin(request)
         return 200, self.stats.snapshot()
+
+    # ---- account security ------------------------------------------------------------------
+
+    @staticmethod
+    def _account_state(conn: DbConnection, user_id: int) -> AccountState | None:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT locked_at IS NOT NULL, session_generation, reset_token_hash IS NOT NULL"
+                " FROM account_security WHERE user_id = %s",
+                (user_id,),
+            )
+            row = cur.fetchone()
+        conn.rollback()
+        if row is None:
+            return None
+        return AccountState(locked=row[0], generation=row[1], reset_pending=row[2])
+
+    def user_admin(self, request: Request, user_id: int, action: str) -> Response:
+        """Seed 004 "Secure compromised accounts": ``lock`` (no login, every token refused),
+        ``revoke-sessions`` (every token issued so far refused), ``force-reset`` (the password
+        voided; a reset code sent to the user by an email notification), ``notify`` (a
+        notification recorded in the outbox). Each is audited."""
+        self._require_admin(request)
+        body = self._json(request) if request.body else {}
+        if not isinstance(body, dict):
+            raise HttpError(400, "body must be a JSON object")
+        try:
+            notice = validate_notify_body(body) if action == "notify" else None
+        except ValidationError as exc:
+            raise HttpError(400, str(exc)) from exc
+        reason = body.get("reason", "")
+        if not isinstance(reason, str) or len(reason) > MAX_NOTIFICATION_TEXT:
+            raise HttpError(400, f"reason must be a string of at most {MAX_NOTIFICATION_TEXT}")
+        code = _b64url_encode(os.urandom(24)) if action == "force-reset" else ""
+
+        def apply(conn: DbConnection) -> dict[str, Any] | None:
+            with conn.cursor() as cur:
+                cur.execute("SELECT email FROM users WHERE id = %s FOR UPDATE", (user_id,))
+                user = cur.fetchone()
+                if user is None:
+                    conn.rollback()
+                    return None
+                cur.execute(
+                    "INSERT INTO account_security (user_id) VALUES (%s)"
+                    " ON CONFLICT (user_id) DO NOTHING",
+                    (user_id,),
+                )
+                out: dict[str, Any] = {"user_id": user_id}
+                if action == "lock":
+                    cur.execute(
+                        "UPDATE account_security SET locked_at = now(), lock_reason = %s,"
+                        " updated_at = now() WHERE user_id = %s",
+                        (reason, user_id),
+                    )
+                elif action == "revoke-sessions":
+                    cur.execute(
+                        "UPDATE account_security SET session_generation = session_generation + 1,"
+                        " updated_at = now() WHERE user_id = %s RETURNING session_generation",
+                        (user_id,),
+                    )
+                    out["session_generation"] = cur.fetchone()[0]  # type: ignore[index]
+                elif action == "force-reset":
+                    cur.execute(
+                        "UPDATE users SET password_hash = %s WHERE id = %s",
+                        (RESET_REQUIRED_HASH, user_id),
+                    )
+                    cur.execute(
+                        "UPDATE account_security SET reset_token_hash = %s,"
+                        " reset_requested_at = now(), updated_at = now() WHERE user_id = %s",
+                        (reset_token_hash(code), user_id),
+                    )
+                    notice_row = (
+                        "email",
+                        "password-reset",
+                        "A password reset is required on your account",
+                        f"Your password was reset for your protection. Reset code: {code}",
+                    )
+                    out["notification_id"] = self._insert_notification(cur, user_id, notice_row)
+                else:
+                    assert notice is not None
+                    out["notification_id"] = self._insert_notification(cur, user_id, notice)
+                cur.execute(
+                    "INSERT INTO audit_log (actor, action, detail) VALUES ('admin', %s, %s)",
+                    (f"account.{action}", Jsonb({"user_id": user_id, "reason": reason})),
+                )
+            conn.commit()
+            return out
+
+        out = self._with_db(apply, self.settings.request_db_budget_s)
+        if out is None:
+            return 404, {"error": "user not found"}
+        log("account_security", action=action, user_id=user_id)
+        return 200, out
+
+    @staticmethod
+    def _insert_notification(cur: Any, user_id: int, notice: tuple[str, str, str, str]) -> int:
+        cur.execute(
+            "INSERT INTO notifications (user_id, channel, kind, subject, message)"
+            " VALUES (%s, %s, %s, %s, %s) RETURNING id",
+            (user_id, *notice),
+        )
+        return int(cur.fetchone()[0])
+
+    def account_security(self, request: Request, user_id: int) -> Response:
+        """A user's security state and notifications (their subjects, never their text)."""
+        self._require_admin(request)
+
+        def fetch(conn: DbConnection) -> dict[str, Any]:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT locked_at, lock_reason, session_generation, reset_requested_at"
+                    " FROM account_security WHERE user_id = %s",
+                    (user_id,),
+                )
+                row = cur.fetchone()
+                cur.execute(
+                    "SELECT id, at, channel, kind, subject FROM notifications"
+                    " WHERE user_id = %s ORDER BY id",
+                    (user_id,),
+                )
+                notes = cur.fetchall()
+            conn.rollback()
+            stamp = lambda t: None if t is None else format_timestamp(t)  # noqa: E731
+            return {
+                "user_id": user_id,
+                "locked_at": stamp(row[0]) if row else None,
+                "lock_reason": row[1] if row else None,
+                "session_generation": row[2] if row else 0,
+                "reset_requested_at": stamp(row[3]) if row else None,
+                "notifications": [
+                    {"id": n[0], "at": stamp(n[1]), "channel": n[2], "kind": n[3], "subject": n[4]}
+                    for n in notes
+                ],
+            }
+
+        return 200, self._with_db(fetch, self.settings.request_db_budget_s)
+
+    def reset_password(self, request: Request) -> Response:
+        """The user completes a forced reset with the code they were sent: a new password, the
+        lock lifted, every older session revoked, the code spent."""
+        try:
+            code, password = validate_reset_body(self._json(request))
+        except ValidationError as exc:
+            raise HttpError(400, str(exc)) from exc
+        new_hash = hash_password(password)
+
+        def apply(conn: DbConnection) -> int | None:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT user_id FROM account_security WHERE reset_token_hash = %s"
+                    " AND reset_requested_at > now() - make_interval(secs => %s) FOR UPDATE",
+                    (reset_token_hash(code), RESET_TOKEN_TTL_S),
+                )
+                row = cur.fetchone()
+                if row is None:
+                    conn.rollback()
+                    return None
+                cur.execute("UPDATE users SET password_hash = %s WHERE id = %s", (new_hash, row[0]))
+                cur.execute(
+                    "UPDATE account_security SET reset_token_hash = NULL,"
+                    " reset_requested_at = NULL, locked_at = NULL, lock_reason = NULL,"
+                    " session_generation = session_generation + 1, updated_at = now()"
+                    " WHERE user_id = %s",
+                    (row[0],),
+                )
+                cur.execute(
+                    "INSERT INTO audit_log (actor, action, detail)"
+                    " VALUES ('user', 'account.reset', %s)",
+                    (Jsonb({"user_id": row[0]}),),
+                )
+            conn.commit()
+            return int(row[0])
+
+        user_id = self._with_db(apply, self.settings.request_db_budget_s)
+        if user_id is None:
+            return 400, {"error": "invalid or expired reset code"}
+        log("account_security", action="reset", user_id=user_id)
+        return 200, {"user_id": user_id}
 
     # ---- payments --------------------------------------------------------------------------
 

@@ -50,5 +50,27 @@ CREATE TABLE audit_log (
     action text NOT NULL,
     detail jsonb NOT NULL DEFAULT '{}'::jsonb
 );
+-- Account security (seed 004 "Secure compromised accounts"): a lock (no login, every token
+-- refused), the session generation (a token issued in an older one is refused: its sessions were
+-- revoked) and a pending forced reset (the SHA-256 of the code sent to the user).
+CREATE TABLE account_security (
+    user_id            bigint PRIMARY KEY REFERENCES users (id),
+    locked_at          timestamptz,
+    lock_reason        text,
+    session_generation integer NOT NULL DEFAULT 0,
+    reset_token_hash   text,
+    reset_requested_at timestamptz,
+    updated_at         timestamptz NOT NULL DEFAULT now()
+);
+-- The notification outbox (email, in-app, SMS): what the app sent a user, and when.
+CREATE TABLE notifications (
+    id      bigserial PRIMARY KEY,
+    user_id bigint NOT NULL REFERENCES users (id),
+    at      timestamptz NOT NULL DEFAULT now(),
+    channel text NOT NULL CHECK (channel IN ('email', 'app', 'sms')),
+    kind    text NOT NULL,
+    subject text NOT NULL,
+    message text NOT NULL
+);
 RESET ROLE;
 CREATE EXTENSION amcheck;

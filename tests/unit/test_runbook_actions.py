@@ -18,6 +18,8 @@ DRILLS = {
     "force-logout": ("force-logout-no-rotation", "checklist"),
     "replica-lag-failover": ("replica-lag-failover-unguarded", "rpo"),
     "breach-restore": ("breach-restore-no-restore", "checklist"),
+    "account-compromise": ("account-compromise-no-reset", "checklist"),
+    "incident-communications": ("incident-communications-silent", "checklist"),
 }
 
 

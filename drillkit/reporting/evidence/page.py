@@ -225,6 +225,17 @@ def _controls_table(results: Sequence[DrillResult], anchors: Sequence[str]) -> s
     return "\n".join(rows)
 
 
+def communications(result: DrillResult) -> str:
+    """The incident's status-page messages as posted (status, the page's receive time, text)."""
+    rows = result.extra.get("communications") or []
+    return "".join(
+        f"<p><b>{_e(r.get('status', '?'))}</b>, posted {_e(r.get('posted_at', '?'))}</p>"
+        f"<pre>{_e(r.get('text', ''))}</pre>"
+        for r in rows
+        if isinstance(r, dict)
+    )
+
+
 def _drill_section(
     result: DrillResult,
     anchor: str,
@@ -270,6 +281,8 @@ def _drill_section(
     if result.error:
         parts.append(f"<h3>Drill error</h3><pre>{_e(result.error)}</pre>")
     parts.append("<h3>Incident report</h3>" + incident_report(result))
+    if result.extra.get("communications"):
+        parts.append("<h3>Communications</h3>" + communications(result))
     parts.append("<h3>Validation checklist</h3>" + checklist_table(result))
     parts.append("<h3>Integrity proofs</h3>" + audit.integrity_proofs(result))
     parts.append("<h3>Deviations</h3>" + audit.deviations_table(result))
