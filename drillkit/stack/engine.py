@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import signal
 
 import docker
 import docker.errors
@@ -54,3 +55,21 @@ def check_guardrails(min_free_disk_gib: float = 2.0, path: str = "/var/lib/docke
             f"only {free_gib:.1f} GiB free on {probe}; a drill needs {min_free_disk_gib:g} GiB "
             "(free space, or lower --drill-min-free-disk)"
         )
+
+
+def kill_exec(api: docker.APIClient, exec_id: str) -> None:
+    """Kill a running `docker exec` and its children (the process group of the `timeout` that
+    wraps every exec): used when the step that started it is stopped. The exec's Pid is a host
+    pid; it is killed only when /proc shows it inside the exec's container (a harness in another
+    pid namespace kills nothing by mistake)."""
+    info = api.exec_inspect(exec_id)
+    pid, container = int(info.get("Pid") or 0), str(info.get("ContainerID") or "")
+    if not info.get("Running") or pid <= 0 or not container:
+        return
+    try:
+        with open(f"/proc/{pid}/cgroup", encoding="utf-8") as f:
+            if container not in f.read():
+                return
+        os.killpg(pid, signal.SIGKILL)
+    except (FileNotFoundError, ProcessLookupError):
+        return

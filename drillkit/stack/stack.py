@@ -28,6 +28,7 @@ import requests
 from docker.models.containers import Container
 from docker.models.volumes import Volume
 
+from drillkit import cancel
 from drillkit.errors import BlastRadiusError, EnvironmentBroken
 from drillkit.stack import engine, hostfs, images
 from drillkit.stack.kinds import BASE_KINDS, SERVICE_KINDS, ServiceKind
@@ -300,7 +301,11 @@ class Stack:
         c = self.container(service)
         argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
         wrapped = ["timeout", "-s", "KILL", f"{timeout_s:g}", *argv]
-        code, out = c.exec_run(wrapped, user=user, demux=False)
+        api = c.client.api
+        exec_id = api.exec_create(c.id, wrapped, user=user)["Id"]
+        with cancel.killable(lambda: engine.kill_exec(api, exec_id)):  # a stopped step's exec dies
+            out = api.exec_start(exec_id)
+        code = api.exec_inspect(exec_id)["ExitCode"]
         return ExecResult(code, (out or b"").decode("utf-8", "replace"))
 
     def logs(self, service: str, tail: int = 40) -> str:

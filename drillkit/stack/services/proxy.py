@@ -6,12 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import requests
+
 from drillkit.stack.kinds import ServiceKind, service_kind
 from drillkit.wait import wait_for
 
 PROXY_IMAGE = "toxiproxy"
 PROXY_API_PORT = 8474
 PROXY_NAME = "postgres"
+API_TIMEOUT_S = 5.0
+"""Every call to the fault proxy's API answers within this or fails."""
 
 
 @service_kind
@@ -54,9 +58,33 @@ class Proxy(ServiceKind):
 
     def client(self) -> Any:
         """A toxiproxy-python client for this stack's proxy (the client's address is global to the
-        process, so it is set on every call)."""
+        process, so it is set on every call). Its HTTP calls go through `BoundedHttp`: each has
+        a timeout."""
+        import toxiproxy.api
         from toxiproxy import Toxiproxy
 
+        toxiproxy.api.requests = BoundedHttp()  # type: ignore[assignment]
         client = Toxiproxy()
         client.update_api_consumer("127.0.0.1", self.stack.port("proxy", PROXY_API_PORT))
         return client
+
+
+class BoundedHttp:
+    """What toxiproxy-python calls as `requests` (get, post, delete): the same calls, each with
+    a timeout (the library passes none: a hung API would hang the step)."""
+
+    def __init__(self, timeout_s: float = API_TIMEOUT_S) -> None:
+        self.timeout_s = timeout_s
+
+    def _call(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        timeout = kwargs.pop("timeout", None) or self.timeout_s
+        return requests.request(method, url, timeout=timeout, **kwargs)
+
+    def get(self, url: str, **kwargs: Any) -> requests.Response:
+        return self._call("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> requests.Response:
+        return self._call("POST", url, **kwargs)
+
+    def delete(self, url: str, **kwargs: Any) -> requests.Response:
+        return self._call("DELETE", url, **kwargs)
