@@ -228,8 +228,11 @@ def cmd_finish(args: argparse.Namespace) -> int:
     """After a suite: append history, build (and sign) the evidence pack, print its hash and
     record it in the history, warn about overdue drills, notify the webhook.
 
+    Last, the secret scan: no secret the session issued may appear in any file under reports/.
+
     Exit codes (reporting/ci.py): 0 every drill passed, 1 a breach, 3 only broken drills,
-    4 nothing to finish (no session, no record) or bad options."""
+    4 nothing to finish (no session, no record) or bad options, 6 a secret leaked into a file
+    under reports/."""
     from drillkit.core.results import load_all
     from drillkit.core.scenario import discover
     from drillkit.reporting import ci, evidence, history, roles
@@ -315,7 +318,36 @@ def cmd_finish(args: argparse.Namespace) -> int:
         _notify_finish(args.webhook, results, stale, args.max_age_days, session)
     failed = sum(1 for r in results if r.status == "failed")
     broken = sum(1 for r in results if r.status in ci.BROKEN_STATUSES)
+    if not _secret_scan(root, results_dir):
+        return ci.EXIT_SECRET_LEAK
     return ci.session_exit_code(failed, broken, 0, ci.EXIT_BREACH if failed or broken else 0)
+
+
+def _secret_scan(root: Path, results_dir: Path) -> bool:
+    """Every file under `root` (the reports folder: records, Allure results, history, the pack
+    and its PDF's text) searched for every secret the session's runs issued, by the digests
+    they recorded. False (and a loud message per file, never the secret) when one is found."""
+    from drillkit.core import leaks
+    from drillkit.reporting import leakscan
+
+    digests = leaks.load(results_dir)
+    if not digests:
+        print("drillkit: secret scan: the session recorded no secrets; nothing to look for")
+        return True
+    found, skipped = leakscan.scan_tree(root, digests)
+    for rel in skipped:
+        print(
+            f"drillkit: WARNING: secret scan: {root / rel} too large, not scanned", file=sys.stderr
+        )
+    for rel, n in found:
+        print(
+            f"drillkit: SECRET LEAK: {root / rel} holds {n} occurrence(s) of a secret this "
+            "session issued: remove the file and find what wrote it",
+            file=sys.stderr,
+        )
+    if not found:
+        print(f"drillkit: secret scan: none of the {len(digests)} secrets issued found in {root}")
+    return not found
 
 
 def _write_dashboard(

@@ -19,6 +19,7 @@ from typing import Any
 import docker.errors
 import psycopg
 
+from drillkit.core import leaks
 from drillkit.core.config import Deadline, RunConfig, new_run_id, objectives_for
 from drillkit.core.context import DrillContext
 from drillkit.core.environment import environment, pg_errors, signals_held
@@ -38,7 +39,7 @@ from drillkit.core.phases import (
 )
 from drillkit.core.probes import Baseline, ProbeConfig, Probes, median
 from drillkit.core.registry import FAULTS, OPTIONAL_SERVICES, PROBES, RECOVERY, Registry
-from drillkit.core.results import DrillResult, StepRecord
+from drillkit.core.results import DrillResult, StepRecord, evidence_status
 from drillkit.core.scenario import Scenario, Step
 from drillkit.errors import DrillAborted, DrillError, EnvironmentBroken, StepFailed
 from drillkit.stack import engine, hostfs
@@ -449,6 +450,7 @@ class Runner:
                 res.logs[service] = stack.logs(service, tail=60)
             res.pg_errors.extend(pg_errors(res.logs))
         res.wall_end = time.time()
+        leaks.record(self.config.results_dir, self.secret_values)  # digests only: the scan's
         self._emit(Phase.FINISHED, status=res.status)
         keep = self.config.keep_on_failure and res.status != "passed"
         interrupted: list[int] = []
@@ -466,6 +468,7 @@ class Runner:
             )
         if interrupted and res.status not in ("interrupted", "error"):
             res.status = "interrupted"
+        res.evidence_status = evidence_status(res, self.scenario.not_evidence)
         res.save(self.result_path)
         if interrupted:
             raise KeyboardInterrupt(f"signal {interrupted[0]} (held during teardown)")
