@@ -227,8 +227,9 @@ def test_the_fault_proxy_client_calls_have_a_timeout(monkeypatch: pytest.MonkeyP
         return "answer"
 
     monkeypatch.setattr(proxy.requests, "request", fake_request)
-    assert proxy.BoundedHttp().get("http://127.0.0.1:1/proxies") == "answer"
+    assert proxy.BoundedHttp("tok").get("http://127.0.0.1:1/proxies") == "answer"
     assert seen["timeout"] == proxy.API_TIMEOUT_S and seen["method"] == "GET"
+    assert seen["headers"] == {"Authorization": "Bearer tok"}
 
 
 def test_a_host_pid_outside_the_exec_container_is_not_killed() -> None:
