@@ -16,7 +16,7 @@ help:
 	@echo "make test     run drillkit's own tests (unit + integration)"
 	@echo "make report   build the offline Allure HTML report from the last results"
 	@echo "make bench    run the benchmarks (results in reports/bench/)"
-	@echo "make clean    remove every container, network, volume and mount drillkit left behind"
+	@echo "make clean    remove what runs whose harness is gone left behind (containers, networks, volumes, mounts)"
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml

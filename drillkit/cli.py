@@ -181,19 +181,40 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+RUN_DIR_GRACE_S = 600.0
+"""A run folder under .run/ with no live run is removed only once it is this old (a run that is
+just starting has its folder before its first container)."""
+
+
 def cmd_clean(args: argparse.Namespace) -> int:
+    """Remove what runs left behind: the runs whose owner is gone (reaping.owner_alive), their
+    mounts and folders; a run whose owner is alive is left, and said so. Then stale images."""
     from drillkit.stack import hostfs, reaping
 
-    counts = reaping.reap(None)
-    loops = hostfs.reap_loopfs(ROOT / ".run")
-    if (ROOT / ".run").exists():
-        shutil.rmtree(ROOT / ".run", ignore_errors=True)
+    live = reaping.live_runs()
+    reaped = reaping.reap_orphans(ROOT / ".run")
+    loops = 0
+    run_root = ROOT / ".run"
+    if run_root.is_dir():
+        for d in sorted(run_root.iterdir()):
+            if not reaping.valid_run_id(d.name) or d.name in live or d.is_symlink():
+                continue
+            if time.time() - d.stat().st_mtime < RUN_DIR_GRACE_S:
+                continue
+            loops += len(hostfs.reap_loopfs(d))
+            shutil.rmtree(d, ignore_errors=True)
+    _runs, refused = reaping.runs_by_owner()
     print(
-        f"drillkit: removed {counts['containers']} containers, {counts['networks']} networks, "
-        f"{counts['volumes']} volumes, {len(loops)} mounts/loop devices"
+        f"drillkit: removed {len(reaped)} runs whose owner is gone"
+        + (f" ({', '.join(reaped)})" if reaped else "")
+        + f", {loops} mounts/loop devices of older run folders"
     )
+    if live:
+        print(f"drillkit: left {len(live)} runs whose owner is alive: {', '.join(sorted(live))}")
+    for label in refused:
+        print(f"drillkit: WARNING: a resource has an invalid run id label {label!r}: not touched")
     cmd_prune_images(args)
-    left = reaping.leftovers(None)
+    left = [x for run in reaped for x in reaping.leftovers(run)]
     if left:
         print("drillkit: still present: " + ", ".join(left), file=sys.stderr)
         return 1
@@ -489,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--json", action="store_true", help="machine-readable output")
     c.add_argument("--catalog", action="append", metavar="MODULE", help=_CATALOG_HELP)
     c.set_defaults(fn=cmd_catalog)
-    sub.add_parser("clean", help="remove everything drillkit left behind").set_defaults(
+    sub.add_parser("clean", help="remove what runs whose owner is gone left behind").set_defaults(
         fn=cmd_clean
     )
     sub.add_parser("prune-images", help="remove images built from older inputs").set_defaults(

@@ -1,12 +1,17 @@
 """Removing what runs left behind: one run's resources, every run's, or the runs whose harness
 process is gone. Everything drillkit creates carries its labels (engine.LABEL, engine.RUN_LABEL,
-engine.OWNER_LABEL: the harness's pid), so reaping is a label filter."""
+and who owns it: engine.owner_labels(), the harness's pid with its pid namespace, boot and start
+time), so reaping is a label filter. A run id label names a folder only once valid_run_id()
+accepts it."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,27 +46,81 @@ def reap(run_id: str | None = None) -> dict[str, int]:
     return counts
 
 
-def reap_orphans(run_root: Path | None = None) -> list[str]:
-    """Reap the runs whose harness process is gone (killed mid-drill); live runs are left alone.
-    With `run_root`, also unmount and detach the loop filesystems those runs left under it."""
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""What a run id label may be before it names a folder (new_run_id() makes 8 hex digits)."""
+FOREIGN_TTL_S = 24 * 3600.0
+"""A run owned from another pid namespace or boot (a harness in a container, or before a
+reboot) cannot be checked: it is left alone until it is this old."""
+
+
+def valid_run_id(run: str) -> bool:
+    """A run id usable as a folder name: no separator, no '..', nothing but [A-Za-z0-9_.-]."""
+    return bool(RUN_ID.fullmatch(run)) and ".." not in run
+
+
+def owner_alive(labels: dict[str, str], now: float | None = None) -> bool:
+    """Whether the harness that created a resource may still be running. Its pid is checked
+    only in the pid namespace and boot it was recorded in (and must have started when it did);
+    an owner recorded elsewhere counts as alive until FOREIGN_TTL_S after creation. Resources
+    labelled before the namespace was recorded are judged by their pid, as they always were."""
+    owner = labels.get(engine.OWNER_LABEL, "")
+    if not owner.isdigit():
+        return False
+    ns, boot = labels.get(engine.OWNER_PIDNS_LABEL), labels.get(engine.OWNER_BOOT_LABEL)
+    if ns is None and boot is None:  # an older label set: the pid is all there is
+        return _alive(int(owner))
+    if ns != engine.pid_namespace() or boot != engine.boot_id() or not ns or not boot:
+        created = labels.get(engine.CREATED_LABEL, "")
+        age = (time.time() if now is None else now) - float(created) if created.isdigit() else 0
+        return age < FOREIGN_TTL_S
+    if not _alive(int(owner)):
+        return False
+    started = labels.get(engine.OWNER_START_LABEL)
+    return not started or engine.start_ticks(int(owner)) in ("", started)
+
+
+def runs_by_owner() -> tuple[dict[str, dict[str, str]], list[str]]:
+    """Every labelled run (run id -> the owner labels of one of its resources), and the run id
+    labels refused as invalid (never used as a path, never reaped by name)."""
     c = engine.client()
-    runs: dict[str, str] = {}
+    runs: dict[str, dict[str, str]] = {}
+    refused: list[str] = []
     for lister in (c.containers.list, c.networks.list, c.volumes.list):
         kwargs = {"all": True} if lister == c.containers.list else {}
         for obj in lister(filters={"label": [engine.LABEL]}, **kwargs):
             labels = obj.attrs.get("Labels") or obj.attrs.get("Config", {}).get("Labels") or {}
             run = labels.get(engine.RUN_LABEL)
-            if run:
-                runs[run] = labels.get(engine.OWNER_LABEL, "")
+            if not run:
+                continue
+            if not valid_run_id(run):
+                refused.append(run[:80])
+                continue
+            runs.setdefault(run, labels)
+    return runs, sorted(set(refused))
+
+
+def reap_orphans(run_root: Path | None = None, only: set[str] | None = None) -> list[str]:
+    """Reap the runs whose harness process is gone (killed mid-drill, or finished and kept its
+    stack for debugging); a run whose owner is alive (or cannot be judged: owner_alive) is left
+    alone. With `run_root`, also unmount and detach the loop filesystems those runs left under
+    it and remove their folders. `only`: consider just these run ids."""
+    runs, _refused = runs_by_owner()
     reaped = []
-    for run, owner in runs.items():
-        if owner.isdigit() and _alive(int(owner)):
+    for run, labels in runs.items():
+        if (only is not None and run not in only) or owner_alive(labels):
             continue
         reap(run)
         if run_root is not None:
             hostfs.reap_loopfs(run_root / run)
+            shutil.rmtree(run_root / run, ignore_errors=True)
         reaped.append(run)
     return reaped
+
+
+def live_runs() -> set[str]:
+    """The run ids whose owner is alive (what `drillkit clean` must leave)."""
+    runs, _ = runs_by_owner()
+    return {run for run, labels in runs.items() if owner_alive(labels)}
 
 
 def _alive(pid: int) -> bool:

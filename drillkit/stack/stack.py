@@ -13,7 +13,6 @@ methods below that belong to a kind (wait_pg, set_maintenance, web_url, ...) del
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 import time
@@ -128,7 +127,7 @@ class Stack:
         labels = {
             engine.LABEL: "true",
             engine.RUN_LABEL: self.run_id,
-            engine.OWNER_LABEL: str(os.getpid()),
+            **engine.owner_labels(),
         }
         if service:
             labels[engine.SERVICE_LABEL] = service

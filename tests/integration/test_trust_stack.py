@@ -6,6 +6,7 @@ their tokens, and the app refuses a bad Content-Length."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import secrets
 import socket
@@ -13,6 +14,7 @@ import threading
 import time
 from types import SimpleNamespace
 
+import docker.errors
 import psycopg
 import pytest
 import requests
@@ -156,3 +158,61 @@ def test_the_app_refuses_a_bad_content_length(stack, length):
         sock.sendall(head.encode())
         answer = sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+
+
+# ----- cleanup (class 7), on the real engine: only runs this test labels are judged ----------
+
+
+def labelled_container(run: str, owner: dict[str, str]):
+    from drillkit.stack import engine
+
+    labels = {engine.LABEL: "true", engine.RUN_LABEL: run, **owner}
+    return engine.client().containers.create("drillkit/base:bookworm", ["true"], labels=labels)
+
+
+def test_clean_reaps_a_dead_owners_run_and_leaves_a_live_one(tmp_path):
+    import subprocess
+
+    from drillkit.stack import engine, reaping
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    live_run, dead_run, bad_run = (f"it{secrets.token_hex(3)}" for _ in range(3))
+    bad_run = "../../" + bad_run
+    made = [
+        labelled_container(live_run, engine.owner_labels()),
+        labelled_container(dead_run, {**engine.owner_labels(), engine.OWNER_LABEL: str(dead.pid)}),
+        labelled_container(bad_run, {**engine.owner_labels(), engine.OWNER_LABEL: str(dead.pid)}),
+    ]
+    (tmp_path / dead_run).mkdir()
+    try:
+        reaped = reaping.reap_orphans(tmp_path, only={live_run, dead_run, bad_run})
+        assert reaped == [dead_run]
+        assert leftovers(dead_run) == [] and not (tmp_path / dead_run).exists()
+        assert leftovers(live_run) and leftovers(bad_run)
+        assert bad_run[:80] in reaping.runs_by_owner()[1]
+        assert live_run in reaping.live_runs()
+    finally:
+        for c in made:
+            with contextlib.suppress(docker.errors.NotFound):
+                c.remove(force=True)
+
+
+def test_a_young_or_used_image_is_not_prunable(tmp_path):
+    from drillkit.stack import engine, images
+
+    (tmp_path / "Dockerfile").write_text("FROM drillkit/base:bookworm\n")
+    tag = f"drillkit/trust-test:{secrets.token_hex(4)}"
+    client = engine.client()
+    client.images.build(
+        path=str(tmp_path), tag=tag, labels={engine.LABEL + ".image": "true"}, rm=True
+    )
+    try:
+        attrs = client.images.get(tag).attrs
+        assert 0 <= images.image_age_s(attrs) < 3600  # the real Created format is read
+        assert not images.prunable(attrs, tag, "drillkit/trust-test:current", set())  # young
+        assert images.prunable(attrs, tag, "drillkit/trust-test:current", set(), keep_s=0)
+        assert not images.prunable(attrs, tag, "x", {attrs["Id"]}, keep_s=0)  # in use
+        assert not images.prunable(attrs, tag, tag, set(), keep_s=0)  # this checkout's
+    finally:
+        client.images.remove(tag, force=True)
