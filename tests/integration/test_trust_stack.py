@@ -49,7 +49,7 @@ def stack(tmp_path_factory):
 
 
 def sleepers(stack: Stack) -> str:
-    return stack.exec("primary", "pgrep -f 'sleep 3600' || true", timeout_s=10).output.strip()
+    return stack.exec("primary", "pgrep -f 'slee[p] 3600' || true", timeout_s=10).output.strip()
 
 
 def test_a_stopped_steps_exec_is_killed(stack):
