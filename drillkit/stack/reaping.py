@@ -85,9 +85,13 @@ def runs_by_owner() -> tuple[dict[str, dict[str, str]], list[str]]:
     c = engine.client()
     runs: dict[str, dict[str, str]] = {}
     refused: list[str] = []
-    for lister in (c.containers.list, c.networks.list, c.volumes.list):
-        kwargs = {"all": True} if lister == c.containers.list else {}
-        for obj in lister(filters={"label": [engine.LABEL]}, **kwargs):
+    listings = (
+        c.containers.list(all=True, filters={"label": [engine.LABEL]}),  # stopped ones too
+        c.networks.list(filters={"label": [engine.LABEL]}),
+        c.volumes.list(filters={"label": [engine.LABEL]}),
+    )
+    for listing in listings:
+        for obj in listing:
             labels = obj.attrs.get("Labels") or obj.attrs.get("Config", {}).get("Labels") or {}
             run = labels.get(engine.RUN_LABEL)
             if not run:

@@ -29,11 +29,15 @@ class Obj:
 
 
 class Lister:
-    def __init__(self) -> None:
+    def __init__(self, stopped_hidden: bool = False) -> None:
         self.items: list[Obj] = []
+        self.stopped_hidden = stopped_hidden
+        """Docker's container listing: without all=True, only running containers."""
 
     def list(self, all: bool = False, filters: dict | None = None, name: str = "") -> list[Obj]:
         out = list(self.items)
+        if self.stopped_hidden and not all:
+            out = [o for o in out if o.attrs.get("running")]
         for flt in (filters or {}).get("label", []):
             key, _, value = flt.partition("=")
             out = [o for o in out if key in o.attrs["Labels"]]
@@ -60,13 +64,20 @@ class FakeImages(Lister):
 
 class FakeEngine:
     def __init__(self) -> None:
-        self.containers, self.networks, self.volumes = Lister(), Lister(), Lister()
+        # the containers of a killed run are stopped: a reaper must list them with all=True
+        self._containers, self.networks, self.volumes = Lister(True), Lister(), Lister()
         self.images = FakeImages()
+
+    @property
+    def containers(self) -> Lister:
+        """As docker.DockerClient.containers: a new collection object on every access."""
+        view = Lister(True)
+        view.items = self._containers.items
+        return view
 
     def run(self, run: str, owner: dict[str, str]) -> None:
         labels = {engine.LABEL: "true", engine.RUN_LABEL: run, **owner}
-        for lister in (self.containers, self.networks, self.volumes):
-            Obj("x", labels, lister.items)
+        Obj("x", labels, self.containers.items)  # a stopped container only: nothing else
 
     def runs(self) -> set[str]:
         return {o.attrs["Labels"][engine.RUN_LABEL] for o in self.containers.items}
