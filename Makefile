@@ -35,13 +35,15 @@ drill: images
 	@$(PY) -m drillkit.cli session-start > .run-session 2>/dev/null || true
 	DRILLKIT_SESSION=$$(cat .run-session) $(PYTEST) drills -m quarterly -v -p no:randomly \
 	    --alluredir=reports/allure-results $(DRILL_ARGS); status=$$?; \
-	DRILLKIT_SESSION=$$(cat .run-session) $(PY) -m drillkit.cli finish; exit $$status
+	DRILLKIT_SESSION=$$(cat .run-session) $(PY) -m drillkit.cli finish; finished=$$?; \
+	if [ $$finished -eq 6 ]; then exit 6; fi; exit $$status
 
 nightly: images
 	@$(PY) -m drillkit.cli session-start > .run-session 2>/dev/null || true
 	DRILLKIT_SESSION=$$(cat .run-session) $(PYTEST) drills -m nightly -v \
 	    --alluredir=reports/allure-results $(DRILL_ARGS); status=$$?; \
-	DRILLKIT_SESSION=$$(cat .run-session) $(PY) -m drillkit.cli finish; exit $$status
+	DRILLKIT_SESSION=$$(cat .run-session) $(PY) -m drillkit.cli finish; finished=$$?; \
+	if [ $$finished -eq 6 ]; then exit 6; fi; exit $$status
 
 test: images
 	$(PYTEST) tests -v $(TEST_ARGS)
