@@ -40,7 +40,12 @@ def reap(run_id: str | None = None) -> dict[str, int]:
         for t in threads:
             t.join()
 
-    in_parallel(c.containers.list(all=True, filters=flt), "containers", force=True, v=True)
+    in_parallel(
+        c.containers.list(all=True, filters=flt, ignore_removed=True),
+        "containers",
+        force=True,
+        v=True,
+    )
     in_parallel(c.networks.list(filters=flt), "networks")
     in_parallel(c.volumes.list(filters=flt), "volumes", force=True)
     return counts
@@ -86,7 +91,9 @@ def runs_by_owner() -> tuple[dict[str, dict[str, str]], list[str]]:
     runs: dict[str, dict[str, str]] = {}
     refused: list[str] = []
     listings = (
-        c.containers.list(all=True, filters={"label": [engine.LABEL]}),  # stopped ones too
+        # stopped ones too; sparse: the listing's labels, no inspect of each (a container removed
+        # meanwhile by its own teardown is no error)
+        c.containers.list(all=True, sparse=True, filters={"label": [engine.LABEL]}),
         c.networks.list(filters={"label": [engine.LABEL]}),
         c.volumes.list(filters={"label": [engine.LABEL]}),
     )

@@ -34,7 +34,14 @@ class Lister:
         self.stopped_hidden = stopped_hidden
         """Docker's container listing: without all=True, only running containers."""
 
-    def list(self, all: bool = False, filters: dict | None = None, name: str = "") -> list[Obj]:
+    def list(
+        self,
+        all: bool = False,
+        filters: dict | None = None,
+        name: str = "",
+        sparse: bool = False,
+        ignore_removed: bool = False,
+    ) -> list[Obj]:
         out = list(self.items)
         if self.stopped_hidden and not all:
             out = [o for o in out if o.attrs.get("running")]
