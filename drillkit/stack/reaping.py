@@ -12,6 +12,7 @@ import re
 import shutil
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,13 +68,12 @@ def owner_alive(labels: dict[str, str], now: float | None = None) -> bool:
     """Whether the harness that created a resource may still be running. Its pid is checked
     only in the pid namespace and boot it was recorded in (and must have started when it did);
     an owner recorded elsewhere counts as alive until FOREIGN_TTL_S after creation. Resources
-    labelled before the namespace was recorded are judged by their pid, as they always were."""
+    labelled before the namespace was recorded (an older drillkit) cannot be placed either: they
+    are foreign too, judged by their age (CREATED_LABEL, or the engine's creation time)."""
     owner = labels.get(engine.OWNER_LABEL, "")
     if not owner.isdigit():
         return False
     ns, boot = labels.get(engine.OWNER_PIDNS_LABEL), labels.get(engine.OWNER_BOOT_LABEL)
-    if ns is None and boot is None:  # an older label set: the pid is all there is
-        return _alive(int(owner))
     if ns != engine.pid_namespace() or boot != engine.boot_id() or not ns or not boot:
         created = labels.get(engine.CREATED_LABEL, "")
         age = (time.time() if now is None else now) - float(created) if created.isdigit() else 0
@@ -106,8 +106,23 @@ def runs_by_owner() -> tuple[dict[str, dict[str, str]], list[str]]:
             if not valid_run_id(run):
                 refused.append(run[:80])
                 continue
+            if engine.CREATED_LABEL not in labels:  # an older drillkit's: the engine's time
+                labels = {**labels, engine.CREATED_LABEL: str(int(_created(obj.attrs)))}
             runs.setdefault(run, labels)
     return runs, sorted(set(refused))
+
+
+def _created(attrs: dict[str, Any]) -> float:
+    """When the engine created a container (unix seconds in a listing), network or volume (ISO
+    8601); now when it does not say (so the resource counts as young)."""
+    raw = attrs.get("Created", attrs.get("CreatedAt"))
+    if isinstance(raw, int | float):
+        return float(raw)
+    try:
+        stamp = datetime.strptime(str(raw)[:19], "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        return time.time()
+    return stamp.replace(tzinfo=UTC).timestamp()
 
 
 def reap_orphans(run_root: Path | None = None, only: set[str] | None = None) -> list[str]:

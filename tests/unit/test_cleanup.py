@@ -132,10 +132,30 @@ def test_an_owner_is_judged_in_its_own_pid_namespace_and_boot() -> None:
         assert reaping.owner_alive(young, now)  # its pid means nothing here: not judged dead
         old = {**young, engine.CREATED_LABEL: str(int(now - reaping.FOREIGN_TTL_S - 1))}
         assert not reaping.owner_alive(old, now)
-    legacy = {engine.OWNER_LABEL: dead}  # labelled before the namespace was recorded
-    assert not reaping.owner_alive(legacy)
-    assert reaping.owner_alive({engine.OWNER_LABEL: str(mine()[engine.OWNER_LABEL])})
+    # labelled by an older drillkit (no namespace): its pid cannot be placed, so its age rules
+    legacy = {engine.OWNER_LABEL: dead, engine.CREATED_LABEL: str(int(now))}
+    assert reaping.owner_alive(legacy, now)
+    legacy_old = {**legacy, engine.CREATED_LABEL: str(int(now - reaping.FOREIGN_TTL_S - 1))}
+    assert not reaping.owner_alive(legacy_old, now)
     assert not reaping.owner_alive({engine.OWNER_LABEL: "not-a-pid"})
+
+
+def test_an_older_drillkits_run_is_aged_by_the_engines_creation_time(fake: FakeEngine) -> None:
+    dead = str(dead_pid())
+    Obj(
+        "x",
+        {engine.LABEL: "true", engine.RUN_LABEL: "old00001", engine.OWNER_LABEL: dead},
+        fake._containers.items,
+        Created=int(time.time() - 2 * reaping.FOREIGN_TTL_S),
+    )
+    Obj(
+        "x",
+        {engine.LABEL: "true", engine.RUN_LABEL: "new00001", engine.OWNER_LABEL: dead},
+        fake._containers.items,
+        Created=int(time.time()),
+    )
+    assert reaping.reap_orphans() == ["old00001"]
+    assert fake.runs() == {"new00001"}
 
 
 def test_clean_leaves_a_live_run_and_never_uses_a_bad_label_as_a_path(
