@@ -16,7 +16,7 @@ help:
 	@echo "make test     run drillkit's own tests (unit + integration)"
 	@echo "make report   build the offline Allure HTML report from the last results"
 	@echo "make bench    run the benchmarks (results in reports/bench/)"
-	@echo "make clean    remove every container, network, volume and mount drillkit left behind"
+	@echo "make clean    remove what runs whose harness is gone left behind (containers, networks, volumes, mounts)"
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -35,13 +35,15 @@ drill: images
 	@$(PY) -m drillkit.cli session-start > .run-session 2>/dev/null || true
 	DRILLKIT_SESSION=$$(cat .run-session) $(PYTEST) drills -m quarterly -v -p no:randomly \
 	    --alluredir=reports/allure-results $(DRILL_ARGS); status=$$?; \
-	DRILLKIT_SESSION=$$(cat .run-session) $(PY) -m drillkit.cli finish; exit $$status
+	DRILLKIT_SESSION=$$(cat .run-session) $(PY) -m drillkit.cli finish; finished=$$?; \
+	if [ $$finished -eq 6 ]; then exit 6; fi; exit $$status
 
 nightly: images
 	@$(PY) -m drillkit.cli session-start > .run-session 2>/dev/null || true
 	DRILLKIT_SESSION=$$(cat .run-session) $(PYTEST) drills -m nightly -v \
 	    --alluredir=reports/allure-results $(DRILL_ARGS); status=$$?; \
-	DRILLKIT_SESSION=$$(cat .run-session) $(PY) -m drillkit.cli finish; exit $$status
+	DRILLKIT_SESSION=$$(cat .run-session) $(PY) -m drillkit.cli finish; finished=$$?; \
+	if [ $$finished -eq 6 ]; then exit 6; fi; exit $$status
 
 test: images
 	$(PYTEST) tests -v $(TEST_ARGS)

@@ -190,45 +190,69 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+RUN_DIR_GRACE_S = 600.0
+"""A run folder under .run/ with no live run is removed only once it is this old (a run that is
+just starting has its folder before its first container)."""
+
+
 def cmd_clean(args: argparse.Namespace) -> int:
-    """Reap every engine drillkit knows (the default one, $DRILLKIT_ENGINES, --engines, and the
-    engines recorded in .run/ by earlier sessions), one line per engine; then this host's loop
-    filesystems and the run root."""
+    """Reap, on every engine drillkit knows (the default one, $DRILLKIT_ENGINES, --engines, and
+    the engines recorded in .run/ by earlier sessions), what runs whose owner is gone left behind
+    (reaping.owner_alive), one line per engine; a run whose owner is alive is left, and said so.
+    Then the mounts and folders of older dead runs, and stale images unless --keep-images."""
     from drillkit.errors import EnvironmentBroken
     from drillkit.stack import engine, engines, hostfs, images, reaping
 
-    targets = engines.to_clean(ROOT / ".run", getattr(args, "engines", None))
+    run_root = ROOT / ".run"
+    targets = engines.to_clean(run_root, getattr(args, "engines", None))
     left: list[str] = []
+    live: set[str] = set()
     unreachable = 0
+    forgotten: list[engines.Endpoint] = []
     for ep in targets:
         if ep.local and not Path(ep.url.removeprefix("unix://")).exists():
             if ep != engines.default_endpoint():  # a local engine that was stopped: nothing left
                 print(f"drillkit: engine {ep.shown}: gone (no socket), forgotten")
+                forgotten.append(ep)
                 continue
         try:
             with engine.on(ep):
-                counts = reaping.reap(None)
+                here = reaping.live_runs()
+                reaped = reaping.reap_orphans(run_root)
+                _runs, refused = reaping.runs_by_owner()
                 removed = [] if getattr(args, "keep_images", False) else images.prune_stale()
-                still = reaping.leftovers(None)
+                still = [x for run in reaped for x in reaping.leftovers(run)]
         except EnvironmentBroken as exc:
             if ep == engines.default_endpoint() and len(targets) == 1:
                 raise
             print(f"drillkit: engine {ep.shown}: not reached ({exc})", file=sys.stderr)
             unreachable += 1
             continue
+        live |= here
         print(
-            f"drillkit: engine {ep.shown}: removed {counts['containers']} containers, "
-            f"{counts['networks']} networks, {counts['volumes']} volumes, {len(removed)} images "
-            "built from older inputs"
+            f"drillkit: engine {ep.shown}: removed {len(reaped)} runs whose owner is gone"
+            + (f" ({', '.join(reaped)})" if reaped else "")
+            + f", {len(removed)} images built from older inputs"
         )
+        if here:
+            print(f"drillkit: left {len(here)} runs whose owner is alive: {', '.join(sorted(here))}")
+        for label in refused:
+            print(f"drillkit: WARNING: a resource has an invalid run id label {label!r}: not touched")
         left += [f"{ep.shown}: {name}" for name in still]
-    loops = hostfs.reap_loopfs(ROOT / ".run")
-    if (ROOT / ".run").exists():
-        remembered = engines.remembered(ROOT / ".run")
-        shutil.rmtree(ROOT / ".run", ignore_errors=True)
-        if unreachable:  # keep the list: the next clean tries those engines again
-            engines.remember(ROOT / ".run", remembered)
-    print(f"drillkit: removed {len(loops)} mounts/loop devices")
+    loops = 0
+    if run_root.is_dir():
+        for d in sorted(run_root.iterdir()):
+            if not d.is_dir() or d.is_symlink() or not reaping.valid_run_id(d.name):
+                continue
+            if d.name in live or time.time() - d.stat().st_mtime < RUN_DIR_GRACE_S:
+                continue
+            loops += len(hostfs.reap_loopfs(d))
+            shutil.rmtree(d, ignore_errors=True)
+        known = engines.remembered(run_root)
+        if any(e in forgotten for e in known):  # stopped local engines: nothing left to reap
+            (run_root / engines.REMEMBERED).unlink(missing_ok=True)
+            engines.remember(run_root, [e for e in known if e not in forgotten])
+    print(f"drillkit: removed {loops} mounts/loop devices of older run folders")
     if left:
         print("drillkit: still present: " + ", ".join(left), file=sys.stderr)
         return 1
@@ -263,8 +287,11 @@ def cmd_finish(args: argparse.Namespace) -> int:
     """After a suite: append history, build (and sign) the evidence pack, print its hash and
     record it in the history, warn about overdue drills, notify the webhook.
 
+    Last, the secret scan: no secret the session issued may appear in any file under reports/.
+
     Exit codes (reporting/ci.py): 0 every drill passed, 1 a breach, 3 only broken drills,
-    4 nothing to finish (no session, no record) or bad options."""
+    4 nothing to finish (no session, no record) or bad options, 6 a secret leaked into a file
+    under reports/."""
     from drillkit.core.results import load_all
     from drillkit.core.scenario import discover
     from drillkit.reporting import ci, evidence, history, roles
@@ -351,7 +378,36 @@ def cmd_finish(args: argparse.Namespace) -> int:
         _notify_finish(args.webhook, results, stale, args.max_age_days, session)
     failed = sum(1 for r in results if r.status == "failed")
     broken = sum(1 for r in results if r.status in ci.BROKEN_STATUSES)
+    if not _secret_scan(root, results_dir):
+        return ci.EXIT_SECRET_LEAK
     return ci.session_exit_code(failed, broken, 0, ci.EXIT_BREACH if failed or broken else 0)
+
+
+def _secret_scan(root: Path, results_dir: Path) -> bool:
+    """Every file under `root` (the reports folder: records, Allure results, history, the pack
+    and its PDF's text) searched for every secret the session's runs issued, by the digests
+    they recorded. False (and a loud message per file, never the secret) when one is found."""
+    from drillkit.core import leaks
+    from drillkit.reporting import leakscan
+
+    digests = leaks.load(results_dir)
+    if not digests:
+        print("drillkit: secret scan: the session recorded no secrets; nothing to look for")
+        return True
+    found, skipped = leakscan.scan_tree(root, digests)
+    for rel in skipped:
+        print(
+            f"drillkit: WARNING: secret scan: {root / rel} too large, not scanned", file=sys.stderr
+        )
+    for rel, n in found:
+        print(
+            f"drillkit: SECRET LEAK: {root / rel} holds {n} occurrence(s) of a secret this "
+            "session issued: remove the file and find what wrote it",
+            file=sys.stderr,
+        )
+    if not found:
+        print(f"drillkit: secret scan: none of the {len(digests)} secrets issued found in {root}")
+    return not found
 
 
 def _write_dashboard(

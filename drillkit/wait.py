@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from drillkit import cancel
 from drillkit.errors import EnvironmentBroken
 
 T = TypeVar("T")
@@ -25,10 +26,12 @@ def wait_for(
 
     Exceptions of the `transient` kinds count as "not yet". On timeout raise EnvironmentBroken with
     `what`, the last transient error and, when given, `context()` (e.g. a service's log tail).
+    In a step's thread a stop (drillkit.cancel) ends the wait with StepStopped.
     """
     deadline = time.monotonic() + timeout_s
     last_error: BaseException | None = None
     while True:
+        cancel.check()
         try:
             value = condition()
             if value:
@@ -46,4 +49,4 @@ def wait_for(
             if context is not None:
                 msg += "\n" + context()
             raise EnvironmentBroken(msg)
-        time.sleep(interval_s)
+        cancel.sleep(interval_s)

@@ -6,9 +6,9 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 
+from drillkit import cancel
 from drillkit.core.context import DrillContext
 from drillkit.core.registry import FAULTS, RECOVERY, Duration, Service
 from drillkit.errors import StepFailed
@@ -85,7 +85,8 @@ def run_in_group(
         start_new_session=True,
     )
     try:
-        out, err = proc.communicate(timeout=timeout_s)
+        with cancel.killable(lambda: os.killpg(proc.pid, signal.SIGKILL)):  # a stopped step
+            out, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -125,5 +126,5 @@ def host_exec(
 def hold(ctx: DrillContext, duration: Duration) -> str:
     """Let the fault last (or let an operator observe) for a fixed time: a drill parameter, not a
     wait for a condition."""
-    time.sleep(duration)
+    cancel.sleep(duration)  # a stopped step ends its hold
     return f"held {duration:g} s"

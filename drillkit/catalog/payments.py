@@ -215,7 +215,8 @@ def fail_payment_provider(
         raise StepFailed(
             "fail-payment-provider", f"unknown behaviours {unknown}; known: {BEHAVIOURS}"
         )
-    state = set_fault(stack.provider_url(service), behaviours, drop_webhooks)
+    token = stack.secrets["payments_control_token"]
+    state = set_fault(stack.provider_url(service), behaviours, drop_webhooks, token)
     if (
         state.get("pattern") != behaviours
         or fetch_status(stack.provider_url(service)).get("indicator") != "major"

@@ -59,6 +59,10 @@ class Deadline:
     def remaining(self) -> float:
         return self.end - self.clock()
 
+    def bound(self, seconds: float) -> float:
+        """`seconds`, cut to the time left (never negative): how long a phase may wait."""
+        return max(0.0, min(seconds, self.remaining()))
+
     def check(self, phase: str) -> None:
         if self.remaining() <= 0:
             raise DrillAborted(phase, self.limit_s)

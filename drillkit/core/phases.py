@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from drillkit import cancel
 from drillkit.core.context import DrillContext
 from drillkit.core.measure import recovery_time
 from drillkit.core.registry import CHECKS, Entry, Registry, call
@@ -19,33 +20,60 @@ from drillkit.core.scenario import Check, Scenario, Step, restores_backup
 from drillkit.errors import CheckFailed, DrillError, EnvironmentBroken, StepFailed
 from drillkit.wait import wait_for
 
+STOP_GRACE_S = 5.0
+"""How long a stopped step's thread gets to end after its killers ran."""
+
+
+def in_thread(
+    name: str, fn: Callable[[], Any], timeout_s: float, grace_s: float | None = None
+) -> dict[str, Any]:
+    """Run `fn` in a daemon thread, in its own stop scope (drillkit.cancel), for at most
+    `timeout_s`. Its outcome: {'output': ...} or {'error': exception}; when it overran, also
+    'overran': True, and the scope is cancelled (its registered docker execs and host process
+    groups killed, its waits and sleeps ended) and the thread joined `grace_s` more: 'stopped' says
+    whether it ended, 'thread' holds it if not (the runner joins it again before teardown)."""
+    outcome: dict[str, Any] = {}
+    scope = cancel.Scope(name)
+
+    def target() -> None:
+        with cancel.running_in(scope):
+            try:
+                outcome["output"] = fn()
+            except BaseException as exc:
+                outcome["error"] = exc
+
+    th = threading.Thread(target=target, name=f"step-{name}", daemon=True)
+    th.start()
+    th.join(timeout_s)
+    if th.is_alive():
+        outcome["overran"] = True
+        outcome["stop_errors"] = scope.cancel()
+        th.join(STOP_GRACE_S if grace_s is None else grace_s)
+        outcome["stopped"] = not th.is_alive()
+        if th.is_alive():
+            outcome["thread"] = th
+    return outcome
+
 
 def call_in_thread(
     registry: Registry, step: Step, ctx: DrillContext, timeout_s: float
 ) -> tuple[bool, dict[str, Any]]:
-    """Run the step's entry in a daemon thread for at most `timeout_s`. Returns whether it is
-    still running (abandoned) and its outcome: {'output': ...} or {'error': exception}."""
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["output"] = call(registry.get(step.action), ctx, step.params)
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    th = threading.Thread(target=target, name=f"step-{step.action}", daemon=True)
-    th.start()
-    th.join(timeout_s)
-    return th.is_alive(), outcome
+    """Run the step's entry with `in_thread`; returns whether it overran, and its outcome."""
+    outcome = in_thread(
+        step.action, lambda: call(registry.get(step.action), ctx, step.params), timeout_s
+    )
+    return bool(outcome.get("overran")), outcome
 
 
-def record_outcome(rec: StepRecord, step: Step, alive: bool, outcome: dict[str, Any]) -> None:
+def record_outcome(rec: StepRecord, step: Step, overran: bool, outcome: dict[str, Any]) -> None:
     """Fill the step record's ok / error / output from how the step ended."""
-    if alive:
-        rec.ok, rec.error = (
-            False,
-            f"overran its timeout of {step.timeout_s:g} s and was abandoned",
+    if overran:
+        how = (
+            "was stopped"
+            if outcome.get("stopped")
+            else f"did not stop within {STOP_GRACE_S:g} s of being stopped (thread abandoned)"
         )
+        rec.ok, rec.error = False, f"overran its timeout of {step.timeout_s:g} s and {how}"
     elif "error" in outcome:
         exc = outcome["error"]
         rec.ok, rec.error = False, f"{type(exc).__name__}: {exc}"
@@ -109,19 +137,55 @@ def wait_settled(
     return clock() - started
 
 
-def run_checklist(scenario: Scenario, ctx: DrillContext, result: DrillResult) -> list[str]:
-    """Run every check of the scenario's checklist; record each; the failed ones' reasons."""
+def run_checklist(
+    scenario: Scenario,
+    ctx: DrillContext,
+    result: DrillResult,
+    remaining: Callable[[], float] | None = None,
+) -> list[str]:
+    """Run every check of the scenario's checklist; record each; the failed ones' reasons.
+    With `remaining` (the drill's deadline), each check runs for at most the time left: one
+    that overruns it is stopped, recorded as failed, and CheckOverran is raised."""
     failed: list[str] = []
     for item in scenario.checklist:
         entry = CHECKS.get(item.id)
-        try:
-            detail = call(entry, ctx, item.params)
-            ok = True
-        except CheckFailed as exc:
-            ok, detail = False, str(exc)
-        except Exception as exc:  # a check that crashes is a failed check, with its reason
-            ok, detail = False, f"{type(exc).__name__}: {exc}"
+        if remaining is None:
+            outcome = _call_check(entry, ctx, item)
+        else:
+            outcome = in_thread(
+                f"check-{item.id}", lambda e=entry, i=item: call(e, ctx, i.params), remaining()
+            )
+        if outcome.get("overran"):
+            detail = "stopped: the drill reached its maximum duration"
+            result.checks.append(CheckResult(item.id, entry.label, False, detail))
+            raise CheckOverran(item.id)
+        ok, detail = _check_verdict(outcome)
         result.checks.append(CheckResult(item.id, entry.label, ok, str(detail)[:2000]))
         if not ok:
             failed.append(f"{item.id}: {detail}")
     return failed
+
+
+class CheckOverran(Exception):
+    """A checklist item ran past the drill's maximum duration (the runner aborts the drill)."""
+
+    def __init__(self, check: str) -> None:
+        self.check = check
+        super().__init__(f"check {check}")
+
+
+def _call_check(entry: Entry, ctx: DrillContext, item: Check) -> dict[str, Any]:
+    try:
+        return {"output": call(entry, ctx, item.params)}
+    except Exception as exc:
+        return {"error": exc}
+
+
+def _check_verdict(outcome: dict[str, Any]) -> tuple[bool, str]:
+    """A check that raised CheckFailed failed with its reason; one that crashed failed too."""
+    exc = outcome.get("error")
+    if exc is None:
+        return True, str(outcome.get("output"))
+    if isinstance(exc, CheckFailed):
+        return False, str(exc)
+    return False, f"{type(exc).__name__}: {exc}"

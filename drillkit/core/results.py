@@ -76,6 +76,9 @@ class DrillResult:
     extra: dict[str, Any] = field(default_factory=dict)
     """drill-specific figures: max replication lag, RPO before reconciliation, ..."""
     wall_end: float | None = None
+    evidence_status: str = ""
+    """'evidence', or 'not evidence: <why>' (its checklist is below its class's minimum, it did
+    not complete, no check ran): set when the drill finishes (`evidence_status`)."""
 
     def wall(self, t: float) -> float:
         return self.t0_wall + (t - self.t0_monotonic)
@@ -121,3 +124,16 @@ def write_json_atomic(path: Path, data: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def evidence_status(result: DrillResult, not_evidence: str = "") -> str:
+    """Whether the record is evidence: 'evidence', or 'not evidence: <why>'. A drill counts
+    only when it verified something: its scenario meets the evidence minimum (`not_evidence`
+    says why not), it ran to its verdict (passed or failed) and at least one check ran."""
+    if not_evidence:
+        return f"not evidence: {not_evidence}"
+    if result.status not in ("passed", "failed"):
+        return f"not evidence: the drill did not reach its verdict (status {result.status})"
+    if not result.checks:
+        return "not evidence: no checklist item ran"
+    return "evidence"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import threading
 import time
 import traceback
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import docker.errors
 import psycopg
 
+from drillkit.core import leaks
 from drillkit.core.config import Deadline, RunConfig, new_run_id, objectives_for
 from drillkit.core.context import DrillContext
 from drillkit.core.declared import create_canary
@@ -26,7 +28,10 @@ from drillkit.core.events import EventBus, Phase
 from drillkit.core.measure import LedgerOutcome, judge, measure
 from drillkit.core.needs import check_needs, stack_provides
 from drillkit.core.phases import (
+    STOP_GRACE_S,
+    CheckOverran,
     call_in_thread,
+    in_thread,
     record_outcome,
     run_checklist,
     settle_checks,
@@ -36,7 +41,7 @@ from drillkit.core.phases import (
 )
 from drillkit.core.probes import Baseline, ProbeConfig, Probes, median
 from drillkit.core.registry import FAULTS, OPTIONAL_SERVICES, PROBES, RECOVERY, Registry
-from drillkit.core.results import DrillResult, StepRecord
+from drillkit.core.results import DrillResult, StepRecord, evidence_status
 from drillkit.core.scenario import Scenario, Step
 from drillkit.core.wiring import (
     declared_of,
@@ -105,6 +110,8 @@ class Runner:
         """The recovery step that failed (the runbook stopped there), if one did."""
         self.recovered = False
         """Whether the probes passed again within the recovery wait (before observation)."""
+        self.abandoned: list[threading.Thread] = []
+        """Steps that overran and did not end when stopped: joined again before teardown."""
 
     # ----- bookkeeping ----------------------------------------------------------------------------
     def _phase(self, name: str) -> None:
@@ -137,7 +144,7 @@ class Runner:
             self.detect(deadline)
             self.recover(deadline)
             self.observe(deadline)
-            self.verify()
+            self.verify(deadline)
         except DrillAborted as exc:
             self.result.status, self.result.category, self.result.error = (
                 "aborted",
@@ -264,7 +271,8 @@ class Runner:
         )
         t_steady = self.clock()
         res.markers["steady"] = t_steady
-        time.sleep(self.scenario.steady_s)  # a length of observation, not a wait
+        time.sleep(deadline.bound(self.scenario.steady_s))  # a length of observation
+        deadline.check("steady")
         if probes.first_failure(t_steady) is not None:
             raise EnvironmentBroken(f"steady state did not hold: {probes.first_failure(t_steady)}")
         window = [s for s in probes.snapshot() if s.t >= t_steady]
@@ -344,8 +352,11 @@ class Runner:
         self._phase("recovered")
         sc, res, ctx, k = self.scenario, self.result, self._context(), self.k
         t_rec_wait = self.clock()
-        limit = max(
-            5.0, min(deadline.remaining() - sc.observe_s - 5, max(10.0, 2 * res.objectives.rto_s))
+        limit = deadline.bound(
+            max(
+                5.0,
+                min(deadline.remaining() - sc.observe_s - 5, max(10.0, 2 * res.objectives.rto_s)),
+            )
         )
         try:
             wait_for(
@@ -358,7 +369,8 @@ class Runner:
             self._emit(Phase.RECOVERED)
         except EnvironmentBroken:
             res.extra["recovery"] = f"not recovered {limit:.0f} s after the runbook's last step"
-        time.sleep(sc.observe_s)  # the observation window: catches flapping after recovery
+        time.sleep(deadline.bound(sc.observe_s))  # the observation window: catches flapping
+        deadline.check("observe")
         if self.recovered:
             self._settle(ctx, deadline)
         ctx.probes.stop()
@@ -377,13 +389,20 @@ class Runner:
         if waited >= 0.25:
             self.result.extra["performance_settle_s"] = round(waited, 2)
 
-    def verify(self) -> None:
-        """The ledger (RPO), the measurement (MTTD, RTO), the checklist, and the verdict."""
+    def verify(self, deadline: Deadline | None = None) -> None:
+        """The ledger (RPO), the measurement (MTTD, RTO), the checklist, and the verdict; with
+        the drill's deadline, the ledger and every check run for at most the time left."""
         self._phase("verify")
         res, ctx, t_fault = self.result, self._context(), self._t_fault()
+        deadline = deadline or Deadline(self.scenario.max_duration_s, self.clock)
         ledger_error = None
         try:
-            outcome = ctx.ledger()
+            looked_up = in_thread("ledger", ctx.ledger, deadline.remaining())
+            if looked_up.get("overran"):
+                raise DrillAborted("verify (the ledger lookup)", deadline.limit_s)
+            if "error" in looked_up:
+                raise looked_up["error"]
+            outcome = looked_up["output"]
         except (EnvironmentBroken, psycopg.Error) as exc:
             # A database that cannot be read after "recovery" proves none of the acknowledged
             # writes: each counts as lost (an auditor's reading), and the reason is a breach.
@@ -398,7 +417,11 @@ class Runner:
         if m.t_recovered is not None:
             res.markers["recovered"] = m.t_recovered
         self._fault_figures(t_fault, m.t_recovered)
-        verdict = judge(m, res.objectives, run_checklist(self.scenario, ctx, res))
+        try:
+            failed = run_checklist(self.scenario, ctx, res, deadline.remaining)
+        except CheckOverran as exc:
+            raise DrillAborted(f"verify ({exc})", deadline.limit_s) from exc
+        verdict = judge(m, res.objectives, failed)
         if ledger_error is not None:
             verdict.breaches.append(ledger_error)
         if self.step_failure is not None:
@@ -436,6 +459,8 @@ class Runner:
         timeout_s = max(0.0, min(step.timeout_s, deadline.remaining()))
         alive, outcome = call_in_thread(registry, step, ctx, timeout_s)
         rec.t_end = self.clock()
+        if "thread" in outcome:
+            self.abandoned.append(outcome["thread"])
         if alive and deadline.remaining() <= 0:
             rec.ok, rec.error = False, "stopped: the drill reached its maximum duration"
             self.result.save(self.result_path)
@@ -457,6 +482,7 @@ class Runner:
         """Stop the probes, run the cleanups, keep the logs, record the end; tear the stack down
         (unless kept for debugging) with Ctrl-C and SIGTERM held until the record is saved."""
         res, stack = self.result, self.stack
+        self._join_abandoned()
         if self.ctx is not None:
             self._stop_and_clean(self.ctx)
         if stack is not None:
@@ -465,6 +491,7 @@ class Runner:
                 res.logs[service] = stack.logs(service, tail=60)
             res.pg_errors.extend(pg_errors(res.logs))
         res.wall_end = time.time()
+        leaks.record(self.config.results_dir, self.secret_values)  # digests only: the scan's
         self._emit(Phase.FINISHED, status=res.status)
         keep = self.config.keep_on_failure and res.status != "passed"
         interrupted: list[int] = []
@@ -482,9 +509,19 @@ class Runner:
             )
         if interrupted and res.status not in ("interrupted", "error"):
             res.status = "interrupted"
+        res.evidence_status = evidence_status(res, self.scenario.not_evidence)
         res.save(self.result_path)
         if interrupted:
             raise KeyboardInterrupt(f"signal {interrupted[0]} (held during teardown)")
+
+    def _join_abandoned(self) -> None:
+        """A stopped step whose thread still runs gets a last chance to end before teardown;
+        one that still runs is recorded (its docker execs and host commands were killed)."""
+        for th in self.abandoned:
+            th.join(STOP_GRACE_S)
+        still = [th.name for th in self.abandoned if th.is_alive()]
+        if still:
+            self.result.extra["steps_running_at_teardown"] = still
 
     def _stop_and_clean(self, ctx: DrillContext) -> None:
         res = self.result

@@ -282,6 +282,7 @@ def parameters(result: DrillResult) -> dict[str, float | str]:
         "objective RTO (s)": obj.rto_s,
         "objective RPO (s)": obj.rpo_s,
         "objective detection (s)": "not judged" if obj.detection_s is None else obj.detection_s,
+        "evidence": result.evidence_status or "not judged (an older record)",
     }
     for key, value in sorted(result.environment.items()):
         if PARAMETER_KEYS.search(key) and not is_secret_key(key):

@@ -11,6 +11,7 @@ Exit codes (`pytest drills ...` through the plugin, and `drillkit finish`):
 | 3    | the environment broke (a drill errored or aborted) and nothing breached           |
 | 4    | bad input: invalid scenario files, options or catalogue; no drill record to finish |
 | 5    | no drill selected: pytest's own                                                   |
+| 6    | `drillkit finish` found a secret the session issued in a file under reports/      |
 
 A breach wins over a broken environment: a finding is never hidden behind a flaky host.
 
@@ -32,6 +33,7 @@ EXIT_INTERRUPTED = 2
 EXIT_ENVIRONMENT = 3
 EXIT_BAD_INPUT = 4
 EXIT_NO_DRILLS = 5
+EXIT_SECRET_LEAK = 6
 
 BROKEN_STATUSES = ("error", "aborted", "interrupted")
 

@@ -53,6 +53,8 @@ def summary_lines(results: Sequence[DrillResult], results_dir: Path) -> list[str
         )
         for b in r.breaches:
             lines.append(f"    breach: {b}")
+        if r.evidence_status.startswith("not evidence"):
+            lines.append(f"    {r.evidence_status}")
     total = sum((r.wall_end or r.t0_wall) - r.t0_wall for r in results)
     lines.append(f"{len(results)} drills, {total:.1f} s of drill time; records in {results_dir}")
     return lines

@@ -14,8 +14,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import docker.errors
 
@@ -205,14 +208,52 @@ def ensure_all(
     return {name: ensure_image(name, progress) for name in names}
 
 
+IMAGE_KEEP_S = 24 * 3600.0
+"""An image younger than this is never pruned: another checkout (other image inputs, so another
+hash) may have just built it for a session that is using it."""
+
+
+def image_age_s(attrs: dict[str, Any], now: float | None = None) -> float:
+    """Seconds since the image was built (its Created time); 0 when it cannot be read."""
+    created = str(attrs.get("Created") or "")[:19]
+    try:
+        built = datetime.strptime(created, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return 0.0
+    return max(0.0, (time.time() if now is None else now) - built)
+
+
+def prunable(
+    attrs: dict[str, Any],
+    tag: str,
+    current: str,
+    used: set[str],
+    now: float | None = None,
+    keep_s: float = IMAGE_KEEP_S,
+) -> bool:
+    """Whether `tag` of an image may go: drillkit built it (its label), it is not this
+    checkout's current build, no container (running or stopped) uses it, and it is older than
+    `keep_s`."""
+    labels = (attrs.get("Config") or {}).get("Labels") or attrs.get("Labels") or {}
+    return (
+        labels.get(engine.LABEL + ".image") == "true"
+        and tag != current
+        and attrs.get("Id") not in used
+        and image_age_s(attrs, now) >= keep_s
+    )
+
+
 def prune_stale(
     names: tuple[str, ...] = ("postgres", "app", "toxiproxy", "web", "payments", "statuspage"),
+    keep_s: float = IMAGE_KEEP_S,
 ) -> list[str]:
-    """Remove drillkit/<name> images built from older inputs (not the current hash) that no
-    container uses; returns the removed tags. The base image is kept."""
+    """Remove drillkit/<name> images built from older inputs that `prunable` lets go; returns
+    the removed tags. The base image is kept; so is any image a container uses or that is
+    younger than `keep_s` (built by another checkout, perhaps in use by its session)."""
     base = _local(BOOTSTRAP_TAG) or _local(REGISTRY_BASE)
     removed: list[str] = []
     client = engine.client()
+    used = {str(c.attrs.get("Image")) for c in client.containers.list(all=True)}
     for name in names:
         context = IMAGES_DIR / name
         if base is None or not (context / "Dockerfile").is_file():
@@ -220,13 +261,20 @@ def prune_stale(
         current = f"drillkit/{name}:{context_hash(context, base)}"
         for image in client.images.list(name=f"drillkit/{name}"):
             for tag in image.tags:
-                if tag != current:
-                    try:
-                        client.images.remove(tag)
-                        removed.append(tag)
-                    except docker.errors.APIError:
-                        pass  # still used by a container: kept
-    pruned = client.images.prune(filters={"dangling": True, "label": f"{engine.LABEL}.image=true"})
+                if not prunable(image.attrs, tag, current, used, keep_s=keep_s):
+                    continue
+                try:
+                    client.images.remove(tag)
+                    removed.append(tag)
+                except docker.errors.APIError:
+                    pass  # a container took it meanwhile: kept
+    pruned = client.images.prune(
+        filters={
+            "dangling": True,
+            "label": f"{engine.LABEL}.image=true",
+            "until": f"{int(keep_s)}s",
+        }
+    )
     removed += [d.get("Deleted", "") for d in pruned.get("ImagesDeleted") or [] if d.get("Deleted")]
     return removed
 

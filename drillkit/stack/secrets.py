@@ -19,8 +19,11 @@ APP_SECRETS = (
     "admin_token",
     "payments_webhook_secret",
 )
-PAYMENT_SECRETS = ("payments_webhook_secret",)
-"""What the stub payment providers read: the secret they sign webhooks with."""
+PAYMENT_SECRETS = ("payments_webhook_secret", "payments_control_token")
+"""What the stub payment providers read: the secret they sign webhooks with, and the token their
+fault control demands (the app never sees it: only the harness may fail a provider)."""
+PROXY_SECRETS = ("proxy_api_token",)
+"""What the fault proxy reads: the token its API demands (only the harness holds it)."""
 
 
 class Secrets:
@@ -29,14 +32,16 @@ class Secrets:
         self.db_dir = root / "secrets-db"
         self.app_dir = root / "secrets-app"
         self.payments_dir = root / "secrets-payments"
+        self.proxy_dir = root / "secrets-proxy"
         self._current: dict[str, str] = {}
         self._issued: list[str] = []
         root.mkdir(parents=True, exist_ok=True)
         os.chmod(root, 0o700)
-        for d in (self.db_dir, self.app_dir, self.payments_dir):
+        for d in (self.db_dir, self.app_dir, self.payments_dir, self.proxy_dir):
             d.mkdir(exist_ok=True)
             os.chmod(d, 0o755)
-        for name in sorted({*DB_SECRETS, *APP_SECRETS, *PAYMENT_SECRETS, "user_password"}):
+        names = {*DB_SECRETS, *APP_SECRETS, *PAYMENT_SECRETS, *PROXY_SECRETS, "user_password"}
+        for name in sorted(names):
             self.set(name, "app" if name == "app_db_user" else self.generate())
 
     @staticmethod
@@ -55,6 +60,7 @@ class Secrets:
             (self.db_dir, DB_SECRETS),
             (self.app_dir, APP_SECRETS),
             (self.payments_dir, PAYMENT_SECRETS),
+            (self.proxy_dir, PROXY_SECRETS),
         ):
             if name in names:
                 tmp = d / f".{name}.tmp"

@@ -14,7 +14,6 @@ methods below that belong to a kind (wait_pg, set_maintenance, web_url, ...) del
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 import time
@@ -29,6 +28,7 @@ import requests
 from docker.models.containers import Container
 from docker.models.volumes import Volume
 
+from drillkit import cancel
 from drillkit.errors import BlastRadiusError, EnvironmentBroken
 from drillkit.stack import engine, hostfs, images
 from drillkit.stack.kinds import BASE_KINDS, COMPOSE_KINDS, SERVICE_KINDS, ServiceKind
@@ -131,7 +131,7 @@ class Stack:
         labels = {
             engine.LABEL: "true",
             engine.RUN_LABEL: self.run_id,
-            engine.OWNER_LABEL: str(os.getpid()),
+            **engine.owner_labels(),
         }
         if service:
             labels[engine.SERVICE_LABEL] = service
@@ -341,7 +341,11 @@ class Stack:
             user = "" if self.spec.is_compose else "postgres"
         argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
         wrapped = ["timeout", "-s", "KILL", f"{timeout_s:g}", *argv]
-        code, out = c.exec_run(wrapped, user=user, demux=False)
+        api = c.client.api
+        exec_id = api.exec_create(c.id, wrapped, user=user)["Id"]
+        with cancel.killable(lambda: engine.kill_exec(api, exec_id)):  # a stopped step's exec dies
+            out = api.exec_start(exec_id)
+        code = api.exec_inspect(exec_id)["ExitCode"]
         return ExecResult(code, (out or b"").decode("utf-8", "replace"))
 
     def logs(self, service: str, tail: int = 40) -> str:

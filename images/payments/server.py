@@ -21,6 +21,12 @@ stack runs two containers of this image, the primary provider and the backup.
   charge is captured, then no answer: the client cannot know it was charged). With
   ``drop_webhooks`` no webhook leaves (each counted as dropped). The status page, the ledger and
   the control stay up: a partial outage of charge creation, as providers' incidents usually are.
+  Only the harness may call it: every control call carries ``Authorization: Bearer <token>``, the
+  per-run token in CONTROL_TOKEN_FILE (the app never sees it); without it the answer is 401 (and
+  with no token configured the control refuses every call).
+
+Request bodies are bounded (MAX_BODY); a Content-Length that is not a non-negative integer is a
+400, a larger one a 413.
 
 The ledger is in memory: a restart of the container empties it.
 """
@@ -92,10 +98,13 @@ class Charge:
 
 
 class Provider:
-    def __init__(self, name: str, webhook_url: str, secret: bytes) -> None:
+    def __init__(
+        self, name: str, webhook_url: str, secret: bytes, control_token: bytes = b""
+    ) -> None:
         self.name = name
         self.webhook_url = webhook_url
         self.secret = secret
+        self.control_token = control_token
         self.lock = threading.Lock()
         self.charges: dict[str, Charge] = {}
         self.by_key: dict[str, str] = {}
@@ -253,8 +262,13 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         started = time.monotonic()
         try:
-            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                length = body_length(self.headers.get("Content-Length"))
+            except ApiError:
+                self.close_connection = True  # the body's end is unknown: never read on
+                raise
             if length > MAX_BODY:
+                self.close_connection = True
                 raise ApiError(413, "body too large")
             raw = self.rfile.read(length) if length else b""
             answer = self.route(self.command, url.path, parse_qs(url.query), raw)
@@ -297,6 +311,8 @@ class Handler(BaseHTTPRequestHandler):
         if path.startswith("/v1/charges/") and method == "GET":
             charge = p.get(path.rsplit("/", 1)[1])
             return (200, charge) if charge else (404, {"error": {"message": "no such charge"}})
+        if path.startswith("/_drill/") and not self.authorized(p):
+            return 401, {"error": {"message": "the drill control needs the harness's token"}}
         if path == "/_drill/fault":
             if method == "GET":
                 return 200, p.fault()
@@ -312,6 +328,15 @@ class Handler(BaseHTTPRequestHandler):
                 p.clear_fault()
                 return 200, p.fault()
         raise ApiError(404, "not found")
+
+    def authorized(self, p: Provider) -> bool:
+        """The control call carries the run's token (compared in constant time)."""
+        scheme, _, given = (self.headers.get("Authorization") or "").partition(" ")
+        return (
+            bool(p.control_token)
+            and scheme == "Bearer"
+            and hmac.compare_digest(given.strip().encode(), p.control_token)
+        )
 
     def create_charge(self, p: Provider, raw: bytes) -> tuple[int, Any] | None:
         key = (self.headers.get("Idempotency-Key") or "").strip()
@@ -347,6 +372,17 @@ class ApiError(Exception):
         self.status, self.message = status, message
 
 
+def body_length(raw: str | None) -> int:
+    """The Content-Length: absent is 0; anything but digits (a sign, a space inside, a word) is a
+    400, so the connection is never read by a length it cannot mean."""
+    if raw is None:
+        return 0
+    text = raw.strip()
+    if not text.isdigit() or not text.isascii():
+        raise ApiError(400, "bad Content-Length")
+    return int(text)
+
+
 def _json(raw: bytes) -> dict[str, Any]:
     try:
         body = json.loads(raw or b"{}")
@@ -364,13 +400,18 @@ def main() -> int:
     secret_file = os.environ.get(
         "WEBHOOK_SECRET_FILE", "/run/drillkit/secrets/payments_webhook_secret"
     )
+    token_file = os.environ.get(
+        "CONTROL_TOKEN_FILE", "/run/drillkit/secrets/payments_control_token"
+    )
     try:
         with open(secret_file, encoding="utf-8") as f:
             secret = f.read().strip().encode()
+        with open(token_file, encoding="utf-8") as f:
+            token = f.read().strip().encode()
     except OSError as exc:
-        sys.stderr.write(f"server.py: webhook secret unreadable: {exc}\n")
+        sys.stderr.write(f"server.py: a secret is unreadable: {exc}\n")
         return 2
-    server = Server(("0.0.0.0", port), Provider(name, webhook_url, secret))
+    server = Server(("0.0.0.0", port), Provider(name, webhook_url, secret, token))
 
     def stop(_signum: int, _frame: Any) -> None:
         raise SystemExit(0)

@@ -7,6 +7,12 @@ client->server; toxicity = the chance a link gets the toxic; changes reach open 
 Each direction of a connection is a link: socket -> toxic stages (an asyncio task each, FIFO
 between them) -> other socket; with no active toxic, bytes go straight through. As in Toxiproxy,
 the end of one direction closes the connection's other socket too.
+
+With --token-file (drillkit always passes it) the API answers only a caller that sends
+`Authorization: Bearer <token>`: anything else is a 401 (GET /version stays open, as a liveness
+answer). The app on the proxy's network can reach the API's port but cannot fault its own
+database. Without it the server is open, as Toxiproxy is. Request bodies are bounded (MAX_BODY);
+a Content-Length that is not a non-negative integer is a 400.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hmac
 import http
 import json
 import os
@@ -643,9 +650,16 @@ def parse_toxicity(raw: Any, default: float) -> float:
 
 
 class Api:
-    def __init__(self) -> None:
+    def __init__(self, token: bytes = b"") -> None:
         self.proxies: dict[str, Proxy] = {}
         self.lock = asyncio.Lock()
+        self.token = token
+
+    def authorized(self, authorization: str) -> bool:
+        if not self.token:
+            return True
+        scheme, _, given = authorization.partition(" ")
+        return scheme == "Bearer" and hmac.compare_digest(given.strip().encode(), self.token)
 
     def proxy(self, name: str) -> Proxy:
         if name not in self.proxies:
@@ -774,12 +788,15 @@ class Api:
         return 201, {"proxies": [p.to_json() for p in done]}
 
     async def handle(
-        self, method: str, target: str, body: bytes, agent: str
+        self, method: str, target: str, body: bytes, agent: str, authorization: str = ""
     ) -> tuple[int, bytes, str]:
         """One HTTP request -> (status, body, content type)."""
         parts = [unquote(p) for p in urlsplit(target).path.split("/")[1:]]
         if agent.startswith("Mozilla/"):  # Toxiproxy refuses browsers (CSRF protection)
             return 403, b"User agent not allowed\n", TEXT
+        if parts != ["version"] and not self.authorized(authorization):
+            body = b'{"error":"the API needs the harness\'s token","status":401}'
+            return 401, body, "application/json"
         if parts == ["version"]:
             if method != "GET":
                 return 405, b"", TEXT
@@ -820,12 +837,19 @@ async def serve_http(api: Api, reader: asyncio.StreamReader, writer: asyncio.Str
             if headers.get("expect", "").lower() == "100-continue":
                 writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             started = time.monotonic()
-            length = int(headers.get("content-length") or 0)
+            raw_length = headers.get("content-length", "0").strip() or "0"
+            if not (raw_length.isascii() and raw_length.isdigit()):
+                raise ValueError(f"bad Content-Length {raw_length[:20]!r}")
+            length = int(raw_length)
             if length > MAX_BODY or "chunked" in headers.get("transfer-encoding", ""):
                 raise ValueError("chunked or too large a body")
             body = await reader.readexactly(length)
             status, payload, ctype = await api.handle(
-                method, target, body, headers.get("user-agent", "")
+                method,
+                target,
+                body,
+                headers.get("user-agent", ""),
+                headers.get("authorization", ""),
             )
             connection = headers.get("connection", "").lower()
             keep = connection == "keep-alive" if version == "HTTP/1.0" else connection != "close"
@@ -851,8 +875,8 @@ async def serve_http(api: Api, reader: asyncio.StreamReader, writer: asyncio.Str
         writer.close()
 
 
-async def serve(host: str, port: int, config: str | None) -> None:
-    api = Api()
+async def serve(host: str, port: int, config: str | None, token: bytes = b"") -> None:
+    api = Api(token)
     loop = asyncio.get_running_loop()
     stopping = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -880,8 +904,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", "-host", default="127.0.0.1", help="API host (127.0.0.1)")
     parser.add_argument("--port", "-port", type=int, default=8474, help="API port (8474)")
     parser.add_argument("--config", "-config", help="JSON file of proxies to create at start")
+    parser.add_argument("--token-file", help="the API answers only callers bearing this token")
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.host, args.port, args.config))
+    token = b""
+    if args.token_file:
+        with open(args.token_file, "rb") as file:
+            token = file.read().strip()
+        if not token:
+            parser.error(f"--token-file {args.token_file} is empty")
+    asyncio.run(serve(args.host, args.port, args.config, token))
 
 
 if __name__ == "__main__":

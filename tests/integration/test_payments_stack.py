@@ -15,7 +15,13 @@ from drillkit.core.probes import ProbeError
 from drillkit.stack import engine
 from drillkit.stack.reaping import leftovers
 from drillkit.stack.seed import seed
-from drillkit.stack.services.payments import PROVIDERS, fetch_charges, reconcile, set_fault
+from drillkit.stack.services.payments import (
+    PROVIDERS,
+    control_headers,
+    fetch_charges,
+    reconcile,
+    set_fault,
+)
 from drillkit.stack.spec import load_stack
 from drillkit.stack.stack import Stack, StackOptions
 from drillkit.wait import wait_for
@@ -54,7 +60,11 @@ def stack(tmp_path_factory):
 def healthy(stack):
     """Every provider healthy and the app charging at the primary provider."""
     for p in PROVIDERS:
-        requests.delete(stack.provider_url(p) + "/_drill/fault", timeout=5)
+        requests.delete(
+            stack.provider_url(p) + "/_drill/fault",
+            headers=control_headers(stack.secrets["payments_control_token"]),
+            timeout=5,
+        )
     stack.set_payment_provider(PROVIDERS[0])
     stack.reload_app()
     wait_for(
@@ -147,7 +157,12 @@ def test_a_forged_webhook_is_refused(healthy):
 
 
 def test_a_hung_provider_leaves_the_order_and_a_pending_payment(healthy):
-    set_fault(healthy.provider_url("provider"), ["hang"], drop_webhooks=True)
+    set_fault(
+        healthy.provider_url("provider"),
+        ["hang"],
+        drop_webhooks=True,
+        token=healthy.secrets["payments_control_token"],
+    )
     probe = payer(healthy)
     with pytest.raises(ProbeError, match="pending"):
         probe()
@@ -177,7 +192,12 @@ def test_a_hung_provider_leaves_the_order_and_a_pending_payment(healthy):
 
 
 def test_a_capture_whose_answer_is_lost_is_recorded_by_its_webhook(healthy):
-    set_fault(healthy.provider_url("provider"), ["capture-hang"], drop_webhooks=False)
+    set_fault(
+        healthy.provider_url("provider"),
+        ["capture-hang"],
+        drop_webhooks=False,
+        token=healthy.secrets["payments_control_token"],
+    )
     probe = payer(healthy)
     with pytest.raises(ProbeError, match="pending"):
         probe()
@@ -195,7 +215,12 @@ def test_reprocessing_unverified_payments_elsewhere_charges_twice(healthy):
     """What the sabotaged runbook does, step by step: the failed provider captured the charge
     (its answer and webhook lost); charging it again at the backup unverified is a double charge
     that reconciliation names."""
-    set_fault(healthy.provider_url("provider"), ["capture-hang"], drop_webhooks=True)
+    set_fault(
+        healthy.provider_url("provider"),
+        ["capture-hang"],
+        drop_webhooks=True,
+        token=healthy.secrets["payments_control_token"],
+    )
     probe = payer(healthy)
     with pytest.raises(ProbeError, match="pending"):
         probe()

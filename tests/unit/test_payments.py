@@ -22,6 +22,7 @@ from drillkit.stack.services.payments import (
     PaymentAck,
     ProviderCharge,
     charges_from_listing,
+    control_headers,
     pay_answers,
     payment_table,
     reconcile,
@@ -29,6 +30,7 @@ from drillkit.stack.services.payments import (
 from drillkit.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
+CONTROL_TOKEN = "control-token-for-the-unit-tests-0001"
 
 
 def _load(name: str, path: Path) -> ModuleType:
@@ -202,7 +204,7 @@ def provider() -> Iterator[tuple[ModuleType, str]]:
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     _serve(receiver)
     hook = f"http://127.0.0.1:{receiver.server_address[1]}/api/payments/webhook"
-    p = stub.Provider("provider", hook, WEBHOOK_SECRET)
+    p = stub.Provider("provider", hook, WEBHOOK_SECRET, CONTROL_TOKEN.encode())
     server = stub.Server(("127.0.0.1", 0), p)
     _serve(server)
     try:
@@ -243,6 +245,7 @@ def test_a_failing_provider_errors_times_out_and_loses_webhooks(provider):
     r = requests.put(
         base + "/_drill/fault",
         json={"pattern": ["error", "capture-hang", "hang"], "drop_webhooks": True},
+        headers=control_headers(CONTROL_TOKEN),
         timeout=5,
     )
     assert r.status_code == 200
@@ -261,7 +264,7 @@ def test_a_failing_provider_errors_times_out_and_loses_webhooks(provider):
     assert client.lookup(target(port), "pay:k2") is None
     assert p.list()[0]["webhook"] == "dropped" and Receiver.received == []
     assert p.fault()["counts"]["webhooks_dropped"] == 1
-    requests.delete(base + "/_drill/fault", timeout=5)
+    requests.delete(base + "/_drill/fault", headers=control_headers(CONTROL_TOKEN), timeout=5)
     assert client.charge(target(port), "pay:k2", 100, "order 2").idempotency_key == "pay:k2"
 
 
@@ -272,3 +275,65 @@ def test_an_unreachable_provider_is_reported_as_such():
     with pytest.raises(app.PaymentError) as exc:
         app.ProviderClient(timeout_s=1.0).charge(target(port), "pay:k", 1, "x")
     assert exc.value.kind in ("unreachable", "error")
+
+
+# ----- the control answers only the harness; bodies are bounded (issue 16, class 6) ----------
+
+
+def raw_request(port: int, head: str, body: bytes = b"") -> bytes:
+    """One request on a raw socket (requests would refuse to send a bad Content-Length)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head.encode("utf-8") + b"\r\n\r\n" + body)
+        out = b""
+        while chunk := sock.recv(65536):
+            out += chunk
+            if b"\r\n\r\n" in out and out.endswith(b"}"):
+                break
+    return out
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": CONTROL_TOKEN}, control_headers("")],
+    ids=["none", "wrong", "no-scheme", "empty"],
+)
+def test_the_fault_control_refuses_a_caller_without_the_token(provider, headers):
+    p, port = provider
+    base = f"http://127.0.0.1:{port}/_drill/fault"
+    for method in ("GET", "PUT", "DELETE"):
+        r = requests.request(method, base, json={"pattern": ["error"]}, headers=headers, timeout=5)
+        assert r.status_code == 401, method
+    assert p.fault()["pattern"] == []
+    ok = requests.put(
+        base, json={"pattern": ["error"]}, headers=control_headers(CONTROL_TOKEN), timeout=5
+    )
+    assert ok.status_code == 200 and p.fault()["pattern"] == ["error"]
+
+
+def test_a_stub_without_a_token_refuses_every_control_call():
+    p = stub.Provider("provider", "http://127.0.0.1:9/hook", b"w")
+    server = stub.Server(("127.0.0.1", 0), p)
+    _serve(server)
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/_drill/fault"
+        r = requests.put(base, json={"pattern": ["error"]}, headers=control_headers(""), timeout=5)
+        assert r.status_code == 401 and p.fault()["pattern"] == []
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("length", ["-1", "abc", "1e3", "+5", "0x10", " 5 5", "\u0665"])
+def test_a_bad_content_length_is_a_400(provider, length):
+    _, port = provider
+    head = f"POST /v1/charges HTTP/1.1\r\nHost: x\r\nIdempotency-Key: k\r\nContent-Length: {length}"
+    answer = raw_request(port, head, b"{}")
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+
+
+def test_a_body_over_the_bound_is_a_413(provider):
+    _, port = provider
+    head = f"POST /v1/charges HTTP/1.1\r\nHost: x\r\nContent-Length: {stub.MAX_BODY + 1}"
+    assert raw_request(port, head).startswith(b"HTTP/1.1 413")

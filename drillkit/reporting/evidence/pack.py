@@ -200,9 +200,9 @@ def build_pack(
         (build / MANIFEST_HASH).write_text(f"{digest}  {MANIFEST}\n")
         if signing_key is not None:
             sign.sign_manifest(build / MANIFEST, Path(signing_key))
-        for path in build.iterdir():
-            path.chmod(0o644)
-        build.chmod(0o755)
+        for path in build.iterdir():  # drill records and logs: for the operator's eyes only
+            path.chmod(0o600)
+        build.chmod(0o700)
         old = None
         if occupied:
             old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))

@@ -257,6 +257,8 @@ def _drill_section(
         f"{_e(result.failure_class)}</td></tr>"
         f"<tr><td>Procedure tested</td><td>{source}</td></tr>"
         f"<tr><td>Tags</td><td>{_e(', '.join(result.tags))}</td></tr>"
+        f"<tr><td>Counts as evidence</td><td>{_e(result.evidence_status or 'not judged')}"
+        "</td></tr>"
         f"<tr><td>Run</td><td>{_e(result.run_id)}, started {_e(fmt_wall(result.t0_wall))}, "
         f"ended {_e(fmt_wall(result.wall_end))}</td></tr>"
         f'<tr><td>Full record</td><td><a href="{_e(files["json"])}">{_e(files["json"])}</a>'

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from drillkit.stack.stack import Stack
 
 PG_PORT = 5432
+STATEMENT_TIMEOUT_MS = 60_000
+"""The harness's statement timeout on every connection it opens (a step may pass a longer one)."""
 
 
 @service_kind
@@ -184,9 +186,11 @@ class Database(ServiceKind):
         user: str = "postgres",
         password: str | None = None,
         timeout_s: int = 2,
+        statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
     ) -> psycopg.Connection[Any]:
         """A connection through the service's port on 127.0.0.1 (autocommit); the password is the
-        superuser's for `postgres`, the app's for any other user, unless given."""
+        superuser's for `postgres`, the app's for any other user, unless given. Bounded: connect
+        within `timeout_s`, every statement within `statement_timeout_ms` (server-side)."""
         secrets = self.stack.secrets
         pw = (
             password
@@ -204,6 +208,7 @@ class Database(ServiceKind):
             user=user,
             password=pw,
             connect_timeout=timeout_s,
+            options=f"-c statement_timeout={int(statement_timeout_ms)}",
             autocommit=True,
         )
 

@@ -278,12 +278,19 @@ def fetch_status(base_url: str, timeout_s: float = 2.0) -> dict[str, Any]:
     return dict(r.json()["status"])
 
 
+def control_headers(token: str) -> dict[str, str]:
+    """What a call to a provider's drill control carries: the run's control token (the stub
+    answers 401 without it; the app never holds it)."""
+    return {"Authorization": f"Bearer {token}"}
+
+
 def set_fault(
-    base_url: str, pattern: list[str], drop_webhooks: bool, timeout_s: float = 5.0
+    base_url: str, pattern: list[str], drop_webhooks: bool, token: str, timeout_s: float = 5.0
 ) -> dict[str, Any]:
     r = requests.put(
         base_url + FAULT_PATH,
         json={"pattern": pattern, "drop_webhooks": drop_webhooks},
+        headers=control_headers(token),
         timeout=timeout_s,
     )
     r.raise_for_status()
