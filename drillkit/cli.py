@@ -235,9 +235,13 @@ def cmd_clean(args: argparse.Namespace) -> int:
             + f", {len(removed)} images built from older inputs"
         )
         if here:
-            print(f"drillkit: left {len(here)} runs whose owner is alive: {', '.join(sorted(here))}")
+            print(
+                f"drillkit: left {len(here)} runs whose owner is alive: {', '.join(sorted(here))}"
+            )
         for label in refused:
-            print(f"drillkit: WARNING: a resource has an invalid run id label {label!r}: not touched")
+            print(
+                f"drillkit: WARNING: a resource has an invalid run id label {label!r}: not touched"
+            )
         left += [f"{ep.shown}: {name}" for name in still]
     loops = 0
     if run_root.is_dir():

@@ -85,7 +85,8 @@ class DeclaredParts:
         elif req.body is not None:
             kwargs["data"] = str(fill(req.body)).encode()
         url = access.url(req.service) + str(fill(req.path))
-        return self.session.request(req.method, url, **kwargs)
+        timeout = kwargs.pop("timeout")
+        return self.session.request(req.method, url, timeout=timeout, **kwargs)
 
     @property
     def session(self) -> requests.Session:

@@ -14,6 +14,7 @@ from typing import Any
 from drillkit import cancel
 from drillkit.core.context import DrillContext
 from drillkit.core.measure import recovery_time
+from drillkit.core.probes import median
 from drillkit.core.registry import CHECKS, Entry, Registry, call
 from drillkit.core.results import CheckResult, DrillResult, StepRecord
 from drillkit.core.scenario import Check, Scenario, Step, restores_backup
@@ -189,3 +190,37 @@ def _check_verdict(outcome: dict[str, Any]) -> tuple[bool, str]:
     if isinstance(exc, CheckFailed):
         return False, str(exc)
     return False, f"{type(exc).__name__}: {exc}"
+
+
+def fault_figures(res: DrillResult, t_fault: float, t_recovered: float | None) -> None:
+    """The error rate and the journey's median latency between the fault and recovery."""
+    during = [x for x in res.samples if t_fault <= x.t <= (t_recovered or float("inf"))]
+    if during:
+        res.extra["error_rate_during_fault"] = round(sum(not x.ok for x in during) / len(during), 3)
+        res.extra["journey_p50_ms_during_fault"] = round(
+            1000 * median([x.latency_s for x in during if x.probe == "journey"] or [0.0]), 1
+        )
+
+
+def join_abandoned(abandoned: list[threading.Thread], result: DrillResult) -> None:
+    """A stopped step whose thread still runs gets a last chance to end before teardown;
+    one that still runs is recorded (its docker execs and host commands were killed)."""
+    for th in abandoned:
+        th.join(STOP_GRACE_S)
+    still = [th.name for th in abandoned if th.is_alive()]
+    if still:
+        result.extra["steps_running_at_teardown"] = still
+
+
+def stop_and_clean(ctx: DrillContext, res: DrillResult) -> None:
+    """Stop the probes (their samples and acknowledged writes into the record), then run the
+    drill's cleanups in reverse order; a failing cleanup is recorded, the others still run."""
+    if ctx.probes.running:
+        ctx.probes.stop()
+        res.samples = ctx.probes.snapshot()
+        res.acked = list(ctx.probes.acked)
+    for undo in reversed(ctx.cleanups):
+        try:
+            undo()
+        except Exception as exc:  # cleanup must go on; the record keeps the reason
+            res.extra.setdefault("cleanup_errors", []).append(f"{type(exc).__name__}: {exc}")

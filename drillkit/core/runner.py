@@ -28,19 +28,21 @@ from drillkit.core.events import EventBus, Phase
 from drillkit.core.measure import LedgerOutcome, judge, measure
 from drillkit.core.needs import check_needs, stack_provides
 from drillkit.core.phases import (
-    STOP_GRACE_S,
     CheckOverran,
     call_in_thread,
+    fault_figures,
     in_thread,
+    join_abandoned,
     record_outcome,
     run_checklist,
     settle_checks,
     step_error,
+    stop_and_clean,
     wait_settled,
     wants_baseline_backup,
 )
 from drillkit.core.probes import Baseline, ProbeConfig, Probes, median
-from drillkit.core.registry import FAULTS, OPTIONAL_SERVICES, PROBES, RECOVERY, Registry
+from drillkit.core.registry import FAULTS, PROBES, RECOVERY, Registry
 from drillkit.core.results import DrillResult, StepRecord, evidence_status
 from drillkit.core.scenario import Scenario, Step
 from drillkit.core.wiring import (
@@ -50,13 +52,14 @@ from drillkit.core.wiring import (
     is_compose,
     seed_compose,
     stack_access,
+    stack_options,
 )
 from drillkit.errors import DrillAborted, DrillError, EnvironmentBroken, StepFailed
 from drillkit.stack import engine, hostfs
 from drillkit.stack.probespec import CanaryLedger
 from drillkit.stack.seed import PROBE_USER, SCALES, WRITER_USER, seed
 from drillkit.stack.spec import StackSpec, load_stack
-from drillkit.stack.stack import Stack, StackOptions
+from drillkit.stack.stack import Stack
 from drillkit.wait import wait_for
 
 NO_LEDGER = "no write ledger: RPO not measured (declare ledger: in the stack file)"
@@ -165,24 +168,15 @@ class Runner:
             self.finish()
         return self.result
 
-    def _stack_options(self, deadline: Deadline) -> StackOptions:
-        """The stack options the scenario asks for (the one place that builds them)."""
-        sc = self.scenario.stack
-        return StackOptions(
-            synchronous=sc.get("synchronous"),
-            data_fs_mib=sc.get("data_fs_mib"),
-            wal_fs_mib=sc.get("wal_fs_mib"),
-            optional=frozenset(kind for kind in OPTIONAL_SERVICES if sc.get(kind)),
-            ready_timeout_s=min(60.0, max(5.0, deadline.remaining())),
-        )
-
     def provision(self, deadline: Deadline) -> Stack:
         """Refuse a scenario needing what the stack lacks; check the host's guardrails, start the
         stack, record the environment."""
         check_needs(self.scenario, self.spec)
         engine.check_guardrails(self.config.min_free_disk_gib)
         run_dir = self.config.run_root / self.run_id
-        stack = self.stack = Stack(self.spec, self.run_id, run_dir, self._stack_options(deadline))
+        stack = self.stack = Stack(
+            self.spec, self.run_id, run_dir, stack_options(self.scenario, deadline)
+        )
         self.secret_values = stack.secrets.values()
         stack.up()
         self.result.environment = environment(stack, self.config.project_dir)
@@ -416,7 +410,7 @@ class Runner:
         res.extra["ledger"] = m.loss_summary if ctx.probes.has_writer else NO_LEDGER
         if m.t_recovered is not None:
             res.markers["recovered"] = m.t_recovered
-        self._fault_figures(t_fault, m.t_recovered)
+        fault_figures(self.result, t_fault, m.t_recovered)
         try:
             failed = run_checklist(self.scenario, ctx, res, deadline.remaining)
         except CheckOverran as exc:
@@ -431,17 +425,6 @@ class Runner:
         res.category = verdict.category
         res.status = "passed" if verdict.passed else "failed"
         self._emit(Phase.VERIFIED, passed=verdict.passed, breaches=verdict.breaches)
-
-    def _fault_figures(self, t_fault: float, t_recovered: float | None) -> None:
-        res = self.result
-        during = [x for x in res.samples if t_fault <= x.t <= (t_recovered or float("inf"))]
-        if during:
-            res.extra["error_rate_during_fault"] = round(
-                sum(not x.ok for x in during) / len(during), 3
-            )
-            res.extra["journey_p50_ms_during_fault"] = round(
-                1000 * median([x.latency_s for x in during if x.probe == "journey"] or [0.0]), 1
-            )
 
     def _run_step(
         self,
@@ -482,9 +465,9 @@ class Runner:
         """Stop the probes, run the cleanups, keep the logs, record the end; tear the stack down
         (unless kept for debugging) with Ctrl-C and SIGTERM held until the record is saved."""
         res, stack = self.result, self.stack
-        self._join_abandoned()
+        join_abandoned(self.abandoned, self.result)
         if self.ctx is not None:
-            self._stop_and_clean(self.ctx)
+            stop_and_clean(self.ctx, self.result)
         if stack is not None:
             self.secret_values = stack.secrets.values()
             for service in stack.containers:
@@ -513,24 +496,3 @@ class Runner:
         res.save(self.result_path)
         if interrupted:
             raise KeyboardInterrupt(f"signal {interrupted[0]} (held during teardown)")
-
-    def _join_abandoned(self) -> None:
-        """A stopped step whose thread still runs gets a last chance to end before teardown;
-        one that still runs is recorded (its docker execs and host commands were killed)."""
-        for th in self.abandoned:
-            th.join(STOP_GRACE_S)
-        still = [th.name for th in self.abandoned if th.is_alive()]
-        if still:
-            self.result.extra["steps_running_at_teardown"] = still
-
-    def _stop_and_clean(self, ctx: DrillContext) -> None:
-        res = self.result
-        if ctx.probes.running:
-            ctx.probes.stop()
-            res.samples = ctx.probes.snapshot()
-            res.acked = list(ctx.probes.acked)
-        for undo in reversed(ctx.cleanups):
-            try:
-                undo()
-            except Exception as exc:  # cleanup must go on; the record keeps the reason
-                res.extra.setdefault("cleanup_errors", []).append(f"{type(exc).__name__}: {exc}")

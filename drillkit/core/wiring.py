@@ -11,11 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from drillkit.core.config import Deadline
 from drillkit.core.probes import StackAccess
+from drillkit.core.registry import OPTIONAL_SERVICES
+from drillkit.core.scenario import Scenario
 from drillkit.errors import DrillError
 from drillkit.stack.probespec import Declared
 from drillkit.stack.spec import HealthSpec, StackSpec
-from drillkit.stack.stack import Stack
+from drillkit.stack.stack import Stack, StackOptions
 
 
 def is_compose(spec: StackSpec) -> bool:
@@ -100,4 +103,16 @@ def stack_access(spec: StackSpec, stack: Stack, primary: Callable[[], str]) -> S
         tcp=lambda service, port: ("127.0.0.1", stack.port(service, port)),
         primary=primary,
         is_database=lambda service: service in stack.databases,
+    )
+
+
+def stack_options(scenario: Scenario, deadline: Deadline) -> StackOptions:
+    """The stack options the scenario asks for (the one place that builds them)."""
+    sc = scenario.stack
+    return StackOptions(
+        synchronous=sc.get("synchronous"),
+        data_fs_mib=sc.get("data_fs_mib"),
+        wal_fs_mib=sc.get("wal_fs_mib"),
+        optional=frozenset(kind for kind in OPTIONAL_SERVICES if sc.get(kind)),
+        ready_timeout_s=min(60.0, max(5.0, deadline.remaining())),
     )

@@ -678,13 +678,13 @@ def _service(
             if isinstance(spec, dict) and set(spec) - {"aliases"}:
                 p.add(f"{at}.networks.{n}", "only aliases are supported (no fixed addresses)")
     refs: list[SecretRef] = []
-    for i, s in enumerate(raw.get("secrets") or []):
+    for i, ref in enumerate(raw.get("secrets") or []):
         where = f"{at}.secrets[{i}]"
-        if isinstance(s, dict):
-            check_keys(p, where, s, ("source", "target", "mode", "uid", "gid"), ("source",))
-            src, tgt = s.get("source"), s.get("target")
+        if isinstance(ref, dict):
+            check_keys(p, where, ref, ("source", "target", "mode", "uid", "gid"), ("source",))
+            src, tgt = ref.get("source"), ref.get("target")
         else:
-            src, tgt = s, None
+            src, tgt = ref, None
         if not isinstance(src, str) or src not in secrets:
             p.add(where, f"secret {excerpt(src)} is not declared under top-level secrets")
             continue

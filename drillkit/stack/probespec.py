@@ -557,12 +557,12 @@ def _ledger(p: Problems, raw: Any, services: set[str] | frozenset[str]) -> Ledge
         p.add("ledger.http.lookup", "needs exactly one of sql, http")
         return None
     if "sql" in lk:
-        s = lk["sql"]
-        if not typed(p, "ledger.http.lookup.sql", s, dict, "a mapping {service, query}"):
+        sql = lk["sql"]
+        if not typed(p, "ledger.http.lookup.sql", sql, dict, "a mapping {service, query}"):
             return None
-        check_keys(p, "ledger.http.lookup.sql", s, ("service", "query"), ("service", "query"))
-        service = _service(p, "ledger.http.lookup.sql.service", s.get("service"), services)
-        query = s.get("query")
+        check_keys(p, "ledger.http.lookup.sql", sql, ("service", "query"), ("service", "query"))
+        service = _service(p, "ledger.http.lookup.sql.service", sql.get("service"), services)
+        query = sql.get("query")
         if typed(p, "ledger.http.lookup.sql.query", query, str, "an SQL query"):
             if "%(keys)s" not in query:
                 p.add(

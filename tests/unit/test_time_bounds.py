@@ -113,7 +113,6 @@ def test_a_step_that_ignores_the_stop_is_joined_before_teardown(
     with pytest.raises(StepFailed, match="did not stop within"):
         runner._run_step(SimpleNamespace(), step, "recovery", reg, 0, 1, Deadline(3600))  # type: ignore[arg-type]
     assert len(runner.abandoned) == 1 and runner.abandoned[0].is_alive()
-    monkeypatch.setattr("drillkit.core.runner.STOP_GRACE_S", 0.05)
     runner.finish()
     assert runner.result.extra["steps_running_at_teardown"] == ["step-stubborn"]
     release.set()

@@ -33,6 +33,8 @@ from drillkit.wait import wait_for
 if TYPE_CHECKING:
     from drillkit.stack.stack import Stack
 
+STATEMENT_TIMEOUT_MS = 60_000
+"""The server-side bound on every statement of the harness's connections (ms)."""
 CONNECT_TIMEOUT_S = 5
 STATEMENT_TIMEOUT = "30s"
 
@@ -336,7 +338,8 @@ class Compose(ServiceKind):
         su_user, su_password, su_dbname = self.credentials()
         if password is None and user not in (None, su_user):
             raise EnvironmentBroken(f"connect as {user}: give its password")
-        kw: dict[str, Any] = {"options": options} if options else {}
+        # every statement bounded server-side, like the reference database's connections; a
+        # caller's own options (e.g. a longer timeout) come after and win
         return psycopg.connect(
             host="127.0.0.1",
             port=self.stack.port(service, db.port),
@@ -345,7 +348,7 @@ class Compose(ServiceKind):
             dbname=dbname or su_dbname,
             connect_timeout=timeout_s,
             autocommit=True,
-            **kw,
+            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS} {options or ''}".strip(),
         )
 
     def sql(
