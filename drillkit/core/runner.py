@@ -118,6 +118,7 @@ class Runner:
             self.seed()
             self.baseline(deadline)
             self.steady(deadline)
+            self.prepare(deadline)
             self.inject(deadline)
             self.detect(deadline)
             self.recover(deadline)
@@ -243,6 +244,17 @@ class Runner:
         self._emit(Phase.STEADY, baseline=dataclasses.asdict(ctx.baseline))
         deadline.check("steady")
         return ctx
+
+    def prepare(self, deadline: Deadline) -> None:
+        """The scenario's `prepare:` steps (after the steady state, before the fault), recorded
+        as steps of kind "prepare"; the first that fails stops the drill (environment error)."""
+        ctx, steps = self._context(), self.scenario.prepare
+        for i, step in enumerate(steps):
+            deadline.check(f"prepare step {i + 1} ({step.name})")
+            try:
+                self._run_step(ctx, step, "prepare", RECOVERY, i, len(steps), deadline)
+            except StepFailed as exc:
+                raise EnvironmentBroken(f"prepare {exc}") from exc
 
     def inject(self, deadline: Deadline) -> None:
         self._phase("inject")
