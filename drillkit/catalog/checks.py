@@ -27,8 +27,19 @@ from drillkit.stack.services.payments import PROVIDERS, STATUS_PATH
 def all_systems_responding(ctx: DrillContext) -> str:
     """Every service of the stack answers: the app's health, and each database accepts a query."""
     out = []
+    apps = getattr(ctx.stack.spec, "apps", None) or {}
+    compose = bool(getattr(ctx.stack.spec, "is_compose", False))
     for service in ctx.stack.services:
-        if service == "proxy":
+        if compose and service in apps:  # a compose stack's app, whatever its name
+            health = apps[service].health
+            r = requests.get(ctx.stack.url(service) + health.path, timeout=5)
+            if r.status_code != health.status:
+                raise CheckFailed(f"{service} health answered {r.status_code}: {r.text[:200]}")
+            out.append(f"{service} {r.status_code}")
+        elif compose and service not in ctx.stack.databases:
+            ctx.stack.require_running(service)
+            out.append(f"{service} running")
+        elif service == "proxy":
             ctx.stack.toxiproxy().proxies()
             out.append("proxy API ok")
         elif service == "app":
@@ -49,13 +60,7 @@ def all_systems_responding(ctx: DrillContext) -> str:
             out.append(f"{service} {r.json()['status']['indicator']}")
         elif service == ctx.part(Fencing).service:
             out.append(f"{service} fenced (not expected to serve)")
-        elif service in (getattr(ctx.stack.spec, "apps", None) or {}):  # a compose stack's app
-            health = ctx.stack.spec.apps[service].health
-            r = requests.get(ctx.stack.url(service) + health.path, timeout=5)
-            if r.status_code != health.status:
-                raise CheckFailed(f"{service} health answered {r.status_code}: {r.text[:200]}")
-            out.append(f"{service} {r.status_code}")
-        elif service not in ctx.stack.databases:  # a compose service drillkit cannot query
+        elif service not in ctx.stack.databases:  # a service drillkit cannot query
             ctx.stack.require_running(service)
             out.append(f"{service} running")
         else:
@@ -307,6 +312,26 @@ def server_errors(app_log: str, began_after: float | None = None) -> list[str]:
     return out
 
 
+def _amcheck_command(ctx: DrillContext) -> list[str] | str:
+    """pg_amcheck of the app database: over the socket as postgres on drillkit's image; over
+    TCP inside the container with the overlay's superuser on a compose stack (the amcheck
+    extension installed when missing)."""
+    if not getattr(ctx.stack.spec, "is_compose", False):
+        return "pg_amcheck -h /run/postgresql -d app --heapallindexed 2>&1"
+    user, password, dbname = ctx.stack.db_credentials()
+    port = str(ctx.stack.spec.db.port)
+    return [
+        "env",
+        f"PGPASSWORD={password}",
+        "sh",
+        "-c",
+        'pg_amcheck -h 127.0.0.1 -p "$0" -U "$1" -d "$2" --heapallindexed --install-missing 2>&1',
+        port,
+        user,
+        dbname,
+    ]
+
+
 @CHECKS(
     "database-healthy",
     title="Database operating normally (primary writable, replica streaming, amcheck clean)",
@@ -329,9 +354,7 @@ def database_healthy(ctx: DrillContext) -> str:
             raise CheckFailed(f"{replica} is not streaming from {primary}: {exc}") from exc
         wait_replica_caught_up(ctx, Service(replica), timeout=30.0)
         parts.append(f"{replica} streaming and caught up")
-    res = ctx.stack.exec(
-        primary, "pg_amcheck -h /run/postgresql -d app --heapallindexed 2>&1", timeout_s=120
-    )
+    res = ctx.stack.exec(primary, _amcheck_command(ctx), timeout_s=120)
     if res.exit_code != 0:
         raise CheckFailed(f"pg_amcheck exit {res.exit_code}: {res.output.strip()[:400]}")
     parts.append("pg_amcheck clean")
