@@ -364,7 +364,7 @@ class Stack:
     @property
     def loopfs(self) -> hostfs.LoopFs | None:
         """The primary's data filesystem (stack option data_fs)."""
-        return self._kind("database").loopfs
+        return self._db().loopfs
 
     @property
     def walfs(self) -> hostfs.LoopFs | None:

@@ -23,7 +23,7 @@ import requests
 from docker.models.containers import Container
 
 from drillkit.errors import EnvironmentBroken
-from drillkit.stack import images
+from drillkit.stack import hostfs, images
 from drillkit.stack.compose import ComposeFile, Service, start_order
 from drillkit.stack.kinds import ServiceKind, service_kind
 from drillkit.stack.probespec import TcpProbe
@@ -59,6 +59,9 @@ class Compose(ServiceKind):
         self.env: dict[str, dict[str, str]] = {}
         """Service -> its environment as created (the compose one, with recreate's overrides)."""
         self.creds: tuple[str, str, str] | None = None
+        self.loopfs: hostfs.LoopFs | None = None
+        """The database's data filesystem (stack option data_fs): ext4 on a loop device, bound
+        where its data directory's volume would be."""
         self.secret_dir = stack.run_dir / "compose-secrets"
 
     # ----- the kind protocol ----------------------------------------------------------------------
@@ -80,6 +83,15 @@ class Compose(ServiceKind):
             shutil.copyfile(path, copy)
             copy.chmod(0o644)  # the run dir is 0700; rotation rewrites it in place
             self.stack.secrets._issued.append(copy.read_text().rstrip("\r\n"))  # redacted
+        db, mib = self.stack.spec.db, self.stack.options.data_fs_mib
+        if db is not None and mib:
+            if self._data_mount() is None:
+                raise EnvironmentBroken(
+                    f"data_fs: {db.service} mounts no volume holding {db.data} in "
+                    f"{self.compose.path.name}: nothing to put on its own filesystem"
+                )
+            run_dir = self.stack.run_dir
+            self.loopfs = hostfs.LoopFs.create(run_dir / "db-data.img", run_dir / "db-data", mib)
         for name, svc in self.compose.services.items():
             for m in svc.volumes:
                 if m.kind != "volume":
@@ -139,10 +151,27 @@ class Compose(ServiceKind):
                 ports.append(probe.port)
         return sorted(set(ports))
 
+    def _data_mount(self) -> Any:
+        """The database service's volume that holds its data directory (the deepest one)."""
+        db = self._overlay()
+        holding = [
+            m
+            for m in self.compose.services[db.service].volumes
+            if m.kind == "volume" and (db.data + "/").startswith(m.target.rstrip("/") + "/")
+        ]
+        return max(holding, key=lambda m: len(m.target), default=None)
+
     def mounts(self, name: str) -> dict[str, dict[str, str]]:
         svc = self.compose.services[name]
         out: dict[str, dict[str, str]] = {}
+        data = self._data_mount() if self.loopfs is not None else None
         for m in svc.volumes:
+            if data is not None and m == data and name == self._overlay().service:
+                # a subdirectory: the filesystem's root holds lost+found (initdb wants it empty)
+                sub = self.loopfs.mountpoint / "data"  # type: ignore[union-attr]
+                sub.mkdir(exist_ok=True)
+                out[str(sub)] = {"bind": m.target, "mode": "rw"}
+                continue
             source = (
                 m.source if m.kind == "bind" else self.volumes[m.source or f"{name}@{m.target}"]
             )
@@ -402,5 +431,8 @@ class Compose(ServiceKind):
             self.wait_app(service, timeout_s)
 
     def teardown(self) -> None:
+        if self.loopfs is not None:
+            self.loopfs.destroy()
+            self.loopfs = None
         with contextlib.suppress(OSError):
             shutil.rmtree(self.secret_dir)
