@@ -7,6 +7,7 @@ A check returns a detail string when it holds and raises CheckFailed when it doe
 from __future__ import annotations
 
 import re
+import shlex
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,18 +28,9 @@ from drillkit.stack.services.payments import PROVIDERS, STATUS_PATH
 def all_systems_responding(ctx: DrillContext) -> str:
     """Every service of the stack answers: the app's health, and each database accepts a query."""
     out = []
-    apps = getattr(ctx.stack.spec, "apps", None) or {}
-    compose = bool(getattr(ctx.stack.spec, "is_compose", False))
     for service in ctx.stack.services:
-        if compose and service in apps:  # a compose stack's app, whatever its name
-            health = apps[service].health
-            r = requests.get(ctx.stack.url(service) + health.path, timeout=5)
-            if r.status_code != health.status:
-                raise CheckFailed(f"{service} health answered {r.status_code}: {r.text[:200]}")
-            out.append(f"{service} {r.status_code}")
-        elif compose and service not in ctx.stack.databases:
-            ctx.stack.require_running(service)
-            out.append(f"{service} running")
+        if ctx.stack.spec.is_compose:  # compose names: a "web" or "proxy" is the team's own
+            out.append(compose_service_responding(ctx, service))
         elif service == "proxy":
             ctx.stack.toxiproxy().proxies()
             out.append("proxy API ok")
@@ -60,9 +52,6 @@ def all_systems_responding(ctx: DrillContext) -> str:
             out.append(f"{service} {r.json()['status']['indicator']}")
         elif service == ctx.part(Fencing).service:
             out.append(f"{service} fenced (not expected to serve)")
-        elif service not in ctx.stack.databases:  # a service drillkit cannot query
-            ctx.stack.require_running(service)
-            out.append(f"{service} running")
         else:
             try:
                 ctx.stack.sql(service, "SELECT 1")
@@ -70,6 +59,31 @@ def all_systems_responding(ctx: DrillContext) -> str:
                 raise CheckFailed(f"{service} does not answer: {exc}") from exc
             out.append(f"{service} ok")
     return ", ".join(out)
+
+
+def compose_service_responding(ctx: DrillContext, service: str) -> str:
+    """A compose stack's service: an app answers its declared health status, a database a
+    query, any other service runs."""
+    apps = ctx.stack.spec.apps
+    if service in apps:
+        health = apps[service].health
+        r = requests.get(ctx.stack.url(service) + health.path, timeout=5)
+        if r.status_code != health.status:
+            raise CheckFailed(f"{service} health answered {r.status_code}: {r.text[:200]}")
+        return f"{service} {r.status_code}"
+    if service == ctx.part(Fencing).service:
+        return f"{service} fenced (not expected to serve)"
+    if service in ctx.stack.databases:
+        try:
+            ctx.stack.sql(service, "SELECT 1")
+        except psycopg.Error as exc:
+            raise CheckFailed(f"{service} does not answer: {exc}") from exc
+        return f"{service} ok"
+    try:
+        ctx.stack.require_running(service)
+    except EnvironmentBroken as exc:
+        raise CheckFailed(str(exc)[:300]) from exc
+    return f"{service} running"
 
 
 @CHECKS("key-functionality", title="Key functionality working", needs=("reference-app",))
@@ -312,26 +326,6 @@ def server_errors(app_log: str, began_after: float | None = None) -> list[str]:
     return out
 
 
-def _amcheck_command(ctx: DrillContext) -> list[str] | str:
-    """pg_amcheck of the app database: over the socket as postgres on drillkit's image; over
-    TCP inside the container with the overlay's superuser on a compose stack (the amcheck
-    extension installed when missing)."""
-    if not getattr(ctx.stack.spec, "is_compose", False):
-        return "pg_amcheck -h /run/postgresql -d app --heapallindexed 2>&1"
-    user, password, dbname = ctx.stack.db_credentials()
-    port = str(ctx.stack.spec.db.port)
-    return [
-        "env",
-        f"PGPASSWORD={password}",
-        "sh",
-        "-c",
-        'pg_amcheck -h 127.0.0.1 -p "$0" -U "$1" -d "$2" --heapallindexed --install-missing 2>&1',
-        port,
-        user,
-        dbname,
-    ]
-
-
 @CHECKS(
     "database-healthy",
     title="Database operating normally (primary writable, replica streaming, amcheck clean)",
@@ -354,11 +348,26 @@ def database_healthy(ctx: DrillContext) -> str:
             raise CheckFailed(f"{replica} is not streaming from {primary}: {exc}") from exc
         wait_replica_caught_up(ctx, Service(replica), timeout=30.0)
         parts.append(f"{replica} streaming and caught up")
-    res = ctx.stack.exec(primary, _amcheck_command(ctx), timeout_s=120)
+    res = ctx.stack.exec(primary, amcheck_command(ctx), timeout_s=120)
+    if res.exit_code == 127:
+        raise CheckFailed(f"pg_amcheck is not installed in {primary} (the check needs it)")
     if res.exit_code != 0:
         raise CheckFailed(f"pg_amcheck exit {res.exit_code}: {res.output.strip()[:400]}")
     parts.append("pg_amcheck clean")
     return ", ".join(parts)
+
+
+def amcheck_command(ctx: DrillContext) -> str:
+    """pg_amcheck on the app database: the reference stack's over its socket; a compose stack's
+    as the overlay's superuser over TCP inside the container (amcheck installed if missing)."""
+    if not ctx.stack.spec.is_compose:
+        return "pg_amcheck -h /run/postgresql -d app --heapallindexed 2>&1"
+    user, password, dbname = ctx.stack.db_credentials()
+    port = ctx.stack.spec.db.port if ctx.stack.spec.db is not None else 5432
+    return (
+        f"PGPASSWORD={shlex.quote(password)} pg_amcheck -h 127.0.0.1 -p {int(port)} "
+        f"-U {shlex.quote(user)} -d {shlex.quote(dbname)} --install-missing --heapallindexed 2>&1"
+    )
 
 
 @CHECKS("authentication", title="User authentication working", needs=("reference-app",))
