@@ -79,6 +79,25 @@ checklist: {CHECKS}, old-db-password-rejected, attacker-session-gone]
 observe: 1s
 """
 
+DISK = f"""
+id: compose-disk-full
+title: fill the compose database's own data filesystem, free it, start PostgreSQL again
+source: {{runbook: "-", section: "harness self-test"}}
+severity: P3
+failure_class: resource-exhaustion
+tags: [selftest]
+objectives: {{rto: 60s, rpo: 0s}}
+stack: {{data_fs: 256MiB}}
+fault: {{action: fill-disk, with: {{service: db}}}}
+recovery:
+  - {{action: check-disk, with: {{service: db, after: 2s}}}}
+  - {{action: free-disk}}
+  - {{action: ensure-running, with: {{service: db}}}}
+  - {{action: wait-app-healthy, timeout: 30s}}
+checklist: {CHECKS}, database-healthy]
+observe: 1s
+"""
+
 
 @pytest.fixture(scope="session")
 def drill_run_config(drill_run_config: RunConfig) -> RunConfig:
@@ -121,4 +140,14 @@ def test_env_delivered_rotation(run_drill: Callable[[Scenario], DrillResult]) ->
     assert checks["old-db-password-rejected"].ok, checks["old-db-password-rejected"]
     assert checks["attacker-session-gone"].ok, checks["attacker-session-gone"]
     assert "s3cret-from-dotenv" not in repr(result.to_json())
+    assert result.status == "passed", (result.breaches, result.error)
+
+
+def test_disk_full_on_the_databases_own_filesystem(
+    run_drill: Callable[[Scenario], DrillResult],
+) -> None:
+    result = _run(run_drill, DISK)
+    steps = {s.name: s for s in result.steps}
+    assert steps["fill-disk"].ok and "bytes left" in steps["fill-disk"].output, steps["fill-disk"]
+    assert "ballast removed" in steps["free-disk"].output, steps["free-disk"]
     assert result.status == "passed", (result.breaches, result.error)
