@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shlex
 import signal
 import subprocess
 from dataclasses import dataclass
 
 from drillkit import cancel
+from drillkit.catalog._common import bounded, redact
 from drillkit.core.context import DrillContext
 from drillkit.core.registry import FAULTS, RECOVERY, Duration, Service
-from drillkit.errors import StepFailed
+from drillkit.errors import EnvironmentBroken, StepFailed
+from drillkit.stack.stack import ExecResult
 
 
 @dataclass
@@ -128,3 +132,173 @@ def hold(ctx: DrillContext, duration: Duration) -> str:
     wait for a condition."""
     cancel.sleep(duration)  # a stopped step ends its hold
     return f"held {duration:g} s"
+
+
+# ----- the team's own runbook scripts ---------------------------------------------------------
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+TIMED_OUT = (124, 137)
+"""Exit codes of a command killed by its timeout (`timeout -s KILL` answers 137)."""
+
+
+def _outcome(
+    ctx: DrillContext, step: str, what: str, res: ExecResult, expect_exit: int, timeout: float
+) -> str:
+    """The step's record: exit code and output (bounded, secrets redacted); StepFailed unless
+    the command exited with expect_exit."""
+    out = bounded(redact(ctx, res.output.rstrip()))
+    if res.exit_code != expect_exit:
+        why = (
+            f"was killed at its timeout of {timeout:g} s"
+            if res.exit_code in TIMED_OUT and expect_exit not in TIMED_OUT
+            else f"exited {res.exit_code} (expected {expect_exit})"
+        )
+        raise StepFailed(step, f"{what} {why}: {out[-1500:] or '(no output)'}")
+    return f"{what} exited {res.exit_code}\n{out}".rstrip()
+
+
+@RECOVERY("run-script")
+@FAULTS("run-script")
+def run_script(
+    ctx: DrillContext,
+    service: Service,
+    script: str = "",
+    command: list[str] | None = None,
+    user: str = "",
+    expect_exit: int = 0,
+    timeout: Duration = Duration(120.0),
+) -> str:
+    """Run the team's own runbook script inside a service: `script`, a path inside the container
+    (it must exist and be executable), or `command`, an argv list (no shell unless it names one).
+    As the service's own user unless `user` (e.g. root). The step fails unless it exits with
+    expect_exit; the output is recorded bounded, with the run's secrets redacted."""
+    if bool(script) == bool(command):
+        raise StepFailed("run-script", "give exactly one of script (a path) or command (an argv)")
+    ctx.stack.require_running(service)
+    as_user = user or service_user(ctx, service)
+    if script:
+        if not script.startswith("/"):
+            raise StepFailed("run-script", f"script {script!r}: expected an absolute path")
+        probe = ctx.stack.exec(
+            service,
+            ["sh", "-c", 'test -e "$1" || exit 3; test -x "$1" || exit 4', "sh", script],
+            user=as_user,
+            timeout_s=10,
+        )
+        if probe.exit_code == 3:
+            raise StepFailed("run-script", f"no script {script} in {service}")
+        if probe.exit_code == 4:
+            raise StepFailed(
+                "run-script",
+                f"{script} in {service} is not executable by {as_user} (chmod +x it, or give "
+                f"command: [sh, {script}])",
+            )
+        argv = [script]
+    else:
+        argv = list(command or [])
+    res = ctx.stack.exec(service, argv, user=as_user, timeout_s=float(timeout))
+    return _outcome(
+        ctx,
+        "run-script",
+        f"`{shlex.join(argv)[:200]}` in {service} as {as_user}",
+        res,
+        expect_exit,
+        float(timeout),
+    )
+
+
+def oneoff_env(ctx: DrillContext, env: list[str], source: str | None) -> dict[str, str]:
+    """`KEY=VALUE` items as given; a bare `KEY` copies that variable from the source service's
+    container (the service the image or the volumes come from): how a restore script gets the
+    database password without the scenario holding it."""
+    out: dict[str, str] = {}
+    given: dict[str, str] = {}
+    if source is not None and any("=" not in item for item in env):
+        config = ctx.stack.container(source).attrs.get("Config") or {}
+        given = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
+    for item in env:
+        key, sep, value = item.partition("=")
+        if not ENV_NAME.fullmatch(key):
+            raise StepFailed("run-container", f"env {item[:60]!r}: expected KEY=VALUE or KEY")
+        if sep:
+            out[key] = value
+        elif key in given:
+            out[key] = given[key]
+        else:
+            raise StepFailed(
+                "run-container",
+                f"env {key}: {source or 'no service'} has no variable {key} to copy"
+                if source
+                else f"env {key}: a bare name copies from a service (volumes_from or a "
+                "service as image); give KEY=VALUE",
+            )
+    return out
+
+
+def run_oneoff(
+    ctx: DrillContext,
+    image: str,
+    command: list[str],
+    *,
+    volumes_from: str | None,
+    env: dict[str, str],
+    user: str | None,
+    timeout_s: float,
+) -> ExecResult:
+    """stack.run_oneoff (a labelled container on the run's internal network, the command run as
+    given, removed after), with an image that is neither a service nor local as the step's
+    failure: drillkit pulls nothing."""
+    try:
+        return ctx.stack.run_oneoff(
+            image, command, volumes_from=volumes_from, env=env, user=user, timeout_s=timeout_s
+        )
+    except EnvironmentBroken as exc:
+        if "neither a service" in str(exc):
+            raise StepFailed("run-container", str(exc)) from None
+        raise
+
+
+@RECOVERY("run-container")
+@FAULTS("run-container")
+def run_container(
+    ctx: DrillContext,
+    image: str,
+    command: list[str],
+    volumes_from: str = "",
+    env: list[str] | None = None,
+    user: str = "",
+    expect_exit: int = 0,
+    timeout: Duration = Duration(300.0),
+) -> str:
+    """Run a one-off container of `image` (a service's name: its image; or a local image) on the
+    stack's internal network, with `volumes_from` a service's volumes (its container may be
+    stopped): the team's restore.sh with pg_restore, a pg_dump into the backup volume. `env`:
+    KEY=VALUE, or a bare KEY copied from that service. Fails unless it exits with expect_exit;
+    output recorded bounded, secrets redacted; the container is removed after."""
+    if not command:
+        raise StepFailed("run-container", "command: give the argv to run (a non-empty list)")
+    services = ctx.stack.services
+    if volumes_from and volumes_from not in services:
+        raise StepFailed(
+            "run-container",
+            f"volumes_from {volumes_from!r}: no such service (the stack has: {', '.join(services)})",
+        )
+    source = volumes_from or (image if image in services else None)
+    res = run_oneoff(
+        ctx,
+        image,
+        list(command),
+        volumes_from=volumes_from or None,
+        env=oneoff_env(ctx, list(env or []), source),
+        user=user or None,
+        timeout_s=float(timeout),
+    )
+    where = f" with {volumes_from}'s volumes" if volumes_from else ""
+    return _outcome(
+        ctx,
+        "run-container",
+        f"`{shlex.join(command)[:200]}` in a one-off {image}{where}",
+        res,
+        expect_exit,
+        float(timeout),
+    )

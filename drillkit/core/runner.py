@@ -35,6 +35,7 @@ from drillkit.core.phases import (
     join_abandoned,
     record_outcome,
     run_checklist,
+    run_prepare,
     settle_checks,
     step_error,
     stop_and_clean,
@@ -143,17 +144,17 @@ class Runner:
             self.seed()
             self.baseline(deadline)
             self.steady(deadline)
+            run_prepare(
+                self.scenario.prepare, lambda *a: self._run_step(self._context(), *a, deadline)
+            )
             self.inject(deadline)
             self.detect(deadline)
             self.recover(deadline)
             self.observe(deadline)
             self.verify(deadline)
         except DrillAborted as exc:
-            self.result.status, self.result.category, self.result.error = (
-                "aborted",
-                "aborted",
-                str(exc),
-            )
+            self.result.status = self.result.category = "aborted"
+            self.result.error = str(exc)
         except (EnvironmentBroken, docker.errors.DockerException, psycopg.OperationalError) as exc:
             self.result.status, self.result.category = "error", "environment"
             self.result.error = f"{type(exc).__name__}: {exc}"
