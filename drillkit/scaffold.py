@@ -327,6 +327,12 @@ def _scenario(
         "recovery": recovery,
         "checklist": list(checklist),
     }
+    if sid == "credential-leak":  # a leak is no outage: judged by the old password's refusal
+        doc["objectives"] = {k: v for k, v in objectives.items() if k != "detection"}
+        doc["checklist"] = [
+            *(c for c in checklist if c != "detected-within-objective"),
+            "old-db-password-rejected",
+        ]
     if sid == "disk-full":  # a filesystem of its own: fill-disk never fills the host's disk
         doc = {**doc, "stack": {"data_fs": "96MiB"}}
     head = "# Scaffolded by `drillkit init --compose` for this stack; adjust the runbook steps.\n"

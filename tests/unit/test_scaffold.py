@@ -109,8 +109,12 @@ def test_init_compose_writes_a_compose_stack_overlay_and_its_scenarios(tmp_path)
     assert raw["ledger"] == {"canary": {"service": "postgres"}}
     assert raw["journey"] == [{"service": "api", "method": "GET", "path": "/", "status": 200}]
     assert spec.ledger is not None
-    for scenario in scenarios.values():  # only checks that hold without more declarations
-        assert scenario["checklist"] == list(COMPOSE_CHECKLIST)
+    for sid, scenario in scenarios.items():  # only checks that hold without more declarations
+        if sid != "credential-leak":
+            assert scenario["checklist"] == list(COMPOSE_CHECKLIST)
+    leak = scenarios["credential-leak"]
+    assert "detection" not in leak["objectives"]  # a leak is no outage the probes see
+    assert leak["checklist"][-1] == "old-db-password-rejected"
     assert any("corruption is not scaffolded" in n for n in notes)
 
 
