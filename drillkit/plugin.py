@@ -36,7 +36,7 @@ from drillkit.options import _merge, load_policy, parse_objective_overrides, res
 from drillkit.paths import ROOT
 from drillkit.reporting import terminal
 from drillkit.stack.reaping import reap_orphans
-from drillkit.stack.spec import load_stack
+from drillkit.stack.spec import SERVICES, load_stack
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -88,17 +88,22 @@ SECRETS = pytest.StashKey[list[str]]()
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "drill_scenario" not in metafunc.fixturenames:
         return
-    services = load_stack(options.stack_path(metafunc.config)).services
+    spec = load_stack(options.stack_path(metafunc.config))
+    # a compose stack's scenarios name its compose services; the reference stack's may name the
+    # replica even when a scenario turns it off
+    services = spec.services if spec.compose is not None else SERVICES
     params = []
     problems: list[str] = []
     foreign = foreign_markers(metafunc.config)
     allow_host_exec = options.allow_host_exec(metafunc.config)
+    twins = options.sabotage_dir(metafunc.config)
     for path in options.scenario_paths(metafunc.config):
         try:
             sc = load_scenario(
                 path,
-                services=("primary", "replica", "app") if "replica" not in services else services,
+                services=services,
                 allow_host_exec=allow_host_exec,
+                sabotage_dir=twins,
             )
         except ValidationError as exc:
             problems.extend(exc.problems)
