@@ -20,6 +20,7 @@ import psycopg
 
 from drillkit.core.config import Deadline, RunConfig, new_run_id, objectives_for
 from drillkit.core.context import DrillContext
+from drillkit.core.declared import create_canary
 from drillkit.core.environment import environment, pg_errors, signals_held
 from drillkit.core.events import EventBus, Phase
 from drillkit.core.measure import LedgerOutcome, judge, measure
@@ -47,6 +48,7 @@ from drillkit.core.wiring import (
 )
 from drillkit.errors import DrillAborted, DrillError, EnvironmentBroken, StepFailed
 from drillkit.stack import engine, hostfs
+from drillkit.stack.probespec import CanaryLedger
 from drillkit.stack.seed import PROBE_USER, SCALES, WRITER_USER, seed
 from drillkit.stack.spec import StackSpec, load_stack
 from drillkit.stack.stack import Stack, StackOptions
@@ -137,11 +139,8 @@ class Runner:
             self.observe(deadline)
             self.verify()
         except DrillAborted as exc:
-            self.result.status, self.result.category, self.result.error = (
-                "aborted",
-                "aborted",
-                str(exc),
-            )
+            self.result.status = self.result.category = "aborted"
+            self.result.error = str(exc)
         except (EnvironmentBroken, docker.errors.DockerException, psycopg.OperationalError) as exc:
             self.result.status, self.result.category = "error", "environment"
             self.result.error = f"{type(exc).__name__}: {exc}"
@@ -185,6 +184,9 @@ class Runner:
         overlay `seed` SQL (files or inline statements, run in order) for a compose stack."""
         self._phase("seed")
         stack = self._stack()
+        if isinstance(self.spec.ledger, CanaryLedger):
+            with stack.connect(first_primary(self.spec)) as conn:
+                create_canary(conn, self.spec.ledger)
         if is_compose(self.spec):
             self._emit(Phase.SEEDED, statements=seed_compose(self.spec, stack))
             return
@@ -280,13 +282,11 @@ class Runner:
         return ctx
 
     def prepare(self, deadline: Deadline) -> None:
-        """The scenario's `prepare:` steps (after the steady state, before the fault), recorded
-        as steps of kind "prepare"; the first that fails stops the drill (environment error)."""
-        ctx, steps = self._context(), self.scenario.prepare
+        """`prepare:` steps before the fault (kind "prepare"); one failing breaks the drill."""
+        steps = self.scenario.prepare
         for i, step in enumerate(steps):
-            deadline.check(f"prepare step {i + 1} ({step.name})")
             try:
-                self._run_step(ctx, step, "prepare", RECOVERY, i, len(steps), deadline)
+                self._run_step(self._context(), step, "prepare", RECOVERY, i, len(steps), deadline)
             except StepFailed as exc:
                 raise EnvironmentBroken(f"prepare {exc}") from exc
 
@@ -400,6 +400,7 @@ class Runner:
         m = measure(res.samples, outcome, t_fault, self.k)
         res.measurement = m
         res.lost, res.altered = list(outcome.lost), list(outcome.altered)
+        res.extra["ledger"] = m.loss_summary
         if m.t_recovered is not None:
             res.markers["recovered"] = m.t_recovered
         self._fault_figures(t_fault, m.t_recovered)

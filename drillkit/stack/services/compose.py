@@ -337,9 +337,15 @@ class Compose(ServiceKind):
     ) -> None:
         s = self.stack
 
+        self.credentials()
+
         def ready() -> bool:
             s.require_running(service)
-            with self.connect(service, timeout_s=1) as conn:
+            try:
+                conn = self.connect(service, timeout_s=1)
+            except EnvironmentBroken:  # no published port while it restarts: not yet
+                return False
+            with conn:
                 row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
             return writable is None or (row is not None and row[0] == (not writable))
 
