@@ -7,6 +7,7 @@ A check returns a detail string when it holds and raises CheckFailed when it doe
 from __future__ import annotations
 
 import re
+import shlex
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -329,9 +330,14 @@ def database_healthy(ctx: DrillContext) -> str:
             raise CheckFailed(f"{replica} is not streaming from {primary}: {exc}") from exc
         wait_replica_caught_up(ctx, Service(replica), timeout=30.0)
         parts.append(f"{replica} streaming and caught up")
-    res = ctx.stack.exec(
-        primary, "pg_amcheck -h /run/postgresql -d app --heapallindexed 2>&1", timeout_s=120
-    )
+    cmd = "pg_amcheck -h /run/postgresql -d app --heapallindexed 2>&1"
+    if getattr(ctx.stack.spec, "is_compose", False):
+        # a team's database: its superuser and database over the local socket (trusted there, as
+        # in the official image); amcheck installed if the database lacks it
+        user, _password, dbname = ctx.stack.db_credentials()
+        argv = ["pg_amcheck", "-h", "/run/postgresql", "-U", user, "-d", dbname]
+        cmd = shlex.join([*argv, "--heapallindexed", "--install-missing"]) + " 2>&1"
+    res = ctx.stack.exec(primary, cmd, timeout_s=120)
     if res.exit_code != 0:
         raise CheckFailed(f"pg_amcheck exit {res.exit_code}: {res.output.strip()[:400]}")
     parts.append("pg_amcheck clean")

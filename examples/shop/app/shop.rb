@@ -51,10 +51,14 @@ class WebrickLog < WEBrick::BasicLog
 end
 
 # A small pool of PostgreSQL connections. A pooled connection found dead (the server restarted,
-# or terminated it) is dropped; a statement that failed on a reused connection is retried once on
-# a fresh one. Every call is bounded (connect 2 s, statement 3 s, 4 s in all): the API fails fast.
+# or terminated it) is dropped. A statement that fails or hangs on a reused connection is retried
+# once on a fresh one, and the other idle connections are dropped too: after a database restart
+# they all point at a server that is gone (its container took the TCP state with it, so no reset
+# ever arrives). Every call is bounded (reused 1.5 s, then connect 2 s + statement 3 s; 4.5 s in
+# all): the API fails fast.
 class Pool
-  STALE = [PG::ConnectionBad, PG::UnableToSend, PG::AdminShutdown, PG::CrashShutdown].freeze
+  STALE = [PG::ConnectionBad, PG::UnableToSend, PG::AdminShutdown, PG::CrashShutdown,
+           Timeout::Error].freeze
 
   def initialize(params, size)
     @params = params
@@ -64,20 +68,15 @@ class Pool
   end
 
   def run(&block)
-    Timeout.timeout(4) { attempt(&block) }
-  end
-
-  private
-
-  def attempt(&block)
     conn, reused = checkout
     begin
-      result = block.call(conn)
+      result = Timeout.timeout(reused ? 1.5 : 3) { block.call(conn) }
     rescue *STALE
       close(conn)
       raise unless reused
 
-      conn = connect
+      flush
+      conn = Timeout.timeout(2.5) { connect }
       reused = false
       retry
     rescue StandardError
@@ -88,10 +87,17 @@ class Pool
     result
   end
 
+  private
+
+  def flush
+    stale = @lock.synchronize { @idle.slice!(0..) }
+    stale.each { |c| close(c) }
+  end
+
   def checkout
     loop do
       conn = @lock.synchronize { @idle.pop }
-      return [connect, false] if conn.nil?
+      return [Timeout.timeout(2.5) { connect }, false] if conn.nil?
       return [conn, true] if alive?(conn)
 
       close(conn)
