@@ -152,7 +152,11 @@ def load_scenario(
     untrusted: host-exec steps are refused unless `allow_host_exec`, an expected failure is
     refused outside the suite's sabotage folder, a checklist below the evidence minimum is refused."""
     text = read_text(path)
-    twins = sabotage_dir if sabotage_dir is not None and is_sabotage_twin(path, sabotage_dir) else SABOTAGE_DIR
+    twins = (
+        sabotage_dir
+        if sabotage_dir is not None and is_sabotage_twin(path, sabotage_dir)
+        else SABOTAGE_DIR
+    )
     return parse_scenario(
         parse_yaml(text, path),
         path,
