@@ -363,7 +363,9 @@ class Stack:
 
     @property
     def loopfs(self) -> hostfs.LoopFs | None:
-        """The primary's data filesystem (stack option data_fs)."""
+        """The primary's data filesystem (stack option data_fs); a compose stack's database's."""
+        if self.spec.is_compose:
+            return self._kind("compose").loopfs  # type: ignore[no-any-return]
         return self._kind("database").loopfs
 
     @property

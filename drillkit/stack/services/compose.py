@@ -23,7 +23,7 @@ import requests
 from docker.models.containers import Container
 
 from drillkit.errors import EnvironmentBroken
-from drillkit.stack import images
+from drillkit.stack import hostfs, images
 from drillkit.stack.compose import ComposeFile, Service, start_order
 from drillkit.stack.kinds import ServiceKind, service_kind
 from drillkit.stack.probespec import TcpProbe
@@ -60,6 +60,9 @@ class Compose(ServiceKind):
         """Service -> its environment as created (the compose one, with recreate's overrides)."""
         self.creds: tuple[str, str, str] | None = None
         self.secret_dir = stack.run_dir / "compose-secrets"
+        self.loopfs: hostfs.LoopFs | None = None
+        """The database's data filesystem (scenario option data_fs): a small ext4 on a loop
+        device mounted where the data directory's volume would be."""
 
     # ----- the kind protocol ----------------------------------------------------------------------
     def services(self) -> tuple[str, ...]:
@@ -80,6 +83,12 @@ class Compose(ServiceKind):
             shutil.copyfile(path, copy)
             copy.chmod(0o644)  # the run dir is 0700; rotation rewrites it in place
             self.stack.secrets._issued.append(copy.read_text().rstrip("\r\n"))  # redacted
+        db = self.stack.spec.db
+        if self.stack.options.data_fs_mib and db is not None:
+            run_dir = self.stack.run_dir
+            self.loopfs = hostfs.LoopFs.create(
+                run_dir / "db-data.img", run_dir / "db-data", self.stack.options.data_fs_mib
+            )
         for name, svc in self.compose.services.items():
             for m in svc.volumes:
                 if m.kind != "volume":
@@ -142,14 +151,31 @@ class Compose(ServiceKind):
     def mounts(self, name: str) -> dict[str, dict[str, str]]:
         svc = self.compose.services[name]
         out: dict[str, dict[str, str]] = {}
+        data_mount = self._data_mount(name)
         for m in svc.volumes:
             source = (
                 m.source if m.kind == "bind" else self.volumes[m.source or f"{name}@{m.target}"]
             )
+            if m is data_mount and self.loopfs is not None:
+                source = str(self.loopfs.mountpoint)  # the data filesystem instead of the volume
             out[source] = {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
         for ref in svc.secrets:
             out[str(self.secret_dir / ref.source)] = {"bind": ref.target, "mode": "ro"}
         return out
+
+    def _data_mount(self, name: str) -> Any:
+        """The database service's named volume holding its data directory (the deepest mount
+        at or above it), or None."""
+        db = self.stack.spec.db
+        if db is None or name != db.service:
+            return None
+        holding = [
+            m
+            for m in self.compose.services[name].volumes
+            if m.kind == "volume"
+            and (db.data == m.target or db.data.startswith(m.target.rstrip("/") + "/"))
+        ]
+        return max(holding, key=lambda m: len(m.target), default=None)
 
     def create(self, name: str, env: dict[str, str] | None = None) -> Container:
         svc = self.compose.services[name]
@@ -402,5 +428,8 @@ class Compose(ServiceKind):
             self.wait_app(service, timeout_s)
 
     def teardown(self) -> None:
+        if self.loopfs is not None:
+            self.loopfs.destroy()
+            self.loopfs = None
         with contextlib.suppress(OSError):
             shutil.rmtree(self.secret_dir)
