@@ -46,7 +46,7 @@ def test_the_shop_drills_pass_and_its_twins_fail_for_their_reason(tmp_path):
     restore = recs["shop-restore-pgdump"]
     m = restore["measurement"]
     assert 0 < m["lost"] < m["acked"], m
-    assert m["lost_oldest_s"] >= 3.0, m  # the dump was taken before the 3 s hold
+    assert m["lost_oldest_s"] > 2.5, m  # acknowledged after the dump, before the 3 s hold
     assert restore["extra"]["ledger"].startswith(f"lost {m['lost']} writes of {m['acked']}")
     steps = [(s["kind"], s["action"], s["ok"]) for s in restore["steps"]]
     assert steps == [
