@@ -11,11 +11,18 @@ from project_pytest import run_project_pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOP = ROOT / "examples" / "shop"
-DRILLS = ("shop-db-kill", "shop-restore-pgdump", "shop-partition-api-db", "shop-credential-leak")
+DRILLS = (
+    "shop-db-kill",
+    "shop-restore-pgdump",
+    "shop-partition-api-db",
+    "shop-credential-leak",
+    "shop-disk-full",
+)
 TWINS = {
     "shop-db-kill-no-restart": "rto",
     "shop-restore-pgdump-rpo-zero": "rpo",
     "shop-credential-leak-no-terminate": "checklist",
+    "shop-disk-full-no-free": "rto",
 }
 
 
@@ -61,7 +68,12 @@ def test_the_shop_drills_pass_and_its_twins_fail_for_their_reason(tmp_path):
     assert f"restore: shop restored from {dump}" in restore["steps"][3]["output"]
 
     # nothing was lost where nothing should be; the API failed fast under the partition
-    for drill in ("shop-db-kill", "shop-partition-api-db", "shop-credential-leak"):
+    for drill in (
+        "shop-db-kill",
+        "shop-partition-api-db",
+        "shop-credential-leak",
+        "shop-disk-full",
+    ):
         assert recs[drill]["measurement"]["lost"] == 0, recs[drill]["measurement"]
     checks = {c["id"]: c for c in recs["shop-partition-api-db"]["checks"]}
     assert checks["app-fails-fast"]["ok"], checks["app-fails-fast"]
@@ -69,6 +81,11 @@ def test_the_shop_drills_pass_and_its_twins_fail_for_their_reason(tmp_path):
     assert leak["attacker-session-gone"]["ok"] and leak["old-db-password-rejected"]["ok"]
     twin = {c["id"]: c for c in recs["shop-credential-leak-no-terminate"]["checks"]}
     assert not twin["attacker-session-gone"]["ok"], twin
+
+    # the ballast filled the database's own small filesystem, and PostgreSQL noticed
+    disk = recs["shop-disk-full"]
+    assert disk["steps"][0]["output"].endswith("/db-data"), disk["steps"][0]
+    assert disk["extra"]["disk_full_errors"] > 0, disk["extra"]
 
     # the leaked and rotated passwords never reach a record
     text = "\n".join(p.read_text() for p in (project / "reports").rglob("*.json"))
