@@ -36,7 +36,7 @@ from drillkit.options import _merge, load_policy, parse_objective_overrides, res
 from drillkit.paths import ROOT
 from drillkit.reporting import terminal
 from drillkit.stack.reaping import reap_orphans
-from drillkit.stack.spec import SERVICES, load_stack
+from drillkit.stack.spec import load_stack
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -89,9 +89,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "drill_scenario" not in metafunc.fixturenames:
         return
     spec = load_stack(options.stack_path(metafunc.config))
-    # a compose stack's scenarios name its compose services; the reference stack's may name the
-    # replica even when a scenario turns it off
-    services = spec.services if spec.compose is not None else SERVICES
+    services = spec.services
+    if not spec.is_compose and "replica" not in services:
+        services = ("primary", "replica", "app")  # a scenario's stack options may add it
     params = []
     problems: list[str] = []
     foreign = foreign_markers(metafunc.config)
