@@ -77,7 +77,8 @@ class Entry:
     baseline backup first (baseline_backup: auto), and an RTO of 0 is refused."""
     needs: tuple[str, ...] = ()
     """What it needs from the stack (e.g. 'replica', 'pgbackrest', 'proxy', 'web', 'payments',
-    'reference-app', 'data_fs', 'wal_fs'). Declared, not enforced yet."""
+    'reference-app', 'data_fs', 'wal_fs', 'journey'). Enforced before start: core/needs.py refuses
+    a scenario using it on a stack that lacks it."""
     settle: Settle | None = None
     """A check's settle condition (see `Settle`)."""
 

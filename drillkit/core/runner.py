@@ -54,6 +54,7 @@ from drillkit.stack.spec import StackSpec, load_stack
 from drillkit.stack.stack import Stack, StackOptions
 from drillkit.wait import wait_for
 
+NO_LEDGER = "no write ledger: RPO not measured (declare ledger: in the stack file)"
 __all__ = ["Deadline", "RunConfig", "Runner", "new_run_id", "objectives_for"]
 
 
@@ -400,7 +401,7 @@ class Runner:
         m = measure(res.samples, outcome, t_fault, self.k)
         res.measurement = m
         res.lost, res.altered = list(outcome.lost), list(outcome.altered)
-        res.extra["ledger"] = m.loss_summary
+        res.extra["ledger"] = m.loss_summary if ctx.probes.has_writer else NO_LEDGER
         if m.t_recovered is not None:
             res.markers["recovered"] = m.t_recovered
         self._fault_figures(t_fault, m.t_recovered)

@@ -59,6 +59,32 @@ def health_target(spec: StackSpec, stack: Stack) -> tuple[Callable[[], str], Hea
     return (lambda: stack.app_url), spec.app.health
 
 
+def stack_secret(spec: StackSpec, stack: Stack, name: str) -> str:
+    """{secret:NAME} of a declared request: a secret drillkit issued (the reference stack's
+    user_password, pg_superuser_password, ...); on a compose stack also the compose file's secret
+    NAME (its file's text) or, failing that, the environment variable NAME of the first service
+    that sets it. Whatever is read is added to the values every report is scanned for."""
+    try:
+        return stack.secrets[name]
+    except KeyError:
+        if not is_compose(spec) or spec.compose is None:
+            raise
+    compose = spec.compose
+    value: str | None = None
+    if name in compose.secrets:
+        value = compose.secrets[name].read_text().rstrip("\r\n")
+    else:
+        value = next(
+            (svc.environment[name] for svc in compose.services.values() if name in svc.environment),
+            None,
+        )
+    if value is None:
+        raise KeyError(f"secret {name}: not a drillkit secret, a compose secret or a service's env")
+    if value not in stack.secrets.values():
+        stack.secrets._issued.append(value)  # redacted from every record and report
+    return value
+
+
 def stack_access(spec: StackSpec, stack: Stack, primary: Callable[[], str]) -> StackAccess:
     """How declared probes reach this stack (core never imports the stack's services)."""
 
@@ -70,7 +96,7 @@ def stack_access(spec: StackSpec, stack: Stack, primary: Callable[[], str]) -> S
     return StackAccess(
         url=url,
         connect=lambda service: stack.connect(service),
-        secret=lambda name: stack.secrets[name],
+        secret=lambda name: stack_secret(spec, stack, name),
         tcp=lambda service, port: ("127.0.0.1", stack.port(service, port)),
         primary=primary,
         is_database=lambda service: service in stack.databases,
