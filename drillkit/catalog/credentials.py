@@ -231,6 +231,7 @@ def rotate_db_password(ctx: DrillContext, role: str = "") -> str:
             )
         )
     ctx.part(DbPasswords).current[role] = new
+    _own_connections_follow(ctx, role, new)
     ctx.part(BreachResponse).rotated_at_wall = time.time()
     try:
         ctx.stack.connect(ctx.primary, user=role, password=new).close()
@@ -246,6 +247,22 @@ def rotate_db_password(ctx: DrillContext, role: str = "") -> str:
     if not done:
         return f"password of role {role} rotated (no app logs in as {role})"
     return f"password of role {role} rotated; " + "; ".join(done)
+
+
+def _own_connections_follow(ctx: DrillContext, role: str, new: str) -> None:
+    """When the rotated role is the one drillkit itself connects as (a compose overlay whose
+    superuser is the app's role), drillkit's own connections take the new password too."""
+    stack: Any = ctx.stack
+    if not is_compose(ctx) or stack.db_credentials()[0] != role:
+        return
+    setter = getattr(stack, "set_db_password", None)
+    if callable(setter):
+        setter(new)
+        return
+    kind = stack.kinds.get("compose")
+    user, _old, dbname = stack.db_credentials()
+    kind.creds = (user, new, dbname)
+    stack.secrets.set("pg_superuser_password", new)
 
 
 def deliver(ctx: DrillContext, app: str, cred: Any, new: str) -> str:

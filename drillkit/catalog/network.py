@@ -152,7 +152,7 @@ TOXIC_ATTRIBUTES = {
 
 
 def _proxy(ctx: DrillContext) -> Any:
-    if "proxy" not in ctx.stack.services:
+    if "proxy" not in ctx.stack.kinds:  # drillkit's fault proxy, not a service so named
         raise EnvironmentBroken("this action needs the fault proxy: add `stack: {proxy: true}`")
     from drillkit.stack.services.proxy import PROXY_NAME
 

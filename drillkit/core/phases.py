@@ -13,7 +13,7 @@ from typing import Any
 
 from drillkit.core.context import DrillContext
 from drillkit.core.measure import recovery_time
-from drillkit.core.registry import CHECKS, Entry, Registry, call
+from drillkit.core.registry import CHECKS, RECOVERY, Entry, Registry, call
 from drillkit.core.results import CheckResult, DrillResult, StepRecord
 from drillkit.core.scenario import Check, Scenario, Step, restores_backup
 from drillkit.errors import CheckFailed, DrillError, EnvironmentBroken, StepFailed
@@ -37,6 +37,17 @@ def call_in_thread(
     th.start()
     th.join(timeout_s)
     return th.is_alive(), outcome
+
+
+def run_prepare(steps: tuple[Step, ...], run_step: Callable[..., None]) -> None:
+    """The scenario's `prepare:` steps, after the steady state and before the fault, each run by
+    `run_step(step, kind, registry, i, n)` and recorded as kind "prepare"; the first that fails
+    stops the drill as an environment error (the runbook did not fail: its baseline did)."""
+    for i, step in enumerate(steps):
+        try:
+            run_step(step, "prepare", RECOVERY, i, len(steps))
+        except StepFailed as exc:
+            raise EnvironmentBroken(f"prepare {exc}") from exc
 
 
 def record_outcome(rec: StepRecord, step: Step, alive: bool, outcome: dict[str, Any]) -> None:

@@ -29,6 +29,7 @@ from drillkit.core.phases import (
     call_in_thread,
     record_outcome,
     run_checklist,
+    run_prepare,
     settle_checks,
     step_error,
     wait_settled,
@@ -133,7 +134,9 @@ class Runner:
             self.seed()
             self.baseline(deadline)
             self.steady(deadline)
-            self.prepare(deadline)
+            run_prepare(
+                self.scenario.prepare, lambda *a: self._run_step(self._context(), *a, deadline)
+            )
             self.inject(deadline)
             self.detect(deadline)
             self.recover(deadline)
@@ -281,15 +284,6 @@ class Runner:
         self._emit(Phase.STEADY, baseline=dataclasses.asdict(ctx.baseline))
         deadline.check("steady")
         return ctx
-
-    def prepare(self, deadline: Deadline) -> None:
-        """`prepare:` steps before the fault (kind "prepare"); one failing breaks the drill."""
-        steps = self.scenario.prepare
-        for i, step in enumerate(steps):
-            try:
-                self._run_step(self._context(), step, "prepare", RECOVERY, i, len(steps), deadline)
-            except StepFailed as exc:
-                raise EnvironmentBroken(f"prepare {exc}") from exc
 
     def inject(self, deadline: Deadline) -> None:
         self._phase("inject")
