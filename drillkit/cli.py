@@ -55,7 +55,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     ]
     for path in paths:
         try:
-            scenario = load_scenario(path, spec.services) if spec else load_scenario(path)
+            twins = Path(args.sabotage) if args.sabotage else None
+            scenario = (
+                load_scenario(path, spec.services, sabotage_dir=twins)
+                if spec
+                else load_scenario(path, sabotage_dir=twins)
+            )
             if spec is not None:  # what the scenario needs from the stack (core/needs.py)
                 check_needs(scenario, spec, path)
         except ValidationError as exc:
@@ -546,6 +551,12 @@ def main(argv: list[str] | None = None) -> int:
         "--stack",
         metavar="FILE",
         help="a stack file: also refuse scenarios needing what that stack lacks",
+    )
+    v.add_argument(
+        "--sabotage",
+        metavar="DIR",
+        help="the project's folder of sabotaged twins (as ini drill_sabotage): their "
+        "expect: {outcome: fail} is honoured",
     )
     v.set_defaults(fn=cmd_validate)
     i = sub.add_parser("init", help="scaffold a team project that drills its stack")

@@ -50,6 +50,13 @@ OPTIONS: list[tuple[str, str, Any, str]] = [
         "minimal environment); off by default: such a scenario is refused before anything starts",
     ),
     (
+        "sabotage",
+        "string",
+        "",
+        "the project's folder of sabotaged twins (relative to the rootdir): their scenarios run "
+        "too, and only theirs may declare expect: {outcome: fail} (default: none)",
+    ),
+    (
         "baseline-backup",
         "string",
         "auto",
@@ -136,6 +143,20 @@ def stack_path(config: pytest.Config) -> Path | None:
         return None
     path = Path(value)
     return path if path.is_absolute() else Path(config.rootpath) / path
+
+
+def sabotage_dir(config: pytest.Config) -> Path | None:
+    """The project's sabotaged twins (`--drill-sabotage`, ini `drill_sabotage`), relative to the
+    rootdir: the operator's word that these files are twins whose expected failure is honoured
+    (a scenario file cannot say so of itself); None: only drillkit's own scenarios/sabotage."""
+    value = opt(config, "sabotage")
+    if not value:
+        return None
+    path = Path(value)
+    path = path if path.is_absolute() else Path(config.rootpath) / path
+    if not path.is_dir():
+        raise pytest.UsageError(f"--drill-sabotage / drill_sabotage: {value}: no such folder")
+    return path
 
 
 def allow_host_exec(config: pytest.Config) -> bool:
@@ -286,6 +307,9 @@ def scenario_paths(config: pytest.Config) -> list[Path]:
     if not root.is_absolute():
         root = Path(config.rootpath) / root
     paths = discover(root) if root.is_dir() else [root]
+    twins = sabotage_dir(config)
+    if twins is not None and root.is_dir() and twins.resolve() != root.resolve():
+        paths += discover(twins)
     select = [s for s in str(opt(config, "select") or "").split(",") if s]
     if select:
         known = {p.stem for p in paths}
@@ -312,6 +336,7 @@ __all__ = [
     "parse_objective_overrides",
     "resolve_config",
     "run_config",
+    "sabotage_dir",
     "scenario_paths",
     "stack_path",
 ]

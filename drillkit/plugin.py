@@ -128,12 +128,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     problems: list[str] = []
     foreign = foreign_markers(metafunc.config)
     allow_host_exec = options.allow_host_exec(metafunc.config)
+    twins = options.sabotage_dir(metafunc.config)
     for path in options.scenario_paths(metafunc.config):
         try:
             sc = load_scenario(
                 path,
                 services=services,
                 allow_host_exec=allow_host_exec,
+                sabotage_dir=twins,
             )
         except ValidationError as exc:
             problems.extend(exc.problems)

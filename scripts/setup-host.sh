@@ -65,8 +65,11 @@ if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
     echo "drillkit: dockerd (pid $(cat "$pidfile")) is starting; waiting for it ..." >&2
 else
     echo "drillkit: starting dockerd in the background (log: $logfile) ..." >&2
-    # setsid: the engine must outlive the make/pytest process that started it.
-    setsid dockerd --pidfile "$pidfile" >"$logfile" 2>&1 < /dev/null &
+    # setsid: the engine must outlive the make/pytest process that started it. Every inherited
+    # descriptor above 2 is closed: run under `flock LOCK make ...`, the engine (and containerd,
+    # its child) would otherwise hold the drill lock open for as long as it runs.
+    setsid bash -c 'for fd in /proc/self/fd/*; do fd=${fd##*/}; [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done 2>/dev/null; exec dockerd --pidfile "$1"' \
+        dockerd "$pidfile" >"$logfile" 2>&1 < /dev/null &
 fi
 
 for _ in $(seq 1 $((WAIT_S * 5))); do

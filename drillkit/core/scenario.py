@@ -143,14 +143,27 @@ class Scenario:
 
 
 def load_scenario(
-    path: Path, services: tuple[str, ...] = SERVICES, allow_host_exec: bool = False
+    path: Path,
+    services: tuple[str, ...] = SERVICES,
+    allow_host_exec: bool = False,
+    sabotage_dir: Path | None = None,
 ) -> Scenario:
     """A scenario file, validated (every problem at once, as file: path: reason). The file is
     untrusted: host-exec steps are refused unless `allow_host_exec`, an expected failure is
     refused outside the suite's sabotage folder, a checklist below the evidence minimum is refused."""
     text = read_text(path)
+    twins = (
+        sabotage_dir
+        if sabotage_dir is not None and is_sabotage_twin(path, sabotage_dir)
+        else SABOTAGE_DIR
+    )
     return parse_scenario(
-        parse_yaml(text, path), path, services, text, allow_host_exec=allow_host_exec
+        parse_yaml(text, path),
+        path,
+        services,
+        text,
+        allow_host_exec=allow_host_exec,
+        sabotage_dir=twins,
     )
 
 

@@ -71,6 +71,19 @@ def test_expect_is_refused_outside_the_sabotage_folder(tmp_path: Path) -> None:
         parse_scenario_text(GOOD + "expect: {outcome: fail}\n")
 
 
+def test_a_projects_own_sabotage_folder_is_honoured_only_when_the_operator_names_it(
+    tmp_path: Path,
+) -> None:
+    twins = tmp_path / "scenarios" / "sabotage"
+    twins.mkdir(parents=True)
+    path = scenario_file(twins, expect={"outcome": "fail", "breach": "rto"})
+    assert any(": expect: " in p for p in problems_of(path))  # not named: refused
+    twin = load_scenario(path, sabotage_dir=twins)  # the ini's drill_sabotage names it
+    assert twin.expect == {"outcome": "fail", "breach": "rto"}
+    other = scenario_file(tmp_path, name="u", expect={"outcome": "fail"})
+    assert any(": expect: " in p for p in problems_of(other, sabotage_dir=twins))
+
+
 def test_expect_is_honoured_in_the_sabotage_folder_only_by_its_real_path(tmp_path: Path) -> None:
     twin = load_scenario(SABOTAGE_DIR / "db-kill-restart-no-restart.yaml")
     assert twin.expect["outcome"] == "fail"
