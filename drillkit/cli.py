@@ -36,11 +36,18 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from drillkit import catalog
+    from drillkit.core.needs import check_needs
     from drillkit.core.scenario import discover, load_scenario
+    from drillkit.stack.spec import load_stack
 
     catalog.load(args.catalog or (), root=Path.cwd())
-
     problems: list[str] = []
+    spec = None
+    if args.stack:
+        try:
+            spec = load_stack(Path(args.stack))
+        except ValidationError as exc:
+            problems.extend(exc.problems)
     paths = [
         p
         for arg in (args.paths or [str(project_scenarios())])
@@ -48,7 +55,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     ]
     for path in paths:
         try:
-            load_scenario(path)
+            scenario = load_scenario(path)
+            if spec is not None:  # what the scenario needs from the stack (core/needs.py)
+                check_needs(scenario, spec, path)
         except ValidationError as exc:
             problems.extend(exc.problems)
     for line in problems:
@@ -446,10 +455,19 @@ def main(argv: list[str] | None = None) -> int:
         help="files or folders (default: the project's scenarios/, else the built-in ones)",
     )
     v.add_argument("--catalog", action="append", metavar="MODULE", help=_CATALOG_HELP)
+    v.add_argument(
+        "--stack",
+        metavar="FILE",
+        help="a stack file: also refuse scenarios needing what that stack lacks",
+    )
     v.set_defaults(fn=cmd_validate)
     i = sub.add_parser("init", help="scaffold a team project that drills its stack")
     i.add_argument("dir", nargs="?", default=".", help="the project folder (default: here)")
-    i.add_argument("--compose", metavar="FILE", help="the team's compose file (recorded)")
+    i.add_argument(
+        "--compose",
+        metavar="FILE",
+        help="the team's compose file: the stack file becomes a compose stack with a guessed overlay",
+    )
     i.add_argument("--name", help="the stack's name (default: from the folder's name)")
     i.add_argument("--force", action="store_true", help="overwrite files that exist")
     i.set_defaults(fn=cmd_init)

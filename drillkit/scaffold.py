@@ -6,18 +6,28 @@ drills/test_drills.py that run them through the plugin (`drill_scenarios`, `dril
 `make drill` target (drillkit.mk, included by a new Makefile) and a CI snippet. Nothing is
 overwritten unless `force`: every file that exists is named and nothing is written.
 
-With a compose file the stack file records its path and lists its services as comments; until
-compose stacks land in the stack file format the scaffolded stack is the reference-style stack.
+With a compose file (`--compose`) the stack file is a compose stack: the compose file's path and
+an overlay guessed from it (the PostgreSQL-looking service as the database, its credentials from
+POSTGRES_USER / POSTGRES_PASSWORD(_FILE) / POSTGRES_DB; every other service publishing a port as
+an app, health-checked on `/`), and the scenarios are written for that stack with the generic
+catalogue steps: a killed postmaster, a partition between the first app and the database, a
+leaked database password (when an app receives it by env, file or secret) and a full data
+filesystem. Corruption is not scaffolded: its recovery is the team's own restore (a run-script or
+run-container step naming their restore script), which init cannot guess; a note says so.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from drillkit.errors import ValidationError
 from drillkit.paths import REFERENCE_STACK, SCENARIOS_DIR
+from drillkit.stack.compose import ComposeFile, Service, load_compose
 from drillkit.validate import Problems, load_yaml
 
 MISSION_DRILLS = (
@@ -167,12 +177,233 @@ def stack_text(name: str, project: Path, compose: Path | None) -> str:
     return "\n".join(head) + "\n" + body
 
 
+def _relative(target: Path, folder: Path) -> str:
+    """`target` relative to `folder` (with ../ steps), or absolute when on another root."""
+    try:
+        return Path(os.path.relpath(target.resolve(), folder.resolve())).as_posix()
+    except ValueError:
+        return str(target.resolve())
+
+
+def guess_database(compose: ComposeFile) -> Service:
+    """The PostgreSQL-looking service: POSTGRES_PASSWORD(_FILE) in its environment, else
+    'postgres'/'postgis' in its image or name, else a service named db/database."""
+    services = list(compose.services.values())
+    ranked = [
+        *(
+            s
+            for s in services
+            if {"POSTGRES_PASSWORD", "POSTGRES_PASSWORD_FILE"} & set(s.environment)
+        ),
+        *(s for s in services if re.search(r"postgres|postgis", f"{s.image or ''} {s.name}")),
+        *(s for s in services if s.name in ("db", "database", "pg")),
+    ]
+    if not ranked:
+        raise ValidationError(
+            [
+                f"{compose.path}: services: no service looks like PostgreSQL (POSTGRES_PASSWORD in "
+                "its environment, 'postgres' in its image or name); write the stack file's "
+                "database section by hand"
+            ]
+        )
+    return ranked[0]
+
+
+def _cred_of(db: Service, var: str) -> dict[str, str] | None:
+    return {"env": var} if var in db.environment else None
+
+
+def compose_overlay(compose: ComposeFile, compose_ref: str, name: str) -> dict[str, object]:
+    """The stack file of a compose stack, guessed from the compose file."""
+    db = guess_database(compose)
+    database: dict[str, object] = {"service": db.name}
+    for key, var in (("user", "POSTGRES_USER"), ("dbname", "POSTGRES_DB")):
+        if (cred := _cred_of(db, var)) is not None:
+            database[key] = cred
+    if "POSTGRES_PASSWORD" in db.environment:
+        database["password"] = {"env": "POSTGRES_PASSWORD"}
+    elif "POSTGRES_PASSWORD_FILE" in db.environment:
+        database["password"] = {"file": db.environment["POSTGRES_PASSWORD_FILE"]}
+    else:
+        database["password"] = {"env": "POSTGRES_PASSWORD"}  # refused until the file defines it
+    role = db.environment.get("POSTGRES_USER", "postgres")
+    password = db.environment.get("POSTGRES_PASSWORD")
+    apps: dict[str, object] = {}
+    for svc in compose.services.values():
+        if svc.name == db.name or not svc.ports:
+            continue
+        app: dict[str, object] = {
+            "port": svc.ports[0].container,
+            "health": {"path": "/", "status": 200},
+        }
+        delivery = _delivery(svc, compose, password, db)
+        if delivery is not None:
+            app["credentials"] = {"role": role, **delivery}
+        apps[svc.name] = app
+    return {"name": name, "compose": compose_ref, "database": database, "apps": apps}
+
+
+def _delivery(
+    svc: Service, compose: ComposeFile, password: str | None, db: Service
+) -> dict[str, str] | None:
+    """How the app receives the database password: an env variable holding the same value as the
+    database's, else one named like *DB*PASSWORD*, else a secret the database also mounts."""
+    for var, value in svc.environment.items():
+        if password and value == password:
+            return {"env": var}
+    for var in svc.environment:
+        if re.search(r"(DB|DATABASE|PG|POSTGRES).*PASS", var):
+            return {"env": var}
+    shared = {r.source for r in svc.secrets} & {r.source for r in db.secrets}
+    if shared:
+        return {"secret": sorted(shared)[0]}
+    return None
+
+
+FAILURE_CLASS = {
+    "db-kill-restart": "database-failure",
+    "disk-full": "disk-full",
+    "partition-app-db": "network-partition",
+    "credential-leak": "credential-leak",
+}
+
+
+def _scenario(
+    sid: str,
+    title: str,
+    severity: str,
+    fault: dict[str, object],
+    recovery: list[dict[str, object]],
+    objectives: dict[str, str],
+) -> str:
+    doc = {
+        "id": sid,
+        "title": title,
+        "severity": severity,
+        "source": {"runbook": "team", "section": f"scaffolded for the {fault.get('action')} fault"},
+        "failure_class": FAILURE_CLASS[sid],
+        "tags": ["nightly"],
+        "objectives": objectives,
+        "fault": fault,
+        "recovery": recovery,
+    }
+    head = "# Scaffolded by `drillkit init --compose` for this stack; adjust the runbook steps.\n"
+    return head + yaml.safe_dump(doc, sort_keys=False, width=100)
+
+
+def compose_scenarios(overlay: dict[str, object], project: Path) -> dict[str, str]:
+    """One scenario per mission fault the generic catalogue supports on this stack."""
+    database = overlay["database"]
+    assert isinstance(database, dict)
+    db = str(database["service"])
+    apps = overlay["apps"]
+    assert isinstance(apps, dict)
+    first_app = next(iter(apps), None)
+    healthy = (
+        [{"name": "Verify the app", "action": "wait-app-healthy", "timeout": "60s"}]
+        if first_app
+        else []
+    )
+    out = {
+        "db-kill-restart": _scenario(
+            "db-kill-restart",
+            f"{db}'s postmaster killed; the runbook restarts it",
+            "P0",
+            {
+                "name": f"SIGKILL {db}'s postmaster",
+                "action": "kill-postmaster",
+                "with": {"service": db},
+            },
+            [
+                {
+                    "name": "Restart the database",
+                    "action": "restart-service",
+                    "with": {"service": db},
+                    "timeout": "60s",
+                },
+                *healthy,
+            ],
+            {"rto": "60s", "rpo": "0s", "detection": "5s"},
+        ),
+        "disk-full": _scenario(
+            "disk-full",
+            f"{db}'s data filesystem full",
+            "P1",
+            {
+                "name": "Fill the data filesystem with a ballast file",
+                "action": "fill-disk",
+                "with": {"service": db},
+            },
+            [
+                {"name": "Free space (delete the ballast)", "action": "free-disk"},
+                {
+                    "name": "Start PostgreSQL again if it stopped",
+                    "action": "ensure-running",
+                    "with": {"service": db},
+                },
+                *healthy,
+            ],
+            {"rto": "90s", "rpo": "0s", "detection": "10s"},
+        ),
+    }
+    if first_app:
+        out["partition-app-db"] = _scenario(
+            "partition-app-db",
+            f"Network partition between {first_app} and {db}",
+            "P1",
+            {
+                "name": f"Drop all packets between {first_app} and {db}",
+                "action": "partition",
+                "with": {"a": first_app, "b": db},
+            },
+            [
+                {"name": "Partition lasts 4 s", "action": "hold", "with": {"duration": "4s"}},
+                {
+                    "name": "Heal the partition",
+                    "action": "heal-partition",
+                    "with": {"a": first_app, "b": db},
+                },
+                *healthy,
+            ],
+            {"rto": "30s", "rpo": "0s", "detection": "5s"},
+        )
+    cred_app = next(
+        (n for n, a in apps.items() if isinstance(a, dict) and "credentials" in a), None
+    )
+    if cred_app is not None:
+        role = apps[cred_app]["credentials"]["role"]
+        out["credential-leak"] = _scenario(
+            "credential-leak",
+            f"The database password of {role} leaks",
+            "P0",
+            {
+                "name": f"Leak {role}'s database password",
+                "action": "leak-db-password",
+                "with": {"role": role},
+            },
+            [
+                {
+                    "name": f"Rotate {role}'s password (delivered to {cred_app} as declared)",
+                    "action": "rotate-db-password",
+                    "with": {"role": role},
+                    "timeout": "60s",
+                },
+                *healthy,
+            ],
+            {"rto": "90s", "rpo": "0s", "detection": "5s"},
+        )
+    return out
+
+
 def plan(project: Path, name: str, compose: Path | None, requirement: str) -> list[Planned]:
     """Every file `init` writes, with its text."""
-    files = [Planned(project / "stacks" / f"{name}.yaml", stack_text(name, project, compose))]
-    for sid in MISSION_DRILLS:
-        src = SCENARIOS_DIR / f"{sid}.yaml"
-        files.append(Planned(project / "scenarios" / src.name, src.read_text(encoding="utf-8")))
+    if compose is not None and _is_compose_stack(compose):
+        files = _compose_plan(project, name, compose)
+    else:
+        files = [Planned(project / "stacks" / f"{name}.yaml", stack_text(name, project, compose))]
+        for sid in MISSION_DRILLS:
+            src = SCENARIOS_DIR / f"{sid}.yaml"
+            files.append(Planned(project / "scenarios" / src.name, src.read_text(encoding="utf-8")))
     files += [
         Planned(project / "pytest.ini", PYTEST_INI.format(name=name)),
         Planned(project / "conftest.py", CONFTEST),
@@ -184,6 +415,29 @@ def plan(project: Path, name: str, compose: Path | None, requirement: str) -> li
     ]
     if not (project / "Makefile").exists():
         files.append(Planned(project / "Makefile", MAKEFILE))
+    return files
+
+
+def _is_compose_stack(compose: Path) -> bool:
+    compose_services(compose)  # the plain shape first: its refusals name the file
+    return True
+
+
+def _compose_plan(project: Path, name: str, compose: Path) -> list[Planned]:
+    parsed = load_compose(compose)
+    stacks = project / "stacks"
+    overlay = compose_overlay(parsed, _relative(compose, stacks), name)
+    text = (
+        "# The stack `pytest` drills (drill_stack in pytest.ini), scaffolded by `drillkit init\n"
+        "# --compose` from the compose file below. Guessed: the database service and where its\n"
+        "# superuser credentials come from, the apps (services publishing a port) and their health\n"
+        "# check (GET / answering 200), how each app receives its database password. Check them,\n"
+        "# then add probes/journey/ledger (see README, 'Drill your own stack').\n"
+        + yaml.safe_dump(overlay, sort_keys=False, width=100)
+    )
+    files = [Planned(stacks / f"{name}.yaml", text)]
+    for sid, body in compose_scenarios(overlay, project).items():
+        files.append(Planned(project / "scenarios" / f"{sid}.yaml", body))
     return files
 
 
@@ -211,6 +465,12 @@ def init_project(
         f.path.parent.mkdir(parents=True, exist_ok=True)
         f.path.write_text(f.text, encoding="utf-8")
     notes = []
+    if compose is not None:
+        notes.append(
+            "check the guessed overlay in the stack file (database, apps, health paths); "
+            "corruption is not scaffolded: write its recovery with your restore script "
+            "(run-script or run-container)"
+        )
     makefile = project / "Makefile"
     if "include drillkit.mk" not in makefile.read_text(encoding="utf-8", errors="replace"):
         notes.append(f"add `include drillkit.mk` to {makefile} for `make drill`")

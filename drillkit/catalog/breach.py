@@ -29,7 +29,7 @@ def _order_digest(payload: str, amount_cents: int) -> str:
     return _sha256(f"{amount_cents}\x00{payload}")
 
 
-@FAULTS("breach-tamper")
+@FAULTS("breach-tamper", needs=("reference-app",))
 def breach_tamper(ctx: DrillContext, inserted: int = 20, tampered: int = 10) -> str:
     """An attacker with the app's database credentials writes rows (orders for item 'attacker')
     and tampers with existing ones (seed orders set to 0 cents), in one transaction whose id and
@@ -129,7 +129,11 @@ def preserve_forensics(ctx: DrillContext, table: str = "orders") -> str:
     return "; ".join(parts)
 
 
-@CHECKS("attacker-rows-gone", title="No row the attacker inserted is left")
+@CHECKS(
+    "attacker-rows-gone",
+    title="No row the attacker inserted is left",
+    needs=("reference-app",),
+)
 def attacker_rows_gone(ctx: DrillContext) -> str:
     """No row the attacker inserted is left."""
     prefix = ctx.part(Breach).prefix
@@ -147,6 +151,7 @@ def attacker_rows_gone(ctx: DrillContext) -> str:
 @CHECKS(
     "tampered-rows-restored",
     title="Every row the attacker altered has its pre-incident content",
+    needs=("reference-app",),
 )
 def tampered_rows_restored(ctx: DrillContext) -> str:
     """Every row the attacker altered has its pre-incident content again."""

@@ -19,6 +19,7 @@ from drillkit.core.context import DrillContext
 from drillkit.core.probes import median
 from drillkit.core.registry import CHECKS, Service
 from drillkit.errors import CheckFailed, EnvironmentBroken
+from drillkit.stack.probespec import LogPatterns
 from drillkit.stack.services.payments import PROVIDERS, STATUS_PATH
 
 
@@ -48,6 +49,15 @@ def all_systems_responding(ctx: DrillContext) -> str:
             out.append(f"{service} {r.json()['status']['indicator']}")
         elif service == ctx.part(Fencing).service:
             out.append(f"{service} fenced (not expected to serve)")
+        elif service in (getattr(ctx.stack.spec, "apps", None) or {}):  # a compose stack's app
+            health = ctx.stack.spec.apps[service].health
+            r = requests.get(ctx.stack.url(service) + health.path, timeout=5)
+            if r.status_code != health.status:
+                raise CheckFailed(f"{service} health answered {r.status_code}: {r.text[:200]}")
+            out.append(f"{service} {r.status_code}")
+        elif service not in ctx.stack.databases:  # a compose service drillkit cannot query
+            ctx.stack.require_running(service)
+            out.append(f"{service} running")
         else:
             try:
                 ctx.stack.sql(service, "SELECT 1")
@@ -136,6 +146,7 @@ def performance_settled(
     "performance-baseline",
     title="Performance within normal range of the baseline",
     settle=performance_settled,
+    needs=("journey",),
 )
 def performance_baseline(
     ctx: DrillContext, factor: float = PERFORMANCE_FACTOR, floor_ms: float = PERFORMANCE_FLOOR_MS
@@ -162,21 +173,41 @@ def performance_baseline(
 
 @CHECKS("no-error-spike", title="No error spike in the logs after recovery")
 def no_error_spike(ctx: DrillContext, max_errors: int = 0) -> str:
-    """No 5xx answers in the app's log and no FATAL/PANIC in the databases' logs after recovery."""
+    """No error lines in any app's log and no FATAL/PANIC in the databases' logs after recovery.
+
+    The reference app's log is read in its own format (5xx answers). Every service the stack file
+    declares `logs: {service: {errors: [regex, ...], timestamp}}` for is matched against its
+    patterns, judging only lines after T_recovered (by the line's own time when the format gives
+    one, else docker's log timestamps). An app of a compose stack with no declared patterns is
+    not passed silently: the check fails, saying so."""
     t_rec = ctx.result.markers.get("recovered")
     if t_rec is None:
         raise CheckFailed("never recovered")
     t_rec_wall = ctx.result.wall(t_rec)
     since = int(t_rec_wall) + 1
-    problems = []
-    # the app's lines from the second T_recovered falls in (each line's start time is judged)
-    app_log = ctx.log_since("app", since - 1)
-    fivexx = server_errors(app_log, began_after=t_rec_wall)
-    if len(fivexx) > max_errors:
-        problems.append(f"{len(fivexx)} 5xx answers in the app log, e.g. {fivexx[0][:160]}")
+    problems: list[str] = []
+    declared = ctx.stack.spec.logs
+    checked: list[str] = []
+    if "app" in ctx.stack.services and not getattr(ctx.stack.spec, "is_compose", False):
+        # the app's lines from the second T_recovered falls in (each line's start time is judged)
+        fivexx = server_errors(ctx.log_since("app", since - 1), began_after=t_rec_wall)
+        if len(fivexx) > max_errors:
+            problems.append(f"{len(fivexx)} 5xx answers in the app log, e.g. {fivexx[0][:160]}")
+        checked.append("app")
+    for service in getattr(ctx.stack.spec, "apps", None) or {}:
+        if service not in declared:
+            problems.append(
+                f"no error patterns declared for service {service} (add logs: {{{service}: "
+                "{errors: [regex, ...]}} to the stack file)"
+            )
+    for service, patterns in declared.items():
+        bad = declared_errors(ctx, service, patterns, t_rec_wall)
+        if len(bad) > max_errors:
+            problems.append(f"{len(bad)} error lines in the {service} log, e.g. {bad[0][:160]}")
+        checked.append(service)
     fenced = ctx.part(Fencing).service
     for service in ctx.stack.databases:
-        if service == fenced:
+        if service == fenced or service in declared:
             continue
         log = ctx.log_since(service, since)
         bad = [
@@ -187,9 +218,64 @@ def no_error_spike(ctx: DrillContext, max_errors: int = 0) -> str:
         ]
         if bad:
             problems.append(f"{service}: {bad[0][:200]}")
+        checked.append(service)
     if problems:
         raise CheckFailed("; ".join(problems))
-    return f"no errors in the logs since {time.strftime('%H:%M:%S', time.gmtime(since))} UTC"
+    return (
+        f"no errors in the logs of {', '.join(dict.fromkeys(checked))} since "
+        f"{time.strftime('%H:%M:%S', time.gmtime(since))} UTC"
+    )
+
+
+ISO_STAMP = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})([.,]\d{1,9})?\s?(Z|[+-]\d{2}:?\d{2})?"
+)
+EPOCH_STAMP = re.compile(r"(?<![\d.])(1\d{9})(\.\d{1,9})?(?![\d])")
+
+
+def line_time(line: str, fmt: str) -> float | None:
+    """A log line's own time (Unix seconds) in the declared format, or None when it has none."""
+    if fmt == "epoch":
+        m = EPOCH_STAMP.search(line)
+        return float(m.group(1) + (m.group(2) or "")) if m else None
+    if fmt != "iso8601":
+        return None
+    m = ISO_STAMP.search(line)
+    if m is None:
+        return None
+    frac = (m.group(3) or ".0").replace(",", ".")[:7]
+    zone = m.group(4) or "+00:00"
+    zone = "+00:00" if zone == "Z" else zone if ":" in zone else f"{zone[:3]}:{zone[3:]}"
+    try:
+        return datetime.fromisoformat(f"{m.group(1)}T{m.group(2)}{frac}{zone}").timestamp()
+    except ValueError:
+        return None
+
+
+def match_errors(text: str, patterns: LogPatterns, after: float | None) -> list[str]:
+    """The lines matching any of the service's error patterns; with `after`, only those whose
+    own time (when the format gives one) is at or after it. A line without a time is kept (the
+    caller has already cut the log at docker's timestamp)."""
+    out = []
+    for ln in text.splitlines():
+        if not any(rx.search(ln[:4000]) for rx in patterns.errors):
+            continue
+        t = line_time(ln, patterns.timestamp) if after is not None else None
+        if t is not None and after is not None and t < after:
+            continue
+        out.append(ln)
+    return out
+
+
+def declared_errors(
+    ctx: DrillContext, service: str, patterns: LogPatterns, t_rec_wall: float
+) -> list[str]:
+    """A service's log lines after recovery matching its declared patterns: cut at the second
+    of T_recovered by docker, then by each line's own time; with timestamp: none, docker's cut
+    alone (at sub-second precision)."""
+    if patterns.timestamp == "none":
+        return match_errors(ctx.log_since(service, t_rec_wall), patterns, None)
+    return match_errors(ctx.log_since(service, int(t_rec_wall)), patterns, t_rec_wall)
 
 
 APP_5XX = re.compile(r"^(\S+) request .*\bstatus=5\d\d\b(?:.*\bduration_ms=([\d.]+))?")
@@ -262,7 +348,7 @@ def authentication(ctx: DrillContext) -> str:
     return "login and token check work"
 
 
-@CHECKS("critical-journeys", title="Critical user journeys working")
+@CHECKS("critical-journeys", title="Critical user journeys working", needs=("journey",))
 def critical_journeys(ctx: DrillContext) -> str:
     """The journey probe has passed continuously since recovery (and at least 3 times)."""
     t_rec = ctx.result.markers.get("recovered")

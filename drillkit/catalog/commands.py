@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shlex
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+import docker.errors
+import requests
+
+from drillkit.catalog._common import bounded, redact
 from drillkit.core.context import DrillContext
 from drillkit.core.registry import FAULTS, RECOVERY, Duration, Service
 from drillkit.errors import StepFailed
+from drillkit.stack.stack import ExecResult
 
 
 @dataclass
@@ -127,3 +135,216 @@ def hold(ctx: DrillContext, duration: Duration) -> str:
     wait for a condition."""
     time.sleep(duration)
     return f"held {duration:g} s"
+
+
+# ----- the team's own runbook scripts ---------------------------------------------------------
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+TIMED_OUT = (124, 137)
+"""Exit codes of a command killed by its timeout (`timeout -s KILL` answers 137)."""
+
+
+def _outcome(
+    ctx: DrillContext, step: str, what: str, res: ExecResult, expect_exit: int, timeout: float
+) -> str:
+    """The step's record: exit code and output (bounded, secrets redacted); StepFailed unless
+    the command exited with expect_exit."""
+    out = bounded(redact(ctx, res.output.rstrip()))
+    if res.exit_code != expect_exit:
+        why = (
+            f"was killed at its timeout of {timeout:g} s"
+            if res.exit_code in TIMED_OUT and expect_exit not in TIMED_OUT
+            else f"exited {res.exit_code} (expected {expect_exit})"
+        )
+        raise StepFailed(step, f"{what} {why}: {out[-1500:] or '(no output)'}")
+    return f"{what} exited {res.exit_code}\n{out}".rstrip()
+
+
+@RECOVERY("run-script")
+@FAULTS("run-script")
+def run_script(
+    ctx: DrillContext,
+    service: Service,
+    script: str = "",
+    command: list[str] | None = None,
+    user: str = "",
+    expect_exit: int = 0,
+    timeout: Duration = Duration(120.0),
+) -> str:
+    """Run the team's own runbook script inside a service: `script`, a path inside the container
+    (it must exist and be executable), or `command`, an argv list (no shell unless it names one).
+    As the service's own user unless `user` (e.g. root). The step fails unless it exits with
+    expect_exit; the output is recorded bounded, with the run's secrets redacted."""
+    if bool(script) == bool(command):
+        raise StepFailed("run-script", "give exactly one of script (a path) or command (an argv)")
+    ctx.stack.require_running(service)
+    as_user = user or service_user(ctx, service)
+    if script:
+        if not script.startswith("/"):
+            raise StepFailed("run-script", f"script {script!r}: expected an absolute path")
+        probe = ctx.stack.exec(
+            service,
+            ["sh", "-c", 'test -e "$1" || exit 3; test -x "$1" || exit 4', "sh", script],
+            user=as_user,
+            timeout_s=10,
+        )
+        if probe.exit_code == 3:
+            raise StepFailed("run-script", f"no script {script} in {service}")
+        if probe.exit_code == 4:
+            raise StepFailed(
+                "run-script",
+                f"{script} in {service} is not executable by {as_user} (chmod +x it, or give "
+                f"command: [sh, {script}])",
+            )
+        argv = [script]
+    else:
+        argv = list(command or [])
+    res = ctx.stack.exec(service, argv, user=as_user, timeout_s=float(timeout))
+    return _outcome(
+        ctx,
+        "run-script",
+        f"`{shlex.join(argv)[:200]}` in {service} as {as_user}",
+        res,
+        expect_exit,
+        float(timeout),
+    )
+
+
+def oneoff_env(ctx: DrillContext, env: list[str], source: str | None) -> dict[str, str]:
+    """`KEY=VALUE` items as given; a bare `KEY` copies that variable from the source service's
+    container (the service the image or the volumes come from): how a restore script gets the
+    database password without the scenario holding it."""
+    out: dict[str, str] = {}
+    given: dict[str, str] = {}
+    if source is not None and any("=" not in item for item in env):
+        config = ctx.stack.container(source).attrs.get("Config") or {}
+        given = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
+    for item in env:
+        key, sep, value = item.partition("=")
+        if not ENV_NAME.fullmatch(key):
+            raise StepFailed("run-container", f"env {item[:60]!r}: expected KEY=VALUE or KEY")
+        if sep:
+            out[key] = value
+        elif key in given:
+            out[key] = given[key]
+        else:
+            raise StepFailed(
+                "run-container",
+                f"env {key}: {source or 'no service'} has no variable {key} to copy"
+                if source
+                else f"env {key}: a bare name copies from a service (volumes_from or a "
+                "service as image); give KEY=VALUE",
+            )
+    return out
+
+
+@dataclass
+class OneOffs:
+    """How many one-off containers the run made (their names: dk-<run>-oneoff-<n>)."""
+
+    count: int = 0
+    names: list[str] = field(default_factory=list)
+
+
+def run_oneoff(
+    ctx: DrillContext,
+    image: str,
+    command: list[str],
+    *,
+    volumes_from: str | None,
+    env: dict[str, str],
+    user: str | None,
+    timeout_s: float,
+) -> ExecResult:
+    """stack.run_oneoff when the stack has it (issue 14 Stack API); otherwise the same here: a
+    labelled container on the run's internal network, removed after. `image` is a service's
+    name (its image) or a local image; nothing is ever pulled."""
+    stack: Any = ctx.stack
+    if callable(getattr(stack, "run_oneoff", None)):
+        return stack.run_oneoff(  # type: ignore[no-any-return]
+            image, command, volumes_from=volumes_from, env=env, user=user, timeout_s=timeout_s
+        )
+    if image in stack.services:
+        ref = stack.container(image).image.id
+    else:
+        try:
+            ref = stack.client.images.get(image).id
+        except docker.errors.ImageNotFound:
+            raise StepFailed(
+                "run-container", f"no service or local image {image!r} (drillkit pulls nothing)"
+            ) from None
+    part = ctx.part(OneOffs)
+    part.count += 1
+    name = stack.name(f"oneoff-{part.count}")
+    part.names.append(name)
+    c = stack.client.containers.create(
+        ref,
+        command=["timeout", "-s", "KILL", f"{timeout_s:g}", *command],
+        name=name,
+        labels=stack.labels("oneoff"),
+        environment=env,
+        volumes_from=[stack.container(volumes_from).id] if volumes_from else None,
+        network=stack.net.name,
+        user=user or None,
+        init=True,
+        detach=True,
+    )
+    try:
+        c.start()
+        try:
+            code = int(c.wait(timeout=timeout_s + 10)["StatusCode"])
+        except requests.exceptions.ConnectionError:  # the wait itself timed out
+            with contextlib.suppress(docker.errors.APIError):
+                c.kill()
+            code = 137
+        out = c.logs().decode("utf-8", "replace")
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            c.remove(force=True)
+    return ExecResult(code, out)
+
+
+@RECOVERY("run-container")
+@FAULTS("run-container")
+def run_container(
+    ctx: DrillContext,
+    image: str,
+    command: list[str],
+    volumes_from: str = "",
+    env: list[str] | None = None,
+    user: str = "",
+    expect_exit: int = 0,
+    timeout: Duration = Duration(300.0),
+) -> str:
+    """Run a one-off container of `image` (a service's name: its image; or a local image) on the
+    stack's internal network, with `volumes_from` a service's volumes (its container may be
+    stopped): the team's restore.sh with pg_restore, a pg_dump into the backup volume. `env`:
+    KEY=VALUE, or a bare KEY copied from that service. Fails unless it exits with expect_exit;
+    output recorded bounded, secrets redacted; the container is removed after."""
+    if not command:
+        raise StepFailed("run-container", "command: give the argv to run (a non-empty list)")
+    services = ctx.stack.services
+    if volumes_from and volumes_from not in services:
+        raise StepFailed(
+            "run-container",
+            f"volumes_from {volumes_from!r}: no such service (the stack has: {', '.join(services)})",
+        )
+    source = volumes_from or (image if image in services else None)
+    res = run_oneoff(
+        ctx,
+        image,
+        list(command),
+        volumes_from=volumes_from or None,
+        env=oneoff_env(ctx, list(env or []), source),
+        user=user or None,
+        timeout_s=float(timeout),
+    )
+    where = f" with {volumes_from}'s volumes" if volumes_from else ""
+    return _outcome(
+        ctx,
+        "run-container",
+        f"`{shlex.join(command)[:200]}` in a one-off {image}{where}",
+        res,
+        expect_exit,
+        float(timeout),
+    )

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import tarfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 import psycopg
 
-from drillkit.catalog._common import _sha256
+from drillkit.catalog._common import _sha256, is_compose, register_secret
 from drillkit.core.context import DrillContext
 from drillkit.core.registry import CHECKS, FAULTS, RECOVERY
 from drillkit.errors import CheckFailed, StepFailed
@@ -22,6 +26,8 @@ class CredentialLeak:
     db_password: str | None = None
     attacker_pid: int | None = None
     attacker_token: str | None = None
+    role: str = "app"
+    """The PostgreSQL role whose password leaked."""
 
 
 @dataclass
@@ -30,6 +36,13 @@ class BreachResponse:
 
     audit_rows_before: int | None = None
     rotated_at_wall: float | None = None
+
+
+@dataclass
+class DbPasswords:
+    """Each role's password as the drill last set it (rotate-db-password)."""
+
+    current: dict[str, str] = field(default_factory=dict)
 
 
 @FAULTS("leak-credentials", needs=("reference-app",))
@@ -65,7 +78,94 @@ def leak_credentials(ctx: DrillContext) -> str:
     return f"attacker holds database session pid {pid} and a forged token accepted by the app"
 
 
-@RECOVERY("preserve-evidence")
+def _deliveries(ctx: DrillContext, role: str) -> list[tuple[str, Any]]:
+    """(app service, CredDelivery) of each compose app that logs in as `role`."""
+    apps = getattr(ctx.stack.spec, "apps", None) or {}
+    out = []
+    for name, app in apps.items():
+        cred = getattr(app, "credentials", None)
+        if cred is not None and cred.role == role:
+            out.append((name, cred))
+    return out
+
+
+def default_role(ctx: DrillContext) -> str:
+    """The role a leak or rotation is about when the scenario names none: the leaked one, else
+    the first compose app's database role, else the reference app's `app`."""
+    leak = ctx.part(CredentialLeak)
+    if leak.db_password is not None:
+        return leak.role
+    apps = getattr(ctx.stack.spec, "apps", None) or {}
+    for app in apps.values():
+        cred = getattr(app, "credentials", None)
+        if cred is not None:
+            return str(cred.role)
+    return "app"
+
+
+def _delivered(ctx: DrillContext, app: str, cred: Any) -> str:
+    """The password the app holds now, read where it receives it (env, file, secret)."""
+    c = ctx.stack.container(app)
+    if cred.kind == "env":
+        env = dict(
+            e.split("=", 1) for e in (c.attrs.get("Config") or {}).get("Env") or [] if "=" in e
+        )
+        if cred.target not in env:
+            raise StepFailed("leak-db-password", f"{app} has no variable {cred.target}")
+        return env[cred.target]
+    path = secret_path(cred.target) if cred.kind == "secret" else cred.target
+    res = ctx.stack.exec(app, ["cat", path], user="root", timeout_s=10)
+    if res.exit_code != 0:
+        raise StepFailed("leak-db-password", f"cannot read {path} in {app}: {res.output[:200]}")
+    return res.output.strip()
+
+
+def secret_path(name: str) -> str:
+    """Where a compose secret appears in a service (the Compose default target)."""
+    return name if name.startswith("/") else f"/run/secrets/{name}"
+
+
+def current_password(ctx: DrillContext, role: str) -> str:
+    """The role's password now: as rotated by the drill, else where an app receives it, else
+    the reference stack's or the overlay superuser's. StepFailed when none is known."""
+    known = ctx.part(DbPasswords).current.get(role)
+    if known is not None:
+        return known
+    for app, cred in _deliveries(ctx, role):
+        return _delivered(ctx, app, cred)
+    creds = getattr(ctx.stack, "db_credentials", None)
+    if is_compose(ctx) and callable(creds) and creds()[0] == role:
+        return str(creds()[1])
+    if not is_compose(ctx) and role == "app":
+        return ctx.stack.secrets["app_db_password"]
+    raise StepFailed(
+        "leak-db-password", f"no password known for role {role!r}: no app's credentials name it"
+    )
+
+
+@FAULTS("leak-db-password")
+def leak_db_password(ctx: DrillContext, role: str = "") -> str:
+    """A PostgreSQL role's password leaks (default: the app's role): the attacker, a client the
+    drill controls, opens a database session with it on the primary (application_name
+    'attacker'); the session is recorded for attacker-session-gone."""
+    role = role or default_role(ctx)
+    password = current_password(ctx, role)
+    register_secret(ctx, f"db_password_{role}", password)
+    try:
+        conn = ctx.stack.connect(ctx.primary, user=role, password=password)
+    except psycopg.OperationalError as exc:
+        raise StepFailed(
+            "leak-db-password", f"the leaked password of {role} does not log in: {exc}"
+        ) from exc
+    conn.execute("SET application_name = 'attacker'")
+    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+    ctx.cleanups.append(conn.close)
+    leak = ctx.part(CredentialLeak)
+    leak.db_password, leak.attacker_pid, leak.role = password, pid, role
+    return f"attacker holds a database session as {role} (pid {pid}) with the leaked password"
+
+
+@RECOVERY("preserve-evidence", needs=("reference-app",))
 def preserve_evidence(ctx: DrillContext) -> str:
     """Copy the app's logs and the audit table into the drill's evidence before anything changes."""
 
@@ -93,12 +193,20 @@ def preserve_evidence(ctx: DrillContext) -> str:
 
 
 @RECOVERY("rotate-db-password")
-def rotate_db_password(ctx: DrillContext, role: str = "app") -> str:
-    """New password for the role in the database, then in the app's secret file (only once the
-    database accepted it). The session logs no statement, not even a failing one: PostgreSQL's
-    log would otherwise keep the new password of a failed ALTER ROLE."""
-    new = ctx.stack.secrets.generate()
+def rotate_db_password(ctx: DrillContext, role: str = "") -> str:
+    """New password for the role (default: the leaked one, else the app's) in the database; once
+    the database accepts it, delivered to every app that logs in as the role, as its stack file
+    says: env (the container is recreated with it), file (written in the container, then the
+    app's reload: a restart or a signal) or secret (drillkit's copy of the secret file is
+    rewritten, the app restarted); each app must answer its health check again. The reference
+    stack: the app's secret file (a reload-app step follows). The session logs no statement,
+    not even a failing one: PostgreSQL's log would otherwise keep the new password."""
+    role = role or default_role(ctx)
     with ctx.stack.connect(ctx.primary) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
+            raise StepFailed("rotate-db-password", f"no role {role!r} in the database")
+        new = ctx.stack.secrets.generate()
+        register_secret(ctx, f"db_password_{role}", new)
         conn.execute("SET log_statement = 'none'")
         conn.execute("SET log_min_error_statement = 'panic'")
         conn.execute("SET log_min_duration_statement = -1")
@@ -107,9 +215,92 @@ def rotate_db_password(ctx: DrillContext, role: str = "app") -> str:
                 psycopg.sql.Identifier(role), psycopg.sql.Literal(new)
             )
         )
-    ctx.stack.secrets.set("app_db_password", new)
+    ctx.part(DbPasswords).current[role] = new
     ctx.part(BreachResponse).rotated_at_wall = time.time()
-    return f"password of role {role} rotated"
+    try:
+        ctx.stack.connect(ctx.primary, user=role, password=new).close()
+    except psycopg.OperationalError as exc:
+        raise StepFailed(
+            "rotate-db-password", f"the new password of {role} does not log in"
+        ) from exc
+    if not is_compose(ctx):
+        if role == "app":
+            ctx.stack.secrets.set("app_db_password", new)
+        return f"password of role {role} rotated"
+    done = [deliver(ctx, app, cred, new) for app, cred in _deliveries(ctx, role)]
+    if not done:
+        return f"password of role {role} rotated (no app logs in as {role})"
+    return f"password of role {role} rotated; " + "; ".join(done)
+
+
+def deliver(ctx: DrillContext, app: str, cred: Any, new: str) -> str:
+    """Hand an app its new password the way it receives it; then wait for its health check."""
+    from drillkit.catalog.processes import wait_app_service
+
+    stack: Any = ctx.stack
+    if cred.kind == "env":
+        stack.recreate(app, env={cred.target: new})
+        how = f"{app} recreated with the new {cred.target}"
+    elif cred.kind == "file":
+        write_in_service(ctx, app, cred.target, new)
+        how = f"{cred.target} rewritten in {app}, " + reload_service(ctx, app, cred.reload)
+    elif cred.kind == "secret":
+        path = secret_path(cred.target)
+        write_in_service(ctx, app, path, new)
+        ctx.stack.container(app).restart(timeout=10)
+        how = f"secret {cred.target} rewritten, {app} restarted"
+    else:
+        raise StepFailed("rotate-db-password", f"{app}: unknown delivery {cred.kind!r}")
+    wait_app_service(ctx, app, 60)
+    return how + ", healthy"
+
+
+def reload_service(ctx: DrillContext, service: str, reload: Any) -> str:
+    """An app's reload as its stack file says: 'restart' (default), or a signal ('HUP',
+    {signal: HUP})."""
+    sig = reload.get("signal") if isinstance(reload, dict) else reload
+    c = ctx.stack.container(service)
+    if sig in (None, "", "restart"):
+        c.restart(timeout=10)
+        return "restarted"
+    name = str(sig).upper()
+    name = name if name.startswith("SIG") else f"SIG{name}"
+    c.kill(signal=name)
+    return f"sent {name}"
+
+
+def write_in_service(ctx: DrillContext, service: str, path: str, value: str) -> None:
+    """Write a credential file a service reads. A file bind-mounted from the run's own directory
+    (drillkit's copy of a secret) is rewritten in place on the host; one in the container's own
+    filesystem or a volume through the engine, keeping its owner and mode. A bind mount from
+    anywhere else (the team's checkout) is refused: drillkit never writes there."""
+    c = ctx.stack.container(service)
+    run_dir = Path(ctx.stack.run_dir).resolve()
+    for m in c.attrs.get("Mounts") or []:
+        if m.get("Destination") == path and m.get("Type") == "bind":
+            src = Path(m["Source"]).resolve()
+            if not src.is_relative_to(run_dir):
+                raise StepFailed(
+                    "rotate-db-password",
+                    f"{path} in {service} is bound from {src}, outside the run's directory: "
+                    "drillkit does not write there (deliver it as a compose secret)",
+                )
+            with open(src, "r+", encoding="utf-8") as f:  # in place: the bind holds the inode
+                f.truncate(0)
+                f.write(value + "\n")
+            return
+    res = ctx.stack.exec(service, ["stat", "-c", "%u %g %a", path], user="root", timeout_s=10)
+    if res.exit_code != 0:
+        raise StepFailed("rotate-db-password", f"no file {path} in {service}: {res.output[:200]}")
+    uid, gid, mode = res.output.split()
+    data = (value + "\n").encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(PurePosixPath(path).name)
+        info.size, info.uid, info.gid, info.mode = len(data), int(uid), int(gid), int(mode, 8)
+        tar.addfile(info, io.BytesIO(data))
+    if not c.put_archive(str(PurePosixPath(path).parent), buf.getvalue()):
+        raise StepFailed("rotate-db-password", f"could not write {path} in {service}")
 
 
 @RECOVERY("rotate-signing-secret")
@@ -121,10 +312,10 @@ def rotate_signing_secret(ctx: DrillContext) -> str:
 
 
 @RECOVERY("terminate-sessions")
-def terminate_sessions(
-    ctx: DrillContext, role: str = "app", started_before: str = "rotation"
-) -> str:
-    """pg_terminate_backend() for every session of `role` that began before the rotation."""
+def terminate_sessions(ctx: DrillContext, role: str = "", started_before: str = "rotation") -> str:
+    """pg_terminate_backend() for every session of `role` (default: the leaked one, else the
+    app's) that began before the rotation. Fails when there is none to end."""
+    role = role or default_role(ctx)
     rotated = ctx.part(BreachResponse).rotated_at_wall
     cutoff = (
         (rotated if rotated is not None else time.time())
@@ -207,14 +398,14 @@ def issued_tokens_rejected(ctx: DrillContext) -> str:
 @CHECKS("old-db-password-rejected", title="The leaked database password is rejected")
 def old_db_password_rejected(ctx: DrillContext) -> str:
     """Logging in to the database with the leaked password fails with an authentication error."""
-    leaked = ctx.part(CredentialLeak).db_password
+    leaked, role = ctx.part(CredentialLeak).db_password, ctx.part(CredentialLeak).role
     if leaked is None:
         raise CheckFailed("no leaked password recorded")
     try:
-        ctx.stack.connect(ctx.primary, user="app", password=leaked).close()
+        ctx.stack.connect(ctx.primary, user=role, password=leaked).close()
     except psycopg.OperationalError as exc:
         if "password authentication failed" in str(exc):
-            return "leaked password: 'password authentication failed for user \"app\"'"
+            return f"leaked password: 'password authentication failed for user \"{role}\"'"
         raise CheckFailed(f"unexpected error with the leaked password: {exc}") from exc
     raise CheckFailed("the leaked database password still logs in")
 
@@ -223,6 +414,8 @@ def old_db_password_rejected(ctx: DrillContext) -> str:
 def attacker_session_gone(ctx: DrillContext) -> str:
     """The session the attacker opened with the leaked password is no longer connected."""
     pid = ctx.part(CredentialLeak).attacker_pid
+    if pid is None:
+        raise CheckFailed("no attacker session was recorded")
     rows = ctx.stack.sql(
         ctx.primary,
         f"SELECT pid, usename, application_name FROM pg_stat_activity WHERE pid = {int(pid or 0)}",
@@ -245,7 +438,11 @@ def old_token_rejected(ctx: DrillContext) -> str:
     return "old token answers 401"
 
 
-@CHECKS("audit-log-intact", title="The audit log preserved before the rotation is intact")
+@CHECKS(
+    "audit-log-intact",
+    title="The audit log preserved before the rotation is intact",
+    needs=("reference-app",),
+)
 def audit_log_intact(ctx: DrillContext) -> str:
     """Every audit row preserved before the rotation is still there."""
     before = ctx.part(BreachResponse).audit_rows_before

@@ -34,7 +34,7 @@ def promote_replica(ctx: DrillContext, service: Service = Service("replica")) ->
     return f"{service} promoted"
 
 
-@RECOVERY("point-app")
+@RECOVERY("point-app", needs=("reference-app",))
 def point_app(ctx: DrillContext, hosts: list[str]) -> str:
     """Rewrite the app's database host list and reload it (SIGHUP)."""
     ctx.stack.set_db_hosts(hosts)

@@ -206,7 +206,7 @@ def destructive_statement(
     return f"`{sql}` destroyed {count} rows in transaction {xid}"
 
 
-@CHECKS("destruction-undone", title="The destroyed rows are back")
+@CHECKS("destruction-undone", title="The destroyed rows are back", needs=("reference-app",))
 def destruction_undone(ctx: DrillContext) -> str:
     """The rows the destructive statement removed are back."""
     destroyed = int(ctx.result.extra.get("destroyed_rows", 0))

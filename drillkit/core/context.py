@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from drillkit.core.measure import LedgerOutcome
-from drillkit.core.probes import AppClient, Baseline, Probes, verify_ledger
+from drillkit.core.probes import AppClient, Baseline, Probes
 from drillkit.core.results import DrillResult
 from drillkit.stack.seed import PROBE_USER
 from drillkit.stack.stack import Stack
@@ -56,12 +56,8 @@ class DrillContext:
 
     def ledger(self) -> LedgerOutcome:
         """Look up every write the writer sent and every one it saw acknowledged, in the database
-        acting as primary now."""
-        with self.probes._lock:
-            acked = list(self.probes.acked)
-            sent = set(self.probes.sent)
-        with self.stack.connect(self.primary) as conn:
-            return verify_ledger(conn, acked, sent)
+        acting as primary now (by the stack's declared lookup, when it declares a ledger)."""
+        return self.probes.ledger_outcome(lambda: self.stack.connect(self.primary))
 
     def app_client(self, user: str = PROBE_USER, timeout_s: float = 5.0) -> AppClient:
         """See `app_client`."""

@@ -72,10 +72,47 @@ class Measurement:
     acked: int
     samples: int
     failed_samples: int
+    lost_oldest_s: float | None = None
+    """Seconds before T_fault of the oldest lost or altered ack (negative: after the fault);
+    None when nothing is lost."""
+    lost_newest_s: float | None = None
+    """Seconds before T_fault of the newest lost or altered ack (negative: after the fault)."""
 
     @property
     def recovered(self) -> bool:
         return self.rto_s is not None
+
+    @property
+    def loss_summary(self) -> str:
+        """'lost N writes, acknowledged between X s and Y s before the fault' (or 'no
+        acknowledged write lost')."""
+        return loss_summary(
+            self.lost, self.altered, self.acked, self.lost_oldest_s, self.lost_newest_s
+        )
+
+
+def _when(before_s: float) -> str:
+    return f"{fmt_s(before_s)} before" if before_s >= 0 else f"{fmt_s(-before_s)} after"
+
+
+def loss_summary(
+    lost: int, altered: int, acked: int, oldest_s: float | None, newest_s: float | None
+) -> str:
+    """How many acknowledged writes were lost or altered and how old they were at the fault."""
+    if (not lost and not altered) or oldest_s is None or newest_s is None:
+        return f"no acknowledged write lost (of {acked})"
+    what = f"lost {lost} writes" + (f" and {altered} altered" if altered else "")
+    return (
+        f"{what} of {acked}, acknowledged between {_when(oldest_s)} and {_when(newest_s)} the fault"
+    )
+
+
+def loss_ages(lost: Iterable[AckedWrite], t_fault: float) -> tuple[float | None, float | None]:
+    """(oldest, newest) lost ack as seconds before T_fault (negative: acknowledged after it)."""
+    acks = [w.t_ack for w in lost]
+    if not acks:
+        return None, None
+    return round(t_fault - min(acks), 3), round(t_fault - max(acks), 3)
 
 
 def detection_time(samples: Iterable[Sample], t_fault: float) -> float | None:
@@ -118,6 +155,7 @@ def measure(
 ) -> Measurement:
     t_det = detection_time(samples, t_fault)
     t_rec = recovery_time(samples, t_fault, k)
+    oldest, newest = loss_ages(ledger.lost_or_altered, t_fault)
     return Measurement(
         t_fault=t_fault,
         t_detected=t_det,
@@ -131,6 +169,8 @@ def measure(
         acked=ledger.acked,
         samples=len(samples),
         failed_samples=sum(1 for s in samples if not s.ok),
+        lost_oldest_s=oldest,
+        lost_newest_s=newest,
     )
 
 
@@ -172,6 +212,11 @@ def judge(m: Measurement, obj: Objectives, failed_checks: Sequence[str] = ()) ->
         breach("rto", f"RTO {fmt_s(m.rto_s)} > objective {fmt_s(obj.rto_s)}")
     lost = m.lost + m.altered
     counts = f"{m.lost} acknowledged writes lost, {m.altered} altered, of {m.acked}"
+    if lost and m.lost_oldest_s is not None and m.lost_newest_s is not None:
+        counts += (
+            f"; acknowledged between {_when(m.lost_oldest_s)} and {_when(m.lost_newest_s)} "
+            "the fault"
+        )
     if m.rpo_s > obj.rpo_s:
         breach("rpo", f"RPO {fmt_s(m.rpo_s)} > objective {fmt_s(obj.rpo_s)} ({counts})")
     elif obj.rpo_s == 0 and lost:  # a loss inside one instant still breaches an RPO of zero

@@ -11,12 +11,20 @@
 - Writer: sends orders at a steady rate and records each acknowledged one (key, payload hash, ack
   time); keys sent but never acknowledged are kept to count "in doubt" rows later.
 
+A stack file that declares `probes`, `journey` or `ledger` (stack/probespec.py) replaces the
+matching built-in part: each declared probe is sampled under its own name, the declared journey's
+samples are named `journey`, and the declared writer (an HTTP write template, or the canary table
+drillkit writes through its own connection) feeds the same ledger. The built-in journey and writer
+run only against the reference app (`reference_app=True`); a stack without them has none.
+The stack is reached only through `StackAccess` (URLs, connections, secrets by callables).
+
 Probes are launched at fixed ticks on a thread pool, so a hung request never delays the next tick.
 A sample's `t` is its completion time (when its outcome was known).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -29,9 +37,21 @@ from typing import Any
 
 import psycopg
 import requests
+from psycopg import sql as pgsql
 
+from drillkit.core.declared import (
+    PROBE_FAILURES,
+    DeclaredParts,
+    ProbeError,
+    StackAccess,
+    lookup_http,
+)
 from drillkit.core.measure import AckedWrite, LedgerOutcome, Sample
-from drillkit.errors import EnvironmentBroken
+from drillkit.stack.probespec import (
+    CanaryLedger,
+    Declared,
+    HttpLedger,
+)
 from drillkit.stack.spec import REFERENCE_HEALTH, HealthSpec
 
 Clock = Callable[[], float]
@@ -129,20 +149,7 @@ class AppClient:
         )
 
 
-class ProbeError(Exception):
-    pass
-
-
-PROBE_FAILURES: tuple[type[Exception], ...] = (
-    requests.RequestException,
-    ValueError,
-    ProbeError,
-    EnvironmentBroken,  # the app's container is stopped: it has no published port to call
-)
-"""What a probe records as a failed sample (never what stops the probe or the writer)."""
-
-
-class Probes:
+class Probes(DeclaredParts):
     """Runs the availability and journey probes and the writer until stopped."""
 
     def __init__(
@@ -156,8 +163,19 @@ class Probes:
         writer_user: str,
         clock: Clock = time.monotonic,
         extra: dict[str, Callable[[], object]] | None = None,
+        declared: Declared | None = None,
+        access: StackAccess | None = None,
+        reference_app: bool = True,
     ) -> None:
         self.config = config
+        self.declared = declared or Declared()
+        if self.declared.any and access is None:
+            raise ValueError("declared probes need a StackAccess (URLs, connections, secrets)")
+        self.access = access
+        self.reference_app = reference_app
+        """Whether the built-in journey and writer (the reference app's API) run when the
+        stack declares none."""
+        self._canary: psycopg.Connection[Any] | None = None
         self.extra = dict(extra or {})
         """name -> check run at every tick like the built-in probes (fails when it raises)."""
         self.clock = clock
@@ -174,25 +192,46 @@ class Probes:
         self._threads: list[threading.Thread] = []
         self._seq = itertools.count()
         self._lock = threading.Lock()
+        self._local = threading.local()
         self.running = False
 
     # ----- lifecycle ----------------------------------------------------------------------------
+    def _parts(self) -> list[tuple[str, Callable[[], None]]]:
+        """(thread name, probe) of every probe run at each tick."""
+        d = self.declared
+        parts: list[tuple[str, Callable[[], None]]] = []
+        if d.probes:
+            parts += [
+                (f"probe-{pr.name}", functools.partial(self._declared, pr)) for pr in d.probes
+            ]
+        else:
+            parts.append(("probe-availability", self._availability))
+        if d.journey:
+            parts.append(("probe-journey", self._declared_journey))
+        elif self.reference_app:
+            parts.append(("probe-journey", self._journey))
+        return parts
+
+    @property
+    def has_writer(self) -> bool:
+        return self.declared.ledger is not None or self.reference_app
+
     def start(self) -> None:
         self.running = True
+        if isinstance(self.declared.ledger, CanaryLedger):
+            self._canary_table()
         self._threads = [
-            threading.Thread(
-                target=self._tick,
-                args=(self._availability, self.config.interval_s),
-                name="probe-availability",
-                daemon=True,
+            *(
+                threading.Thread(
+                    target=self._tick, args=(probe, self.config.interval_s), name=name, daemon=True
+                )
+                for name, probe in self._parts()
             ),
-            threading.Thread(
-                target=self._tick,
-                args=(self._journey, self.config.interval_s),
-                name="probe-journey",
-                daemon=True,
+            *(
+                [threading.Thread(target=self._writer_loop, name="writer", daemon=True)]
+                if self.has_writer
+                else []
             ),
-            threading.Thread(target=self._writer_loop, name="writer", daemon=True),
             *(
                 threading.Thread(
                     target=self._tick,
@@ -211,6 +250,10 @@ class Probes:
         for t in self._threads:
             t.join(timeout=self.config.timeout_s + 1)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._canary is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._canary.close()
+            self._canary = None
         self.running = False
 
     def _tick(self, probe: Callable[[], None], interval: float) -> None:
@@ -300,6 +343,19 @@ class Probes:
         payload = f"ledger {key} {time.time_ns()}"
         with self._lock:
             self.sent.add(key)
+        ledger = self.declared.ledger
+        if isinstance(ledger, HttpLedger):
+            try:
+                r = self._send(ledger.write, {"key": key, "payload": payload})
+            except PROBE_FAILURES:
+                return
+            if r.status_code in ledger.write.status:
+                self._ack(key, payload)
+            return
+        if isinstance(ledger, CanaryLedger):
+            if self._canary_insert(ledger, key, payload):
+                self._ack(key, payload)
+            return
         try:
             r = self.writer_client.create_order(key, payload)
             if r.status_code == 401:
@@ -308,8 +364,39 @@ class Probes:
         except PROBE_FAILURES:
             return
         if r.status_code in (200, 201):
-            with self._lock:
-                self.acked.append(AckedWrite(key, payload_hash(payload), self.clock()))
+            self._ack(key, payload)
+
+    def _ack(self, key: str, payload: str) -> None:
+        with self._lock:
+            self.acked.append(AckedWrite(key, payload_hash(payload), self.clock()))
+
+    def ledger_outcome(
+        self, connect_primary: Callable[[], psycopg.Connection[Any]]
+    ) -> LedgerOutcome:
+        """Look up every write sent and every one acknowledged, by the declared lookup (SQL or
+        HTTP), in the canary table, or in the reference app's orders table."""
+        with self._lock:
+            acked = list(self.acked)
+            sent = set(self.sent)
+        ledger = self.declared.ledger
+        if isinstance(ledger, HttpLedger) and ledger.http is not None:
+            look = ledger.http
+            found = lookup_http(self, look.request, look.value, sent | {w.key for w in acked})
+            return outcome_of({k: payload_hash(p) for k, p in found.items()}, acked)
+        if isinstance(ledger, HttpLedger) and ledger.sql is not None:
+            access = self._access()
+            service = ledger.sql.service
+            conn = connect_primary() if access.is_database(service) else access.connect(service)
+            with conn:
+                return verify_ledger(conn, acked, sent, ledger.sql.query)
+        if isinstance(ledger, CanaryLedger):
+            query = pgsql.SQL("SELECT key, payload FROM {} WHERE key = ANY(%(keys)s)").format(
+                pgsql.Identifier(ledger.table)
+            )
+            with connect_primary() as conn:
+                return verify_ledger(conn, acked, sent, query)
+        with connect_primary() as conn:
+            return verify_ledger(conn, acked, sent)
 
     # ----- views --------------------------------------------------------------------------------
     def snapshot(self) -> list[Sample]:
@@ -329,18 +416,31 @@ class Probes:
         return next((s for s in self.snapshot() if s.t >= since and not s.ok), None)
 
 
+REFERENCE_LOOKUP = (
+    "SELECT idempotency_key, payload FROM orders WHERE idempotency_key = ANY(%(keys)s)"
+)
+"""The reference app's ledger lookup: rows (key, payload) of its orders table."""
+
+
 def verify_ledger(
-    conn: psycopg.Connection[Any], acked: list[AckedWrite], sent: set[str]
+    conn: psycopg.Connection[Any],
+    acked: list[AckedWrite],
+    sent: set[str],
+    query: str | pgsql.Composable = REFERENCE_LOOKUP,
 ) -> LedgerOutcome:
-    """Look up every acknowledged write (and every sent one) in the database after recovery."""
+    """Look up every acknowledged write (and every sent one) in the database after recovery;
+    `query` selects rows (key, payload) for the text array %(keys)s."""
     keys = sorted(sent | {w.key for w in acked})
     found: dict[str, str] = {}
     for i in range(0, len(keys), 5000):
         chunk = keys[i : i + 5000]
-        rows = conn.execute(
-            "SELECT idempotency_key, payload FROM orders WHERE idempotency_key = ANY(%s)", (chunk,)
-        ).fetchall()
-        found.update({k: payload_hash(p) for k, p in rows})
+        rows = conn.execute(query, {"keys": chunk}).fetchall()  # type: ignore[arg-type]
+        found.update({str(k): payload_hash(str(p)) for k, p in rows})
+    return outcome_of(found, acked)
+
+
+def outcome_of(found: dict[str, str], acked: list[AckedWrite]) -> LedgerOutcome:
+    """Lost, altered and in-doubt writes from what the lookup found (key -> payload hash)."""
     acked_keys = {w.key for w in acked}
     lost = tuple(w for w in acked if w.key not in found)
     altered = tuple(w for w in acked if w.key in found and found[w.key] != w.payload_hash)

@@ -23,6 +23,7 @@ from drillkit.core.context import DrillContext
 from drillkit.core.environment import environment, pg_errors, signals_held
 from drillkit.core.events import EventBus, Phase
 from drillkit.core.measure import LedgerOutcome, judge, measure
+from drillkit.core.needs import check_needs, stack_provides
 from drillkit.core.phases import (
     call_in_thread,
     record_outcome,
@@ -36,6 +37,14 @@ from drillkit.core.probes import Baseline, ProbeConfig, Probes, median
 from drillkit.core.registry import FAULTS, OPTIONAL_SERVICES, PROBES, RECOVERY, Registry
 from drillkit.core.results import DrillResult, StepRecord
 from drillkit.core.scenario import Scenario, Step
+from drillkit.core.wiring import (
+    declared_of,
+    first_primary,
+    health_target,
+    is_compose,
+    seed_compose,
+    stack_access,
+)
 from drillkit.errors import DrillAborted, DrillError, EnvironmentBroken, StepFailed
 from drillkit.stack import engine, hostfs
 from drillkit.stack.seed import PROBE_USER, SCALES, WRITER_USER, seed
@@ -63,6 +72,9 @@ class Runner:
                 spec, database=dataclasses.replace(spec.database, replica=False)
             )
         self.spec = spec
+        self.provides = stack_provides(spec, scenario)
+        """What the stack has for this scenario (core/needs.py): needs are checked against it
+        before provisioning."""
         self.run_id = new_run_id()
         self.clock = time.monotonic
         self.result_path = config.results_dir / f"{scenario.id}.json"
@@ -118,6 +130,7 @@ class Runner:
             self.seed()
             self.baseline(deadline)
             self.steady(deadline)
+            self.prepare(deadline)
             self.inject(deadline)
             self.detect(deadline)
             self.recover(deadline)
@@ -155,7 +168,9 @@ class Runner:
         )
 
     def provision(self, deadline: Deadline) -> Stack:
-        """Check the host's guardrails, start the stack, record the environment."""
+        """Refuse a scenario needing what the stack lacks; check the host's guardrails, start the
+        stack, record the environment."""
+        check_needs(self.scenario, self.spec)
         engine.check_guardrails(self.config.min_free_disk_gib)
         run_dir = self.config.run_root / self.run_id
         stack = self.stack = Stack(self.spec, self.run_id, run_dir, self._stack_options(deadline))
@@ -166,8 +181,13 @@ class Runner:
         return stack
 
     def seed(self) -> None:
+        """The reference seed (users, orders) for the reference stack; a compose stack's
+        overlay `seed` SQL (files or inline statements, run in order) for a compose stack."""
         self._phase("seed")
         stack = self._stack()
+        if is_compose(self.spec):
+            self._emit(Phase.SEEDED, statements=seed_compose(self.spec, stack))
+            return
         with stack.connect("primary") as conn:
             report = seed(conn, stack.secrets["user_password"], self.config.seed_scale)
         self._emit(Phase.SEEDED, users=report.users, orders=report.orders)
@@ -175,7 +195,9 @@ class Runner:
     def baseline(self, deadline: Deadline) -> None:
         """A full backup, taken and verified, when the runbook restores one (or by config)."""
         self._phase("baseline")
-        if wants_baseline_backup(self.scenario, self.config.baseline_backup):
+        if "pgbackrest" in self.provides and wants_baseline_backup(
+            self.scenario, self.config.baseline_backup
+        ):
             stack = self._stack()
             t = self.clock()
             out = stack.pgbackrest("backup", "--type=full")
@@ -192,9 +214,10 @@ class Runner:
         extra: dict[str, Any] = {}
         for factory in PROBES.entries.values():
             extra.update(factory.fn(stack, timeout_s))
+        base_url, health = health_target(self.spec, stack)
         return Probes(
-            lambda: stack.app_url,
-            stack.spec.app.health,
+            base_url,
+            health,
             lambda: stack.secrets["user_password"],
             ProbeConfig(
                 interval_s=sc.probes.get("interval", self.config.probe_interval_s),
@@ -207,6 +230,13 @@ class Runner:
             writer_user=WRITER_USER,
             clock=self.clock,
             extra=extra,
+            declared=declared_of(self.spec),
+            access=stack_access(
+                self.spec,
+                stack,
+                lambda: self.ctx.primary if self.ctx is not None else first_primary(self.spec),
+            ),
+            reference_app="reference-app" in self.provides,
         )
 
     def steady(self, deadline: Deadline) -> DrillContext:
@@ -216,7 +246,8 @@ class Runner:
         stack, res, k = self._stack(), self.result, self.k
         probes = self._probes(stack)
         ctx = DrillContext(stack=stack, probes=probes, result=res, clock=self.clock)
-        ctx.seeded_orders = SCALES[self.config.seed_scale][1]
+        ctx.primary = first_primary(self.spec)
+        ctx.seeded_orders = 0 if is_compose(self.spec) else SCALES[self.config.seed_scale][1]
         self.ctx = ctx
         probes.start()
         t_start = self.clock()
@@ -234,8 +265,12 @@ class Runner:
         window = [s for s in probes.snapshot() if s.t >= t_steady]
         ctx.baseline = Baseline(
             journey_median_s=median([s.latency_s for s in window if s.probe == "journey"]),
-            availability_median_s=median(
-                [s.latency_s for s in window if s.probe == "availability"]
+            availability_median_s=median(  # the health probe, or every declared probe
+                [
+                    s.latency_s
+                    for s in window
+                    if s.probe != "journey" and s.probe not in probes.extra
+                ]
             ),
             samples=len(window),
         )
@@ -243,6 +278,17 @@ class Runner:
         self._emit(Phase.STEADY, baseline=dataclasses.asdict(ctx.baseline))
         deadline.check("steady")
         return ctx
+
+    def prepare(self, deadline: Deadline) -> None:
+        """The scenario's `prepare:` steps (after the steady state, before the fault), recorded
+        as steps of kind "prepare"; the first that fails stops the drill (environment error)."""
+        ctx, steps = self._context(), self.scenario.prepare
+        for i, step in enumerate(steps):
+            deadline.check(f"prepare step {i + 1} ({step.name})")
+            try:
+                self._run_step(ctx, step, "prepare", RECOVERY, i, len(steps), deadline)
+            except StepFailed as exc:
+                raise EnvironmentBroken(f"prepare {exc}") from exc
 
     def inject(self, deadline: Deadline) -> None:
         self._phase("inject")

@@ -67,6 +67,7 @@ TOP_KEYS = (
     "stack",
     "probes",
     "steady_state",
+    "prepare",
     "fault",
     "recovery",
     "checklist",
@@ -119,6 +120,10 @@ class Scenario:
     recovery: tuple[Step, ...]
     checklist: tuple[Check, ...]
     stack: dict[str, Any] = field(default_factory=dict)
+    prepare: tuple[Step, ...] = ()
+    """Steps run after the steady state and before the fault (e.g. the team's backup.sh taking
+    the dump a later restore uses), recorded like recovery steps; one that fails is an
+    environment error, not the runbook's failure."""
     probes: dict[str, float] = field(default_factory=dict)
     steady_s: float = 1.5
     observe_s: float = 2.0
@@ -200,7 +205,7 @@ def parse_scenario(
     probes = parse_probes(p, data.get("probes", {}))
     steady = _duration_block(p, data.get("steady_state", {"duration": "1500ms"}), "steady_state")
     twin = is_sabotage_twin(source, sabotage_dir)
-    fault, recovery = _steps(p, data, services, partial)
+    fault, recovery, prepare = _steps(p, data, services, partial, allow_host_exec)
     checklist = _checklist_items(p, data.get("checklist", list(DEFAULT_CHECKLIST)), services)
     observe, settle, max_dur = _timings(p, data)
     expect = parse_expect(p, data.get("expect", {"outcome": "pass"}))
@@ -219,6 +224,7 @@ def parse_scenario(
         objectives=objectives,
         fault=fault,
         recovery=tuple(recovery),
+        prepare=tuple(prepare),
         checklist=tuple(checklist),
         stack=stack,
         probes=probes,
@@ -299,14 +305,20 @@ def _check_rto(p: Problems, objectives: Objectives | None, recovery: list[Step])
 
 
 def _steps(
-    p: Problems, data: dict[str, Any], services: tuple[str, ...], partial: bool
-) -> tuple[Step | None, list[Step]]:
-    """The fault and the recovery steps; a partial (Python drill) header has neither yet: the
-    test injects the fault and calls the steps later, `parse_step` checking each."""
+    p: Problems,
+    data: dict[str, Any],
+    services: tuple[str, ...],
+    partial: bool,
+    allow_host_exec: bool = False,
+) -> tuple[Step | None, list[Step], list[Step]]:
+    """The fault, the recovery steps and the prepare steps; a partial (Python drill) header has
+    no fault or recovery yet: the test injects the fault and calls the steps later, `parse_step`
+    checking each."""
+    prepare = _step_list(p, data, "prepare", services, allow_host_exec)
     if partial:
-        return PENDING, []
+        return PENDING, [], prepare
     fault = _step(p, "fault", data.get("fault"), FAULTS, services) if "fault" in data else None
-    return fault, _recovery(p, data, services)
+    return fault, _recovery(p, data, services), prepare
 
 
 def _recovery(p: Problems, data: dict[str, Any], services: tuple[str, ...]) -> list[Step]:
@@ -320,6 +332,23 @@ def _recovery(p: Problems, data: dict[str, Any], services: tuple[str, ...]) -> l
             if step:
                 recovery.append(step)
     return recovery
+
+
+def _step_list(
+    p: Problems, data: dict[str, Any], key: str, services: tuple[str, ...], allow_host_exec: bool
+) -> list[Step]:
+    """An optional list of steps of the recovery catalogue (`prepare:`); host-exec only with the
+    operator's opt-in, like in the runbook."""
+    steps: list[Step] = []
+    raw = data.get(key, [])
+    if key in data and typed(p, key, raw, list, "a list of steps"):
+        for i, item in enumerate(raw):
+            step = _step(p, f"{key}[{i}]", item, RECOVERY, services)
+            if step and step.action == "host-exec" and not allow_host_exec:
+                p.add(f"{key}[{i}].action", "host-exec is refused unless the operator opts in")
+            elif step:
+                steps.append(step)
+    return steps
 
 
 def restores_backup(recovery: tuple[Step, ...] | list[Step]) -> bool:

@@ -53,6 +53,7 @@ IDENTIFIER_PARAMS = ("table", "role", "user")
 PARAM_CHOICES: dict[str, tuple[str, ...]] = {
     "stream": ("upstream", "downstream"),
     "started_before": ("rotation", "now"),
+    "signal": ("KILL", "TERM", "INT", "HUP", "QUIT", "STOP", "CONT", "USR1", "USR2"),
     "mode": (
         "ACCESS SHARE",
         "ROW SHARE",
@@ -72,6 +73,7 @@ INT_BOUNDS: dict[str, tuple[int, int]] = {
     "limit": (1, 10_000),
     "users": (1, 1000),
     "leave_bytes": (0, 2**40),
+    "max_fill_mib": (1, 65536),
     "bytes": (0, 2**40),
     "latency": (0, 600_000),
     "jitter": (0, 600_000),

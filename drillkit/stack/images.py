@@ -136,12 +136,43 @@ def ensure_image(name: str, progress: Progress = _stderr) -> str:
     return tag
 
 
-def _build(context: Path, tag: str, buildargs: dict[str, str], progress: Progress) -> None:
+def ensure_context(
+    context: Path,
+    name: str,
+    *,
+    dockerfile: str = "Dockerfile",
+    buildargs: dict[str, str] | None = None,
+    progress: Progress = _stderr,
+) -> str:
+    """The tag of an image built from a team's build context (a compose service's `build`),
+    `drillkit/<name>:<hash>`: the hash covers the context's files, the Dockerfile's name, the
+    build args and the base image id, so an unchanged context rebuilds nothing. BASE_IMAGE is
+    passed as a build arg (the file's own args win)."""
+    base = base_image(progress)
+    base_id = _local(base) or base
+    extra = "\0".join([dockerfile, *(f"{k}={v}" for k, v in sorted((buildargs or {}).items()))])
+    digest = hashlib.sha256((context_hash(context, base_id) + "\0" + extra).encode())
+    tag = f"drillkit/{name}:{digest.hexdigest()[:16]}"
+    if _local(tag):
+        return tag
+    progress(f"building {tag} from {context} ...")
+    _build(context, tag, {"BASE_IMAGE": base, **(buildargs or {})}, progress, dockerfile)
+    return tag
+
+
+def _build(
+    context: Path,
+    tag: str,
+    buildargs: dict[str, str],
+    progress: Progress,
+    dockerfile: str = "Dockerfile",
+) -> None:
     step = "(before the first step)"
     output: list[str] = []
     api = engine.client().api
     for chunk in api.build(
         path=str(context),
+        dockerfile=dockerfile,
         tag=tag,
         buildargs=buildargs,
         rm=True,

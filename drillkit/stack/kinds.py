@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 BASE_KINDS = ("database", "app")
 """The kinds of every stack (the stack file's `database` and `app` sections); the others are
 optional, present when `StackOptions.optional` names them."""
+COMPOSE_KINDS = ("compose",)
+"""A compose stack's base kind instead (stack/services/compose.py): every compose service."""
 
 
 class ServiceKind(ABC):

@@ -30,7 +30,7 @@ from docker.models.volumes import Volume
 
 from drillkit.errors import BlastRadiusError, EnvironmentBroken
 from drillkit.stack import engine, hostfs, images
-from drillkit.stack.kinds import BASE_KINDS, SERVICE_KINDS, ServiceKind
+from drillkit.stack.kinds import BASE_KINDS, COMPOSE_KINDS, SERVICE_KINDS, ServiceKind
 from drillkit.stack.reaping import reap
 from drillkit.stack.secrets import Secrets
 from drillkit.stack.spec import StackSpec
@@ -86,6 +86,8 @@ class Stack:
         self.secrets = Secrets(run_dir)
         self.containers: dict[str, Container] = {}
         self.image_tags: dict[str, str] = {}
+        self.oneoffs = 0
+        """One-off containers run so far (their names' counter)."""
 
     def _make_kinds(self) -> dict[str, ServiceKind]:
         """One instance of each base kind and each optional kind the options name; a kind that
@@ -100,13 +102,14 @@ class Stack:
                 raise EnvironmentBroken(
                     f"unknown optional service kind '{name}' (registered: {known})"
                 )
-        for name in BASE_KINDS:
+        base = COMPOSE_KINDS if self.spec.is_compose else BASE_KINDS
+        for name in base:
             if name not in SERVICE_KINDS:
                 raise EnvironmentBroken(
                     f"service kind '{name}' is not registered (registered: {known}); "
                     "kinds register when drillkit.stack.services is imported"
                 )
-        wanted = [SERVICE_KINDS[n] for n in (*BASE_KINDS, *self.options.optional)]
+        wanted = [SERVICE_KINDS[n] for n in (*base, *self.options.optional)]
         return {k.name: k(self) for k in sorted(wanted, key=lambda k: (k.order, k.name))}
 
     def _kind(self, name: str) -> Any:
@@ -140,8 +143,13 @@ class Stack:
     @property
     def databases(self) -> tuple[str, ...]:
         """The PostgreSQL services: the primary, and the replica when the stack has one (never
-        the app or a service an optional kind adds: proxy, web, payment providers)."""
-        return self._kind("database").services()
+        the app or a service an optional kind adds: proxy, web, payment providers); for a compose
+        stack the overlay's database service and its replicas."""
+        return self._db().databases()
+
+    def _db(self) -> Any:
+        """The kind that serves the database API: 'database', or 'compose' for a compose stack."""
+        return self.kinds.get("compose") or self._kind("database")
 
     # ----- bring-up -----------------------------------------------------------------------------
     def up(self) -> None:
@@ -226,16 +234,37 @@ class Stack:
         ports: dict[str, tuple[str, None]],
         command: list[str] | None = None,
         cap_add: list[str] | None = None,
+        entrypoint: list[str] | None = None,
+        user: str | None = None,
+        working_dir: str | None = None,
+        healthcheck: dict[str, Any] | None = None,
+        extra_labels: dict[str, str] | None = None,
+        restart: str = "no",
+        stop_signal: str | None = None,
     ) -> Container:
         """Create and start the service's container from `image` (a tag in image_tags), its
-        ports published on 127.0.0.1 through the edge network."""
+        ports published on 127.0.0.1 through the edge network (joined only when it publishes
+        one). `extra_labels` never override the run's labels."""
+        for spec in ports.values():
+            if spec[0] != "127.0.0.1":
+                raise BlastRadiusError(f"{service}: refusing to publish a port on {spec[0]}")
+        policy: dict[str, Any] | None = None
+        if restart != "no":
+            name, _, retries = restart.partition(":")
+            policy = {"Name": name, **({"MaximumRetryCount": int(retries)} if retries else {})}
         # Created on the internal network (the only one with the service's name as an alias), then
         # joined to the edge network, which carries its published port.
         c = self.client.containers.create(
             image,
             command=command,
+            entrypoint=entrypoint,
+            user=user or "",
+            working_dir=working_dir,
+            healthcheck=healthcheck,
+            restart_policy=policy,
+            stop_signal=stop_signal,
             name=self.name(service),
-            labels=self.labels(service),
+            labels={**(extra_labels or {}), **self.labels(service)},
             environment=env,
             volumes=mounts,
             ports=ports,
@@ -248,7 +277,8 @@ class Stack:
             cap_add=cap_add,
             shm_size="128m",
         )
-        self.edge.connect(c)
+        if ports:
+            self.edge.connect(c)
         c.start()
         self.containers[service] = c
         return c
@@ -294,10 +324,18 @@ class Stack:
         return int(bindings[0]["HostPort"])
 
     def exec(
-        self, service: str, cmd: list[str] | str, *, user: str = "postgres", timeout_s: float = 60.0
+        self,
+        service: str,
+        cmd: list[str] | str,
+        *,
+        user: str | None = None,
+        timeout_s: float = 60.0,
     ) -> ExecResult:
-        """Run a command inside a service, killed after timeout_s (exit code 124 / 137)."""
+        """Run a command inside a service, killed after timeout_s (exit code 124 / 137). `user`
+        defaults to postgres on the reference stack, to the image's user on a compose stack."""
         c = self.container(service)
+        if user is None:
+            user = "" if self.spec.is_compose else "postgres"
         argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
         wrapped = ["timeout", "-s", "KILL", f"{timeout_s:g}", *argv]
         code, out = c.exec_run(wrapped, user=user, demux=False)
@@ -333,18 +371,147 @@ class Stack:
     def connect(
         self,
         service: str,
-        dbname: str = "app",
-        user: str = "postgres",
+        dbname: str | None = None,
+        user: str | None = None,
         password: str | None = None,
-        timeout_s: int = 2,
+        timeout_s: int | None = None,
     ) -> psycopg.Connection[Any]:
-        return self._kind("database").connect(
-            service, dbname=dbname, user=user, password=password, timeout_s=timeout_s
-        )
+        """An autocommit connection to a PostgreSQL service through its 127.0.0.1 port. Defaults:
+        the superuser's credentials (reference: postgres on database app, connect timeout 2 s;
+        compose: the overlay's, resolved after start-up, connect timeout 5 s)."""
+        kw: dict[str, Any] = {"user": user, "password": password, "dbname": dbname}
+        if timeout_s is not None:
+            kw["timeout_s"] = timeout_s
+        if not self.spec.is_compose:
+            kw["user"] = user or "postgres"
+            kw["dbname"] = dbname or "app"
+        return self._db().connect(service, **kw)
 
-    def sql(self, service: str, *statements: str, dbname: str = "app") -> list[tuple[Any, ...]]:
+    def db_credentials(self) -> tuple[str, str, str]:
+        """(user, password, dbname) of the database superuser drillkit connects as."""
+        if self.spec.is_compose:
+            return self._db().credentials()
+        return ("postgres", self.secrets["pg_superuser_password"], "app")
+
+    def sql(
+        self, service: str, *statements: str, dbname: str | None = None
+    ) -> list[tuple[Any, ...]]:
         """Run statements in autocommit as the superuser; returns the last one's rows (or [])."""
-        return self._kind("database").sql(service, *statements, dbname=dbname)
+        if not self.spec.is_compose:
+            dbname = dbname or "app"
+        return self._db().sql(service, *statements, dbname=dbname)
+
+    def current_primary(self) -> str:
+        """The database service that is not in recovery (HA stacks fail over on their own); raises
+        EnvironmentBroken when none or more than one is."""
+        writable: list[str] = []
+        errors: list[str] = []
+        for service in self.databases:
+            try:
+                with self.connect(service, timeout_s=2) as conn:
+                    row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+            except (psycopg.Error, EnvironmentBroken, docker.errors.APIError) as exc:
+                errors.append(f"{service}: {type(exc).__name__}")
+                continue
+            if row is not None and row[0] is False:
+                writable.append(service)
+        if len(writable) != 1:
+            raise EnvironmentBroken(
+                f"expected one primary among {', '.join(self.databases)}, found "
+                f"{', '.join(writable) or 'none'}" + (f" ({'; '.join(errors)})" if errors else "")
+            )
+        return writable[0]
+
+    def url(self, service: str, port: int | None = None) -> str:
+        """http://127.0.0.1:<published port> of a service (port: the app's declared one)."""
+        if port is None:
+            if self.spec.is_compose:
+                app = self.spec.apps.get(service)
+                if app is None:
+                    raise EnvironmentBroken(f"{service} is not an app of the stack; name a port")
+                port = app.port
+            elif service == "app":
+                port = self.spec.app.port
+            else:
+                raise EnvironmentBroken(f"name the port of {service}")
+        return f"http://127.0.0.1:{self.port(service, port)}"
+
+    def recreate(self, service: str, env: dict[str, str] | None = None) -> None:
+        """Stop and remove the service's container and create it again from its definition with
+        `env` overriding its environment (same volumes, name, aliases, labels), then wait until it
+        answers as at start-up (compose stacks)."""
+        if not self.spec.is_compose:
+            raise EnvironmentBroken("recreate is for compose stacks (the reference app reloads)")
+        self._kind("compose").recreate(service, env or {})
+
+    def volume_of(self, service: str, target: str) -> str:
+        """The docker volume mounted at `target` in the service (one this run created)."""
+        if self.spec.is_compose:
+            return str(self._kind("compose").volume_of(service, target))
+        c = self.container(service)
+        for m in c.attrs.get("Mounts") or []:
+            if m.get("Destination") == target.rstrip("/") and m.get("Type") == "volume":
+                return str(m["Name"])
+        raise EnvironmentBroken(f"{service} has no volume mounted at {target}")
+
+    def run_oneoff(
+        self,
+        image_or_service: str,
+        command: list[str],
+        *,
+        volumes_from: str | None = None,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+        timeout_s: float = 300.0,
+        mounts: dict[str, dict[str, str]] | None = None,
+        working_dir: str | None = None,
+        network: bool = True,
+    ) -> ExecResult:
+        """A labelled one-off container on the run's internal network (no published port), with
+        the named service's volumes when `volumes_from` (its container may be stopped); removed
+        after. The image: a service's (a compose service name, or a reference-stack service), or
+        a local image reference (never pulled). Killed after timeout_s (exit code 137)."""
+        image = self._image_of(image_or_service)
+        self.oneoffs += 1
+        name = f"oneoff-{self.oneoffs}"
+        source = self.container(volumes_from).id if volumes_from else None
+        c = self.client.containers.create(
+            image,
+            command=["timeout", "-s", "KILL", f"{timeout_s:g}", *command],
+            name=self.name(name),
+            labels=self.labels(name),
+            environment=env or {},
+            volumes=mounts or {},
+            volumes_from=[source] if source else None,
+            user=user or "",
+            working_dir=working_dir,
+            init=True,
+            network=self.net.name if network else None,
+            network_mode=None if network else "none",
+        )
+        try:
+            c.start()
+            code = c.wait(timeout=timeout_s + 10)["StatusCode"]
+            out = c.logs().decode("utf-8", "replace")
+        finally:
+            c.remove(force=True)
+        return ExecResult(int(code), out)
+
+    def _image_of(self, ref: str) -> str:
+        if self.spec.is_compose and ref in self.services:
+            return str(self._kind("compose").tags[ref])
+        if not self.spec.is_compose and ref in ("primary", "replica"):
+            return self.image_tags["postgres"]
+        if not self.spec.is_compose and ref == "app":
+            return self.image_tags["app"]
+        try:
+            self.client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            raise EnvironmentBroken(
+                f"{ref!r} is neither a service of the stack nor an image on this engine "
+                "(drillkit does not pull: build or load it first)"
+            ) from None
+        return ref
 
     def pgbackrest(self, *args: str, service: str = "primary", timeout_s: float = 120.0) -> str:
         cmd = ["pgbackrest", "--stanza=main", *args]
@@ -358,7 +525,7 @@ class Stack:
     def wait_pg(
         self, service: str, timeout_s: float | None = None, writable: bool | None = None
     ) -> None:
-        self._kind("database").wait_pg(service, timeout_s=timeout_s, writable=writable)
+        self._db().wait_pg(service, timeout_s=timeout_s, writable=writable)
 
     def wait_streaming(
         self, timeout_s: float | None = None, primary: str = "primary", replica: str = "replica"
@@ -375,15 +542,20 @@ class Stack:
         self._kind("database").rebuild_replica(service)
 
     # ----- the app kind (services/app.py) -------------------------------------------------------
+    def _app(self) -> Any:
+        return self.kinds.get("compose") or self._kind("app")
+
     @property
     def app_url(self) -> str:
-        return self._kind("app").url
+        """The app's URL (a compose stack: its first app's)."""
+        return self._app().url
 
     def app_health(self, timeout_s: float = 2.0) -> requests.Response:
-        return self._kind("app").health(timeout_s)
+        return self._app().health(timeout_s)
 
     def wait_app(self, timeout_s: float | None = None) -> None:
-        self._kind("app").wait(timeout_s)
+        """Until the app answers (a compose stack: every app's health rule holds)."""
+        self._app().wait(timeout_s)
 
     def set_db_hosts(self, hosts: list[str]) -> None:
         self._kind("app").set_db_hosts(hosts)

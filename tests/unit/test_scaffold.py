@@ -49,19 +49,72 @@ def test_init_scaffolds_a_project_whose_drills_pytest_collects(tmp_path):
     )
 
 
-def test_init_records_the_compose_file_and_its_services(tmp_path):
+COMPOSE = """\
+services:
+  api:
+    build: ./api
+    ports: ["8000:8000"]
+    environment: {DATABASE_PASSWORD: pw, DATABASE_USER: shop}
+    depends_on: {postgres: {condition: service_healthy}}
+  postgres:
+    image: postgres:15
+    environment: {POSTGRES_USER: shop, POSTGRES_PASSWORD: pw, POSTGRES_DB: shop}
+    volumes: [pgdata:/var/lib/postgresql/data]
+    healthcheck: {test: pg_isready}
+  redis: {image: redis:7}
+volumes: {pgdata: {}}
+"""
+
+
+def test_init_compose_writes_a_compose_stack_overlay_and_its_scenarios(tmp_path):
     project = tmp_path / "team"
+    (project / "api").mkdir(parents=True)
+    (project / "api" / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n")
     compose = project / "docker-compose.yml"
-    project.mkdir()
-    compose.write_text(
-        "services:\n  api: {build: .}\n  postgres: {image: postgres:15}\n  redis: {}\n"
-    )
-    written, _ = init_project(project, compose=compose)
-    text = (project / "stacks" / "team.yaml").read_text()
-    assert "# compose: ../docker-compose.yml\n" in text
-    assert "# its services: api, postgres, redis\n" in text
-    assert load_stack(project / "stacks" / "team.yaml").name == "team"
-    assert project / "stacks" / "team.yaml" in written
+    compose.write_text(COMPOSE)
+    written, notes = init_project(project, compose=compose)
+    stack_file = project / "stacks" / "team.yaml"
+    assert stack_file in written
+    raw = yaml.safe_load(stack_file.read_text())
+    assert raw["compose"] == "../docker-compose.yml"
+    assert raw["database"] == {
+        "service": "postgres",
+        "user": {"env": "POSTGRES_USER"},
+        "dbname": {"env": "POSTGRES_DB"},
+        "password": {"env": "POSTGRES_PASSWORD"},
+    }
+    assert raw["apps"] == {  # redis publishes no port: not an app
+        "api": {
+            "port": 8000,
+            "health": {"path": "/", "status": 200},
+            "credentials": {"role": "shop", "env": "DATABASE_PASSWORD"},
+        }
+    }
+    spec = load_stack(stack_file)  # the scaffolded overlay loads as a compose stack
+    assert spec.is_compose and spec.services == ("api", "postgres", "redis")
+    scenarios = {p.stem: yaml.safe_load(p.read_text()) for p in (project / "scenarios").iterdir()}
+    assert sorted(scenarios) == [
+        "credential-leak",
+        "db-kill-restart",
+        "disk-full",
+        "partition-app-db",
+    ]
+    assert scenarios["db-kill-restart"]["fault"]["with"] == {"service": "postgres"}
+    assert scenarios["partition-app-db"]["fault"]["with"] == {"a": "api", "b": "postgres"}
+    assert scenarios["credential-leak"]["fault"] == {
+        "name": "Leak shop's database password",
+        "action": "leak-db-password",
+        "with": {"role": "shop"},
+    }
+    assert any("corruption is not scaffolded" in n for n in notes)
+
+
+def test_init_compose_without_a_postgres_service_is_refused(tmp_path):
+    compose = tmp_path / "compose.yaml"
+    compose.write_text("services:\n  web: {image: nginx}\n")
+    with pytest.raises(ValidationError, match="no service looks like PostgreSQL"):
+        init_project(tmp_path, compose=compose)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["compose.yaml"]
 
 
 @pytest.mark.parametrize(

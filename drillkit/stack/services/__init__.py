@@ -4,6 +4,6 @@ The dependency runs one way: these modules import drillkit.stack (the Stack's he
 protocol); nothing in drillkit/stack/ outside this package imports them.
 """
 
-from drillkit.stack.services import app, database, payments, proxy, web
+from drillkit.stack.services import app, compose, database, payments, proxy, web
 
-__all__ = ["app", "database", "payments", "proxy", "web"]
+__all__ = ["app", "compose", "database", "payments", "proxy", "web"]

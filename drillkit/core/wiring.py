@@ -1,0 +1,77 @@
+"""How the runner wires a stack's declarations into the probes, for both kinds of stack: the
+reference stack (its built-in app, seed and probes) and a compose stack (issue 14: the overlay's
+database service, its `seed` SQL, its apps' health and the declared probes/journey/ledger).
+
+The stack model's compose fields (`is_compose`, `db`, `apps`, `seed`, `Stack.url`) are read with
+getattr so this works before and after the compose kind exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from drillkit.core.probes import StackAccess
+from drillkit.errors import DrillError
+from drillkit.stack.probespec import Declared
+from drillkit.stack.spec import HealthSpec, StackSpec
+from drillkit.stack.stack import Stack
+
+
+def is_compose(spec: StackSpec) -> bool:
+    return bool(getattr(spec, "is_compose", False))
+
+
+def first_primary(spec: StackSpec) -> str:
+    """The database service acting as primary at start: the overlay's for a compose stack."""
+    db = getattr(spec, "db", None)
+    return str(db.service) if is_compose(spec) and db is not None else "primary"
+
+
+def declared_of(spec: StackSpec) -> Declared:
+    return Declared(spec.probes, spec.journey, spec.ledger, spec.logs)
+
+
+def seed_compose(spec: StackSpec, stack: Stack) -> int:
+    """Run the overlay's `seed` SQL (already read: each item one script) through drillkit's
+    connection to the primary, in order, in one transaction; returns how many ran."""
+    statements = [str(s) for s in (getattr(spec, "seed", ()) or ())]
+    with stack.connect(first_primary(spec)) as conn:
+        for sql_text in statements:
+            conn.execute(sql_text.encode())  # the stack file's own SQL (bytes: no placeholders)
+        conn.commit()
+    return len(statements)
+
+
+def health_target(spec: StackSpec, stack: Stack) -> tuple[Callable[[], str], HealthSpec]:
+    """The built-in availability probe's target: the reference app, or a compose stack's first
+    app with its declared health rule."""
+    apps: dict[str, Any] | None = getattr(spec, "apps", None)
+    if is_compose(spec) and apps:
+        name, app = next(iter(apps.items()))
+        url: Callable[[str], str] = stack.url  # type: ignore[attr-defined]
+        return (lambda: url(name)), app.health
+    if is_compose(spec) and not spec.probes:
+        raise DrillError(
+            f"{spec.source}: probes: a stack with no app needs declared probes "
+            "(the drill has nothing to measure recovery by)"
+        )
+    return (lambda: stack.app_url), spec.app.health
+
+
+def stack_access(spec: StackSpec, stack: Stack, primary: Callable[[], str]) -> StackAccess:
+    """How declared probes reach this stack (core never imports the stack's services)."""
+
+    def url(service: str) -> str:
+        if not is_compose(spec) and service == "app":
+            return stack.app_url
+        return str(stack.url(service))  # type: ignore[attr-defined]
+
+    return StackAccess(
+        url=url,
+        connect=lambda service: stack.connect(service),
+        secret=lambda name: stack.secrets[name],
+        tcp=lambda service, port: ("127.0.0.1", stack.port(service, port)),
+        primary=primary,
+        is_database=lambda service: service in stack.databases,
+    )
