@@ -55,7 +55,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     ]
     for path in paths:
         try:
-            scenario = load_scenario(path)
+            services = spec.services if spec is not None and spec.is_compose else None
+            scenario = load_scenario(path, services) if services else load_scenario(path)
             if spec is not None:  # what the scenario needs from the stack (core/needs.py)
                 check_needs(scenario, spec, path)
         except ValidationError as exc:

@@ -9,8 +9,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 def role() -> str:
     try:
         out = subprocess.run(
-            ["psql", "-XtAc", "SELECT pg_is_in_recovery()", "-h", "/run/postgresql", "-d", "postgres"],
-            capture_output=True, text=True, timeout=1.5,
+            [
+                "psql",
+                "-XtAc",
+                "SELECT pg_is_in_recovery()",
+                "-h",
+                "/run/postgresql",
+                "-d",
+                "postgres",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1.5,
         )
     except subprocess.TimeoutExpired:
         return "unknown"
