@@ -65,8 +65,16 @@ if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
     echo "drillkit: dockerd (pid $(cat "$pidfile")) is starting; waiting for it ..." >&2
 else
     echo "drillkit: starting dockerd in the background (log: $logfile) ..." >&2
-    # setsid: the engine must outlive the make/pytest process that started it.
-    setsid dockerd --pidfile "$pidfile" >"$logfile" 2>&1 < /dev/null &
+    # setsid: the engine must outlive the make/pytest process that started it. Every inherited
+    # descriptor above 2 is closed first: run under `flock /tmp/drillkit-drill.lock make ...`, the
+    # daemon would otherwise keep the lock's descriptor, and so the lock, for as long as it runs.
+    (
+        for fd in /proc/"$BASHPID"/fd/*; do
+            fd=${fd##*/}
+            if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
+        done
+        exec setsid dockerd --pidfile "$pidfile" >"$logfile" 2>&1 < /dev/null
+    ) &
 fi
 
 for _ in $(seq 1 $((WAIT_S * 5))); do
