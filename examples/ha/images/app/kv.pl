@@ -57,7 +57,7 @@ sub db {
     $dbh->disconnect if $dbh;
     undef $dbh;
     my $dsn = "dbi:Pg:dbname=$cfg{name};host=$cfg{host};port=$cfg{port};"
-      . "connect_timeout=2;options=-c statement_timeout=3000";
+      . "connect_timeout=2;options=-cstatement_timeout=3000";
     $dbh = DBI->connect($dsn, $cfg{user}, password(),
         { RaiseError => 1, PrintError => 0, AutoCommit => 1, pg_server_prepare => 0 });
     logf('info', 'connected', db_host => $cfg{host});
