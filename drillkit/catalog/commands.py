@@ -273,6 +273,8 @@ def run_oneoff(
             raise StepFailed(
                 "run-container", f"no service or local image {image!r} (drillkit pulls nothing)"
             ) from None
+    if not getattr(stack.spec, "is_compose", False) and image in stack.databases:
+        env = {**env, "DRILLKIT_ROLE": "tool"}  # drillkit's image: run the command, no server
     part = ctx.part(OneOffs)
     part.count += 1
     name = stack.name(f"oneoff-{part.count}")

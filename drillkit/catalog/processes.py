@@ -270,7 +270,7 @@ def check_service_status(ctx: DrillContext, service: Service) -> str:
     """The runbook's first look: container state and pg_isready (never fails the step)."""
     c = ctx.stack.container(service)
     line = f"{service}: container {c.status}"
-    if c.status == "running":
+    if c.status == "running" and service in ctx.stack.databases:
         res = ctx.stack.exec(service, "pg_isready -h /run/postgresql", timeout_s=5)
         line += f"; pg_isready: {res.output.strip()}"
     return line

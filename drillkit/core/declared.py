@@ -60,6 +60,7 @@ class DeclaredParts:
     _seq: itertools.count[int]
     _local: threading.local
     _canary: psycopg.Connection[Any] | None
+    _auth: dict[str, Any] | None = None
 
     def _record(self, probe: str, start: float, ok: bool, error: str | None) -> None:
         raise NotImplementedError
@@ -124,6 +125,23 @@ class DeclaredParts:
             if not _same(got, probe.expect):
                 raise ProbeError(f"{probe.name}: got {got!r:.80}, expected {probe.expect!r:.80}")
 
+    def auth_values(self) -> dict[str, Any]:
+        """What the declared ledger's `auth` requests captured (run once, again after a 401)."""
+        ledger = self.declared.ledger
+        auth = getattr(ledger, "auth", ())
+        if not auth:
+            return {}
+        if self._auth is None:
+            values: dict[str, Any] = {"key": f"a-{self.run_tag}-{next(self._seq)}"}
+            for i, req in enumerate(auth):
+                r = self._send(req, values)
+                why = answer_problem(req, r, values)
+                if why is not None:
+                    raise ProbeError(f"ledger auth step {i + 1} ({req.method} {req.path}): {why}")
+                values.update(capture(req, r))
+            self._auth = {k: v for k, v in values.items() if k != "key"}
+        return dict(self._auth)
+
     def _declared_journey(self) -> None:
         start = self.clock()
         key = f"j-{self.run_tag}-{next(self._seq)}"
@@ -144,13 +162,7 @@ class DeclaredParts:
         ledger = self.declared.ledger
         assert isinstance(ledger, CanaryLedger)
         with self._access().connect(self._access().primary()) as conn:
-            conn.execute(
-                pgsql.SQL(
-                    "CREATE TABLE IF NOT EXISTS {} (key text PRIMARY KEY, payload text NOT NULL,"
-                    " written_at timestamptz NOT NULL DEFAULT now())"
-                ).format(pgsql.Identifier(ledger.table))
-            )
-            conn.commit()
+            create_canary(conn, ledger)
 
     def _canary_insert(self, ledger: CanaryLedger, key: str, payload: str) -> bool:
         """One canary row through drillkit's own connection; True once it is committed."""
@@ -174,6 +186,17 @@ class DeclaredParts:
             return False
 
 
+def create_canary(conn: psycopg.Connection[Any], ledger: CanaryLedger) -> None:
+    """The canary table (the runner creates it at seed time, before any baseline backup)."""
+    conn.execute(
+        pgsql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (key text PRIMARY KEY, payload text NOT NULL,"
+            " written_at timestamptz NOT NULL DEFAULT now())"
+        ).format(pgsql.Identifier(ledger.table))
+    )
+    conn.commit()
+
+
 def lookup_http(
     probes: DeclaredParts, req: HttpRequest, value_path: str | None, keys: set[str]
 ) -> dict[str, str]:
@@ -181,8 +204,10 @@ def lookup_http(
     time). A 404 is absent; any other answer than the request's status is an error (the ledger
     cannot be verified)."""
 
+    auth = probes.auth_values()
+
     def one(key: str) -> tuple[str, str | None]:
-        r = probes._send(req, {"key": key}, timeout_s=max(probes.config.timeout_s, 5.0))
+        r = probes._send(req, {**auth, "key": key}, timeout_s=max(probes.config.timeout_s, 5.0))
         if r.status_code == 404:
             return key, None
         if r.status_code not in req.status:

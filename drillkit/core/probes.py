@@ -346,8 +346,13 @@ class Probes(DeclaredParts):
         ledger = self.declared.ledger
         if isinstance(ledger, HttpLedger):
             try:
-                r = self._send(ledger.write, {"key": key, "payload": payload})
-            except PROBE_FAILURES:
+                r = self._send(ledger.write, {**self.auth_values(), "key": key, "payload": payload})
+                if r.status_code == 401 and ledger.auth:  # refused, not written: log in again
+                    self._auth = None
+                    r = self._send(
+                        ledger.write, {**self.auth_values(), "key": key, "payload": payload}
+                    )
+            except (*PROBE_FAILURES, KeyError):
                 return
             if r.status_code in ledger.write.status:
                 self._ack(key, payload)

@@ -20,6 +20,7 @@ import psycopg
 
 from drillkit.core.config import Deadline, RunConfig, new_run_id, objectives_for
 from drillkit.core.context import DrillContext
+from drillkit.core.declared import create_canary
 from drillkit.core.environment import environment, pg_errors, signals_held
 from drillkit.core.events import EventBus, Phase
 from drillkit.core.measure import LedgerOutcome, judge, measure
@@ -47,6 +48,7 @@ from drillkit.core.wiring import (
 )
 from drillkit.errors import DrillAborted, DrillError, EnvironmentBroken, StepFailed
 from drillkit.stack import engine, hostfs
+from drillkit.stack.probespec import CanaryLedger
 from drillkit.stack.seed import PROBE_USER, SCALES, WRITER_USER, seed
 from drillkit.stack.spec import StackSpec, load_stack
 from drillkit.stack.stack import Stack, StackOptions
@@ -185,6 +187,9 @@ class Runner:
         overlay `seed` SQL (files or inline statements, run in order) for a compose stack."""
         self._phase("seed")
         stack = self._stack()
+        if isinstance(self.spec.ledger, CanaryLedger):
+            with stack.connect(first_primary(self.spec)) as conn:
+                create_canary(conn, self.spec.ledger)
         if is_compose(self.spec):
             self._emit(Phase.SEEDED, statements=seed_compose(self.spec, stack))
             return
@@ -400,6 +405,7 @@ class Runner:
         m = measure(res.samples, outcome, t_fault, self.k)
         res.measurement = m
         res.lost, res.altered = list(outcome.lost), list(outcome.altered)
+        res.extra["ledger"] = m.loss_summary
         if m.t_recovered is not None:
             res.markers["recovered"] = m.t_recovered
         self._fault_figures(t_fault, m.t_recovered)

@@ -12,6 +12,8 @@ journey:                     # ordered HTTP requests; a step without `service` u
   - {method: GET, path: "/notes/{id}", headers: {Authorization: "Bearer {token}"}, status: 200}
 ledger:
   http:
+    auth: [{service: api, method: POST, path: /login, json: {password: "{secret:api}"},
+            capture: {token: json.token}}]      # optional: run again when a write answers 401
     write: {service: api, method: POST, path: /notes, json: {key: "{key}", text: "{payload}"},
             acked: [200, 201]}
     lookup: {sql: {service: db, query: "SELECT key, text FROM notes WHERE key = ANY(%(keys)s)"}}
@@ -125,6 +127,9 @@ class HttpLedger:
     write: HttpRequest
     sql: SqlLookup | None = None
     http: HttpLookup | None = None
+    auth: tuple[HttpRequest, ...] = ()
+    """Requests run before the first write, and again when a write answers 401, whose captured
+    values (e.g. a bearer token) fill the write's and the HTTP lookup's placeholders."""
 
 
 @dataclass(frozen=True)
@@ -479,16 +484,23 @@ def _probes(
 
 
 def _journey(p: Problems, raw: Any, services: set[str] | frozenset[str]) -> tuple[HttpRequest, ...]:
-    if not typed(p, "journey", raw, list, "a list of HTTP requests"):
-        return ()
-    if len(raw) > 20:
-        p.add("journey", f"at most 20 steps, got {len(raw)}")
-        return ()
+    return _steps(p, raw, services, "journey")[0]
+
+
+def _steps(
+    p: Problems, raw: Any, services: set[str] | frozenset[str], at: str
+) -> tuple[tuple[HttpRequest, ...], set[str]]:
+    """Ordered requests (a journey, a ledger's auth) and the names they capture."""
     known = set(BUILTIN_NAMES)
+    if not typed(p, at, raw, list, "a list of HTTP requests"):
+        return (), known
+    if len(raw) > 20:
+        p.add(at, f"at most 20 steps, got {len(raw)}")
+        return (), known
     out: list[HttpRequest] = []
     previous: str | None = None
     for i, item in enumerate(raw):
-        req = _request(p, f"journey[{i}]", item, services, known, previous, allow_capture=True)
+        req = _request(p, f"{at}[{i}]", item, services, known, previous, allow_capture=True)
         if req is None:
             if isinstance(item, dict) and isinstance(item.get("capture"), dict):
                 known.update(k for k in item["capture"] if isinstance(k, str))
@@ -496,7 +508,7 @@ def _journey(p: Problems, raw: Any, services: set[str] | frozenset[str]) -> tupl
         known.update(req.capture)
         previous = req.service
         out.append(req)
-    return tuple(out)
+    return tuple(out), known
 
 
 def _ledger(p: Problems, raw: Any, services: set[str] | frozenset[str]) -> Ledger | None:
@@ -530,10 +542,9 @@ def _ledger(p: Problems, raw: Any, services: set[str] | frozenset[str]) -> Ledge
     h = raw["http"]
     if not typed(p, "ledger.http", h, dict, "a mapping {write, lookup}"):
         return None
-    check_keys(p, "ledger.http", h, ("write", "lookup"), ("write", "lookup"))
-    write = _request(
-        p, "ledger.http.write", h.get("write"), services, set(BUILTIN_NAMES), status_key="acked"
-    )
+    check_keys(p, "ledger.http", h, ("auth", "write", "lookup"), ("write", "lookup"))
+    auth, known = _steps(p, h.get("auth", []), services, "ledger.http.auth")
+    write = _request(p, "ledger.http.write", h.get("write"), services, known, status_key="acked")
     if write is not None and "{key}" not in str(write.json) + write.path + str(write.headers) + str(
         write.body
     ):
@@ -561,7 +572,7 @@ def _ledger(p: Problems, raw: Any, services: set[str] | frozenset[str]) -> Ledge
                 return None
         if write is None or service is None or not isinstance(query, str):
             return None
-        return HttpLedger(write, sql=SqlLookup(service, query))
+        return HttpLedger(write, sql=SqlLookup(service, query), auth=auth)
     hl = lk["http"]
     if not isinstance(hl, dict):
         typed(p, "ledger.http.lookup.http", hl, dict, "a mapping {path, status, json}")
@@ -569,7 +580,8 @@ def _ledger(p: Problems, raw: Any, services: set[str] | frozenset[str]) -> Ledge
     value = hl.get("json")
     req_raw = {k: v for k, v in hl.items() if k != "json"}
     default = write.service if write is not None else None
-    req = _request(p, "ledger.http.lookup.http", req_raw, services, {"key"}, default)
+    known_lookup = (known - BUILTIN_NAMES) | {"key"}
+    req = _request(p, "ledger.http.lookup.http", req_raw, services, known_lookup, default)
     if value is not None and (not isinstance(value, str) or not all(value.split("."))):
         p.add("ledger.http.lookup.http.json", f"expected a dotted JSON path, got {excerpt(value)}")
         return None
@@ -578,7 +590,7 @@ def _ledger(p: Problems, raw: Any, services: set[str] | frozenset[str]) -> Ledge
         return None
     if write is None or req is None:
         return None
-    return HttpLedger(write, http=HttpLookup(req, value))
+    return HttpLedger(write, http=HttpLookup(req, value), auth=auth)
 
 
 def _logs(p: Problems, raw: Any, services: set[str] | frozenset[str]) -> dict[str, LogPatterns]:

@@ -145,7 +145,9 @@ class Stack:
         """The PostgreSQL services: the primary, and the replica when the stack has one (never
         the app or a service an optional kind adds: proxy, web, payment providers); for a compose
         stack the overlay's database service and its replicas."""
-        return self._db().databases()
+        if self.spec.is_compose:
+            return self._kind("compose").databases()
+        return self._kind("database").services()
 
     def _db(self) -> Any:
         """The kind that serves the database API: 'database', or 'compose' for a compose stack."""
@@ -477,7 +479,10 @@ class Stack:
         source = self.container(volumes_from).id if volumes_from else None
         c = self.client.containers.create(
             image,
-            command=["timeout", "-s", "KILL", f"{timeout_s:g}", *command],
+            # the image's entrypoint is replaced (`docker run --entrypoint`): the command runs as
+            # given, not as arguments of the service's start-up script
+            entrypoint=["timeout", "-s", "KILL", f"{timeout_s:g}"],
+            command=command,
             name=self.name(name),
             labels=self.labels(name),
             environment=env or {},

@@ -251,3 +251,28 @@ def test_file_secret_and_password_file_default(tmp_path: Path) -> None:
     assert spec.db.user == Cred("literal", "postgres") and spec.db.dbname == spec.db.user
     svc = spec.compose.services["db"]  # type: ignore[union-attr]
     assert svc.secrets[0].target == "/run/secrets/pw"
+
+
+def _stack(spec: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A Stack over `spec` whose engine client is never reached (kinds and names only)."""
+    import drillkit.stack.services  # noqa: F401  (registers the kinds)
+    from drillkit.stack import stack as stack_module
+
+    monkeypatch.setattr(stack_module.engine, "client", lambda: object())
+    return stack_module.Stack(spec, "unit0", tmp_path / "run")
+
+
+def test_a_compose_stack_runs_the_compose_kind_and_the_reference_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = {"image": "api", "ports": ["8000"]}
+    spec = load_stack(project(tmp_path, {"db": DB, "api": api}, {"apps": {"api": {"health": "/"}}}))
+    compose = _stack(spec, tmp_path, monkeypatch)
+    assert list(compose.kinds) == ["compose"]
+    assert compose.services == ("api", "db") and compose.databases == ("db",)
+    assert compose.kinds["compose"].published("db") == [5432]
+    assert compose.kinds["compose"].published("api") == [8000]
+    reference = _stack(load_stack(), tmp_path, monkeypatch)
+    assert list(reference.kinds) == ["database", "app"]
+    assert reference.services == ("primary", "replica", "app")
+    assert reference.databases == ("primary", "replica")

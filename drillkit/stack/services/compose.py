@@ -26,6 +26,7 @@ from drillkit.errors import EnvironmentBroken
 from drillkit.stack import images
 from drillkit.stack.compose import ComposeFile, Service, start_order
 from drillkit.stack.kinds import ServiceKind, service_kind
+from drillkit.stack.probespec import TcpProbe
 from drillkit.stack.spec import Cred, DbOverlay
 from drillkit.wait import wait_for
 
@@ -77,7 +78,7 @@ class Compose(ServiceKind):
         for name, path in self.compose.secrets.items():
             copy = self.secret_dir / name
             shutil.copyfile(path, copy)
-            copy.chmod(0o444)
+            copy.chmod(0o644)  # the run dir is 0700; rotation rewrites it in place
             self.stack.secrets._issued.append(copy.read_text().rstrip("\r\n"))  # redacted
         for name, svc in self.compose.services.items():
             for m in svc.volumes:
@@ -124,7 +125,8 @@ class Compose(ServiceKind):
         return svc.image
 
     def published(self, name: str) -> list[int]:
-        """Container ports published on 127.0.0.1: the file's, the database's, the app's."""
+        """Container ports published on 127.0.0.1: the file's, the database's, the app's, and
+        those of declared TCP probes."""
         svc = self.compose.services[name]
         ports = [p.container for p in svc.ports]
         db, app = self.stack.spec.db, self.stack.spec.apps.get(name)
@@ -132,6 +134,9 @@ class Compose(ServiceKind):
             ports.append(db.port)
         if app is not None:
             ports.append(app.port)
+        for probe in self.stack.spec.probes:  # a declared TCP probe reaches its port from here
+            if isinstance(probe, TcpProbe) and probe.service == name:
+                ports.append(probe.port)
         return sorted(set(ports))
 
     def mounts(self, name: str) -> dict[str, dict[str, str]]:
@@ -332,9 +337,15 @@ class Compose(ServiceKind):
     ) -> None:
         s = self.stack
 
+        self.credentials()
+
         def ready() -> bool:
             s.require_running(service)
-            with self.connect(service, timeout_s=1) as conn:
+            try:
+                conn = self.connect(service, timeout_s=1)
+            except EnvironmentBroken:  # no published port while it restarts: not yet
+                return False
+            with conn:
                 row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
             return writable is None or (row is not None and row[0] == (not writable))
 

@@ -2,6 +2,8 @@
 # The official image's contract, minimally: POSTGRES_USER (default postgres), POSTGRES_PASSWORD or
 # POSTGRES_PASSWORD_FILE, POSTGRES_DB (default: the user), PGDATA.
 set -eu
+# like the official image: a command other than postgres (or its options) runs as given
+if [ $# -gt 0 ] && [ "${1#-}" = "$1" ] && [ "$1" != postgres ]; then exec "$@"; fi
 : "${POSTGRES_USER:=postgres}"
 if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then POSTGRES_PASSWORD="$(cat "$POSTGRES_PASSWORD_FILE")"; fi
 : "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE is required}"
@@ -22,5 +24,6 @@ CREATE DATABASE "$POSTGRES_DB" OWNER "$POSTGRES_USER";
 SQL
     fi
 fi
+[ "${1:-}" = postgres ] && shift
 exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$PGDATA" \
-    -c listen_addresses='*'
+    -c listen_addresses='*' "$@"
