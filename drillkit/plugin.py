@@ -88,7 +88,10 @@ SECRETS = pytest.StashKey[list[str]]()
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "drill_scenario" not in metafunc.fixturenames:
         return
-    services = load_stack(options.stack_path(metafunc.config)).services
+    spec = load_stack(options.stack_path(metafunc.config))
+    services = spec.services
+    if not spec.is_compose and "replica" not in services:
+        services = ("primary", "replica", "app")
     params = []
     problems: list[str] = []
     foreign = foreign_markers(metafunc.config)
@@ -97,7 +100,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         try:
             sc = load_scenario(
                 path,
-                services=("primary", "replica", "app") if "replica" not in services else services,
+                services=services,
                 allow_host_exec=allow_host_exec,
             )
         except ValidationError as exc:

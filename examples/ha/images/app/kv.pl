@@ -28,6 +28,7 @@ my $json = JSON::PP->new->canonical;
 my $dbh;
 my $reload = 0;
 $SIG{HUP} = sub { $reload = 1 };
+$SIG{PIPE} = 'IGNORE';    # a client that hung up early must not kill the service
 $SIG{TERM} = sub { logf('info', 'stopping'); exit 0 };
 
 sub ts { my $t = time; strftime('%Y-%m-%dT%H:%M:%S', gmtime $t) . sprintf('.%03dZ', ($t - int $t) * 1000) }
@@ -124,7 +125,7 @@ while (1) {
         logf($level, 'request', method => $req->method, path => $req->uri->path,
             status => $res->code, ms => sprintf('%.1f', (time - $t0) * 1000));
         $res->header(Connection => "close");
-        $c->send_response($res);
+        eval { $c->send_response($res) };
         last;    # one request per connection: a slow client never holds the others back
     }
     $c->close;
