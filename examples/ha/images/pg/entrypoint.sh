@@ -60,7 +60,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ] && [ "$NODE_NAME" = "$PRIMARY" ]; then
     initdb -D "$PGDATA" -U postgres -k -E UTF8 --locale=C.UTF-8 --auth-local=peer \
         --auth-host=scram-sha-256 --pwfile=<(printf '%s\n' "$POSTGRES_PASSWORD") >/dev/null
     cat /opt/ha/conf/postgresql.conf >> "$PGDATA/postgresql.conf"
-    cp /opt/ha/conf/pg_hba.conf "$PGDATA/pg_hba.conf"
+    cp /opt/ha/conf/pg_hba.conf /opt/ha/conf/pg_ident.conf "$PGDATA/"
     pg_ctl -w -D "$PGDATA" start >/dev/null
     app_password=$(cat "${APP_PASSWORD_FILE:-/run/secrets/db_password}")
     psql -X -q -v ON_ERROR_STOP=1 -U postgres -d postgres \
