@@ -9,16 +9,12 @@ import shlex
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field
-from typing import Any
-
-import docker.errors
-import requests
+from dataclasses import dataclass
 
 from drillkit.catalog._common import bounded, redact
 from drillkit.core.context import DrillContext
 from drillkit.core.registry import FAULTS, RECOVERY, Duration, Service
-from drillkit.errors import StepFailed
+from drillkit.errors import EnvironmentBroken, StepFailed
 from drillkit.stack.stack import ExecResult
 
 
@@ -238,14 +234,6 @@ def oneoff_env(ctx: DrillContext, env: list[str], source: str | None) -> dict[st
     return out
 
 
-@dataclass
-class OneOffs:
-    """How many one-off containers the run made (their names: dk-<run>-oneoff-<n>)."""
-
-    count: int = 0
-    names: list[str] = field(default_factory=list)
-
-
 def run_oneoff(
     ctx: DrillContext,
     image: str,
@@ -256,54 +244,17 @@ def run_oneoff(
     user: str | None,
     timeout_s: float,
 ) -> ExecResult:
-    """stack.run_oneoff when the stack has it (issue 14 Stack API); otherwise the same here: a
-    labelled container on the run's internal network, removed after. `image` is a service's
-    name (its image) or a local image; nothing is ever pulled."""
-    stack: Any = ctx.stack
-    if callable(getattr(stack, "run_oneoff", None)):
-        return stack.run_oneoff(  # type: ignore[no-any-return]
+    """stack.run_oneoff (a labelled container on the run's internal network, the command run as
+    given, removed after), with an image that is neither a service nor local as the step's
+    failure: drillkit pulls nothing."""
+    try:
+        return ctx.stack.run_oneoff(
             image, command, volumes_from=volumes_from, env=env, user=user, timeout_s=timeout_s
         )
-    if image in stack.services:
-        ref = stack.container(image).image.id
-    else:
-        try:
-            ref = stack.client.images.get(image).id
-        except docker.errors.ImageNotFound:
-            raise StepFailed(
-                "run-container", f"no service or local image {image!r} (drillkit pulls nothing)"
-            ) from None
-    if not getattr(stack.spec, "is_compose", False) and image in stack.databases:
-        env = {**env, "DRILLKIT_ROLE": "tool"}  # drillkit's image: run the command, no server
-    part = ctx.part(OneOffs)
-    part.count += 1
-    name = stack.name(f"oneoff-{part.count}")
-    part.names.append(name)
-    c = stack.client.containers.create(
-        ref,
-        command=["timeout", "-s", "KILL", f"{timeout_s:g}", *command],
-        name=name,
-        labels=stack.labels("oneoff"),
-        environment=env,
-        volumes_from=[stack.container(volumes_from).id] if volumes_from else None,
-        network=stack.net.name,
-        user=user or None,
-        init=True,
-        detach=True,
-    )
-    try:
-        c.start()
-        try:
-            code = int(c.wait(timeout=timeout_s + 10)["StatusCode"])
-        except requests.exceptions.ConnectionError:  # the wait itself timed out
-            with contextlib.suppress(docker.errors.APIError):
-                c.kill()
-            code = 137
-        out = c.logs().decode("utf-8", "replace")
-    finally:
-        with contextlib.suppress(docker.errors.APIError):
-            c.remove(force=True)
-    return ExecResult(code, out)
+    except EnvironmentBroken as exc:
+        if "neither a service" in str(exc):
+            raise StepFailed("run-container", str(exc)) from None
+        raise
 
 
 @RECOVERY("run-container")

@@ -113,11 +113,26 @@ def _delivered(ctx: DrillContext, app: str, cred: Any) -> str:
         if cred.target not in env:
             raise StepFailed("leak-db-password", f"{app} has no variable {cred.target}")
         return env[cred.target]
+    if cred.kind == "secret":
+        copy = secret_copy(ctx, app, cred.target)
+        if copy is not None:
+            return copy[0].read_text(encoding="utf-8").rstrip("\r\n")
     path = secret_path(cred.target) if cred.kind == "secret" else cred.target
     res = ctx.stack.exec(app, ["cat", path], user="root", timeout_s=10)
     if res.exit_code != 0:
         raise StepFailed("leak-db-password", f"cannot read {path} in {app}: {res.output[:200]}")
     return res.output.strip()
+
+
+def secret_copy(ctx: DrillContext, app: str, name: str) -> tuple[Path, str] | None:
+    """(host file, path in the app) of drillkit's run copy of a compose secret the app mounts: a
+    bind mount from the run's directory of a file named as the secret."""
+    run_dir = Path(ctx.stack.run_dir).resolve()
+    for m in ctx.stack.container(app).attrs.get("Mounts") or []:
+        src = Path(str(m.get("Source") or "")).resolve()
+        if m.get("Type") == "bind" and src.name == name and src.is_relative_to(run_dir):
+            return src, str(m.get("Destination"))
+    return None
 
 
 def secret_path(name: str) -> str:
@@ -245,10 +260,10 @@ def deliver(ctx: DrillContext, app: str, cred: Any, new: str) -> str:
         write_in_service(ctx, app, cred.target, new)
         how = f"{cred.target} rewritten in {app}, " + reload_service(ctx, app, cred.reload)
     elif cred.kind == "secret":
-        path = secret_path(cred.target)
+        copy = secret_copy(ctx, app, cred.target)
+        path = copy[1] if copy is not None else secret_path(cred.target)
         write_in_service(ctx, app, path, new)
-        ctx.stack.container(app).restart(timeout=10)
-        how = f"secret {cred.target} rewritten, {app} restarted"
+        how = f"secret {cred.target} rewritten, {app} " + reload_service(ctx, app, cred.reload)
     else:
         raise StepFailed("rotate-db-password", f"{app}: unknown delivery {cred.kind!r}")
     wait_app_service(ctx, app, 60)

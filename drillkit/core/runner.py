@@ -139,11 +139,8 @@ class Runner:
             self.observe(deadline)
             self.verify()
         except DrillAborted as exc:
-            self.result.status, self.result.category, self.result.error = (
-                "aborted",
-                "aborted",
-                str(exc),
-            )
+            self.result.status = self.result.category = "aborted"
+            self.result.error = str(exc)
         except (EnvironmentBroken, docker.errors.DockerException, psycopg.OperationalError) as exc:
             self.result.status, self.result.category = "error", "environment"
             self.result.error = f"{type(exc).__name__}: {exc}"
@@ -285,13 +282,11 @@ class Runner:
         return ctx
 
     def prepare(self, deadline: Deadline) -> None:
-        """The scenario's `prepare:` steps (after the steady state, before the fault), recorded
-        as steps of kind "prepare"; the first that fails stops the drill (environment error)."""
-        ctx, steps = self._context(), self.scenario.prepare
+        """`prepare:` steps before the fault (kind "prepare"); one failing breaks the drill."""
+        steps = self.scenario.prepare
         for i, step in enumerate(steps):
-            deadline.check(f"prepare step {i + 1} ({step.name})")
             try:
-                self._run_step(ctx, step, "prepare", RECOVERY, i, len(steps), deadline)
+                self._run_step(self._context(), step, "prepare", RECOVERY, i, len(steps), deadline)
             except StepFailed as exc:
                 raise EnvironmentBroken(f"prepare {exc}") from exc
 
