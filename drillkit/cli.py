@@ -55,8 +55,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     ]
     for path in paths:
         try:
-            services = spec.services if spec is not None and spec.is_compose else None
-            scenario = load_scenario(path, services) if services else load_scenario(path)
+            scenario = load_scenario(path, spec.services) if spec else load_scenario(path)
             if spec is not None:  # what the scenario needs from the stack (core/needs.py)
                 check_needs(scenario, spec, path)
         except ValidationError as exc:

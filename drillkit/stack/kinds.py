@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from drillkit.stack.stack import Stack
 
 BASE_KINDS = ("database", "app")
-"""The kinds of every stack (the stack file's `database` and `app` sections); the others are
-optional, present when `StackOptions.optional` names them."""
+"""The kinds of every reference-style stack (the stack file's `database` and `app` sections); the
+others are optional, present when `StackOptions.optional` names them."""
 COMPOSE_KINDS = ("compose",)
 """A compose stack's base kind instead (stack/services/compose.py): every compose service."""
 

@@ -7,7 +7,8 @@ named `dk-<run>-<service>`. The harness reaches a service only through a port pu
 
 Which containers run, and how each is configured, started and proven ready, is the business of
 the service kinds (drillkit/stack/kinds.py; one module each under drillkit/stack/services/):
-every stack has the database and app kinds, and StackOptions.optional names the others. The
+a reference-style stack has the database and app kinds, a compose stack (a stack file naming a
+compose file) the compose kind instead, and StackOptions.optional names the others. The
 methods below that belong to a kind (wait_pg, set_maintenance, web_url, ...) delegate to it.
 """
 

@@ -17,7 +17,7 @@ from drillkit import catalog
 from drillkit.core.config import RunConfig
 from drillkit.core.results import DrillResult
 from drillkit.core.runner import Runner
-from drillkit.core.scenario import load_scenario
+from drillkit.core.scenario import load_scenario, parse_scenario_text
 from drillkit.stack.spec import StackSpec, load_stack, parse_stack
 from drillkit.validate import load_yaml
 
@@ -73,3 +73,37 @@ def test_a_declared_ledger_catches_the_writes_a_restore_to_the_backup_loses(
     assert m.lost_oldest_s > 0  # writes acknowledged before the fault are gone
     assert result.extra["ledger"].startswith(f"lost {m.lost} writes of {m.acked}, acknowledged")
     assert any("acknowledged between" in b and "before" in b for b in result.breaches)
+
+
+COMPOSE = Path(__file__).parent / "compose_declared.yaml"
+COMPOSE_DRILL = """
+id: compose-db-kill
+title: The compose stack's database container is killed; the runbook starts it again
+source: {runbook: "000", section: "Procedure 1: Complete System Outage (database failure)"}
+severity: P1
+failure_class: process-crash
+tags: [compose]
+objectives: {rto: 30s, rpo: 0s, detection: 5s}
+fault: {name: kill the database container, action: kill-container, with: {service: db}}
+recovery:
+  - {name: start the database, action: restart-service, with: {service: db}, timeout: 60s}
+checklist: [all-systems-responding, critical-journeys, recovered-within-rto, no-error-spike]
+"""
+
+
+def test_a_compose_stack_is_drilled_by_its_declared_probes_and_canary_ledger(
+    drill_run_config: RunConfig,
+) -> None:
+    catalog.load()
+    spec = load_stack(COMPOSE)
+    scenario = parse_scenario_text(COMPOSE_DRILL, "compose-db-kill.yaml", services=spec.services)
+    runner = Runner(scenario, drill_run_config, spec=spec)
+    result = runner.run()
+    assert result.status == "passed", (result.error, result.breaches)
+    assert {s.probe for s in result.samples} == {"web", "notes", "db-port", "journey"}
+    m = result.measurement
+    assert m is not None and m.acked > 20 and m.lost == 0
+    assert m.failed_samples > 0 and m.rto_s is not None and m.rto_s > 0
+    spike = next(c for c in result.checks if c.id == "no-error-spike")
+    assert spike.ok and "web" in spike.detail and "db" in spike.detail
+    assert "baseline_backup_s" not in result.extra  # no pgBackRest on this stack

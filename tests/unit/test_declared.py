@@ -39,6 +39,9 @@ from drillkit.validate import Problems
 from drillkit.wait import wait_for
 
 SERVICES = {"api", "db", "cache"}
+COMPOSE_STACK = (
+    REFERENCE_STACK.parents[1] / "tests" / "integration" / "compose_stack" / "stack.yaml"
+)
 FULL = r"""
 probes:
   - {name: api, http: {service: api, method: GET, path: /status, status: 200, body_contains: OK,
@@ -453,3 +456,37 @@ def test_the_reference_stack_provides_what_its_drills_need_and_options_add_parts
 def test_canary_ledger_parses_with_defaults() -> None:
     d = parse("ledger: {canary: {service: db}}")
     assert d.ledger == CanaryLedger("db", "drillkit_canary", 20.0)
+
+
+def test_a_compose_stack_refuses_a_pgbackrest_restore_before_anything_starts(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real compose stack file of the integration tests (parsed only: no container)."""
+    catalog.load()
+    spec = load_stack(COMPOSE_STACK)
+    assert spec.is_compose and "pgbackrest" not in spec.provides
+    text = (
+        SCENARIO.replace("with: {service: primary}", "with: {service: db}")
+        .replace(
+            "  - {name: promote, action: promote-replica, with: {service: replica}, timeout: 30s}\n",
+            "",
+        )
+        .replace("checklist: [", "checklist: [database-healthy, ")
+    )
+    scenario = parse_scenario_text(text, "t.yaml", services=spec.services)
+    with pytest.raises(ValidationError) as exc:
+        check_needs(scenario, spec)
+    expected = (
+        "t.yaml: recovery[0]: recovery 'restore last night' (restore-backup) needs pgbackrest, "
+        "which stack 'tiny' lacks (the stack's database image has no pgBackRest (declare provides:"
+        " [pgbackrest]))"
+    )
+    assert exc.value.problems[0] == expected
+    drill = tmp_path / "t.yaml"
+    drill.write_text(text)
+    from drillkit.cli import main
+
+    assert main(["validate", "--stack", str(COMPOSE_STACK), str(drill)]) == 1
+    err = capsys.readouterr().err
+    assert expected.replace("t.yaml", str(drill)) in err
+    assert "unknown service" not in err and "1 scenario files, 3 problems" in err
