@@ -104,7 +104,14 @@ done
 touch "$READY"
 log "$NODE_NAME is up"
 python3 /opt/ha/health.py &
-repmgrd -f "$CONF" --daemonize=false &
+# repmgrd gives up when its first connection fails (a busy host): keep it running
+(
+    while :; do
+        repmgrd -f "$CONF" --daemonize=false
+        log "repmgrd exited ($?); starting it again in 1 s"
+        sleep 1
+    done
+) &
 set +e
 wait "$pg"
 rc=$?
