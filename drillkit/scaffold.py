@@ -240,7 +240,24 @@ def compose_overlay(compose: ComposeFile, compose_ref: str, name: str) -> dict[s
         if delivery is not None:
             app["credentials"] = {"role": role, **delivery}
         apps[svc.name] = app
-    return {"name": name, "compose": compose_ref, "database": database, "apps": apps}
+    return {
+        "name": name,
+        "compose": compose_ref,
+        "database": database,
+        "apps": apps,
+        # drillkit's own canary writes measure what a recovery lost, with no app cooperation
+        "ledger": {"canary": {"service": db.name}},
+        **({"journey": [journey]} if (journey := _journey(apps)) else {}),
+    }
+
+
+def _journey(apps: dict[str, object]) -> dict[str, object] | None:
+    """The guessed journey: the first app's health request (the team replaces it by its real
+    critical journey: login, a write, a read back)."""
+    for name, app in apps.items():
+        if isinstance(app, dict) and isinstance(app.get("health"), dict):
+            return {"service": name, "method": "GET", "path": app["health"]["path"], "status": 200}
+    return None
 
 
 def _delivery(
@@ -260,6 +277,18 @@ def _delivery(
     return None
 
 
+COMPOSE_CHECKLIST = (
+    "all-systems-responding",
+    "critical-journeys",
+    "database-healthy",
+    "detected-within-objective",
+    "recovered-within-rto",
+)
+"""The checks that hold on a scaffolded compose stack (its guessed journey included): the default
+checklist's others need the reference app, or are judged from what only the team can declare
+(performance-baseline from a real journey, no-error-spike from its log patterns)."""
+COMPOSE_CHECKLIST_NO_APP = tuple(c for c in COMPOSE_CHECKLIST if c != "critical-journeys")
+
 FAILURE_CLASS = {
     "db-kill-restart": "database-failure",
     "disk-full": "disk-full",
@@ -269,6 +298,7 @@ FAILURE_CLASS = {
 
 
 def _scenario(
+    checklist: tuple[str, ...],
     sid: str,
     title: str,
     severity: str,
@@ -286,6 +316,7 @@ def _scenario(
         "objectives": objectives,
         "fault": fault,
         "recovery": recovery,
+        "checklist": list(checklist),
     }
     head = "# Scaffolded by `drillkit init --compose` for this stack; adjust the runbook steps.\n"
     return head + yaml.safe_dump(doc, sort_keys=False, width=100)
@@ -299,6 +330,7 @@ def compose_scenarios(overlay: dict[str, object], project: Path) -> dict[str, st
     apps = overlay["apps"]
     assert isinstance(apps, dict)
     first_app = next(iter(apps), None)
+    checks = COMPOSE_CHECKLIST if first_app else COMPOSE_CHECKLIST_NO_APP
     healthy = (
         [{"name": "Verify the app", "action": "wait-app-healthy", "timeout": "60s"}]
         if first_app
@@ -306,6 +338,7 @@ def compose_scenarios(overlay: dict[str, object], project: Path) -> dict[str, st
     )
     out = {
         "db-kill-restart": _scenario(
+            checks,
             "db-kill-restart",
             f"{db}'s postmaster killed; the runbook restarts it",
             "P0",
@@ -326,6 +359,7 @@ def compose_scenarios(overlay: dict[str, object], project: Path) -> dict[str, st
             {"rto": "60s", "rpo": "0s", "detection": "5s"},
         ),
         "disk-full": _scenario(
+            checks,
             "disk-full",
             f"{db}'s data filesystem full",
             "P1",
@@ -348,6 +382,7 @@ def compose_scenarios(overlay: dict[str, object], project: Path) -> dict[str, st
     }
     if first_app:
         out["partition-app-db"] = _scenario(
+            checks,
             "partition-app-db",
             f"Network partition between {first_app} and {db}",
             "P1",
@@ -373,6 +408,7 @@ def compose_scenarios(overlay: dict[str, object], project: Path) -> dict[str, st
     if cred_app is not None:
         role = apps[cred_app]["credentials"]["role"]
         out["credential-leak"] = _scenario(
+            checks,
             "credential-leak",
             f"The database password of {role} leaks",
             "P0",
@@ -431,8 +467,10 @@ def _compose_plan(project: Path, name: str, compose: Path) -> list[Planned]:
         "# The stack `pytest` drills (drill_stack in pytest.ini), scaffolded by `drillkit init\n"
         "# --compose` from the compose file below. Guessed: the database service and where its\n"
         "# superuser credentials come from, the apps (services publishing a port) and their health\n"
-        "# check (GET / answering 200), how each app receives its database password. Check them,\n"
-        "# then add probes/journey/ledger (see README, 'Drill your own stack').\n"
+        "# check (GET / answering 200), how each app receives its database password, and the\n"
+        "# journey (only the first app's health request: replace it by your critical journey,\n"
+        "# e.g. login, a write, reading it back). Check them, then add probes and log patterns\n"
+        "# (see README, 'Drill your own stack').\n"
         + yaml.safe_dump(overlay, sort_keys=False, width=100)
     )
     files = [Planned(stacks / f"{name}.yaml", text)]
@@ -467,7 +505,9 @@ def init_project(
     notes = []
     if compose is not None:
         notes.append(
-            "check the guessed overlay in the stack file (database, apps, health paths); "
+            "check the guessed overlay in the stack file (database, apps, health paths); add "
+            "a journey and log patterns to the stack file, then performance-baseline, "
+            "critical-journeys and no-error-spike to the scenarios' checklists; "
             "corruption is not scaffolded: write its recovery with your restore script "
             "(run-script or run-container)"
         )

@@ -7,6 +7,7 @@ A check returns a detail string when it holds and raises CheckFailed when it doe
 from __future__ import annotations
 
 import re
+import shlex
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,38 +28,30 @@ from drillkit.stack.services.payments import PROVIDERS, STATUS_PATH
 def all_systems_responding(ctx: DrillContext) -> str:
     """Every service of the stack answers: the app's health, and each database accepts a query."""
     out = []
-    reference = not getattr(ctx.stack.spec, "is_compose", False)  # its kinds own these names
     for service in ctx.stack.services:
-        if service == "proxy" and reference:
+        if ctx.stack.spec.is_compose:  # compose names: a "web" or "proxy" is the team's own
+            out.append(compose_service_responding(ctx, service))
+        elif service == "proxy":
             ctx.stack.toxiproxy().proxies()
             out.append("proxy API ok")
-        elif service == "app" and reference:
+        elif service == "app":
             r = ctx.stack.app_health(5)
             # responding: the declared status (the availability probe judges the body)
             if r.status_code != ctx.stack.spec.app.health.status:
                 raise CheckFailed(f"app health answered {r.status_code}: {r.text[:200]}")
             out.append(f"app {r.status_code}")
-        elif service == "web" and reference:
+        elif service == "web":
             r = ctx.stack.web_health(5)
             if r.status_code != 200:
                 raise CheckFailed(f"web front answered {r.status_code}: {r.text[:200]}")
             out.append("web 200")
-        elif service in PROVIDERS and reference:
+        elif service in PROVIDERS:
             r = requests.get(ctx.stack.provider_url(service) + STATUS_PATH, timeout=5)
             if r.status_code != 200:
                 raise CheckFailed(f"{service} status page answered {r.status_code}")
             out.append(f"{service} {r.json()['status']['indicator']}")
         elif service == ctx.part(Fencing).service:
             out.append(f"{service} fenced (not expected to serve)")
-        elif service in (getattr(ctx.stack.spec, "apps", None) or {}):  # a compose stack's app
-            health = ctx.stack.spec.apps[service].health
-            r = requests.get(ctx.stack.url(service) + health.path, timeout=5)
-            if r.status_code != health.status:
-                raise CheckFailed(f"{service} health answered {r.status_code}: {r.text[:200]}")
-            out.append(f"{service} {r.status_code}")
-        elif service not in ctx.stack.databases:  # a compose service drillkit cannot query
-            ctx.stack.require_running(service)
-            out.append(f"{service} running")
         else:
             try:
                 ctx.stack.sql(service, "SELECT 1")
@@ -66,6 +59,31 @@ def all_systems_responding(ctx: DrillContext) -> str:
                 raise CheckFailed(f"{service} does not answer: {exc}") from exc
             out.append(f"{service} ok")
     return ", ".join(out)
+
+
+def compose_service_responding(ctx: DrillContext, service: str) -> str:
+    """A compose stack's service: an app answers its declared health status, a database a
+    query, any other service runs."""
+    apps = ctx.stack.spec.apps
+    if service in apps:
+        health = apps[service].health
+        r = requests.get(ctx.stack.url(service) + health.path, timeout=5)
+        if r.status_code != health.status:
+            raise CheckFailed(f"{service} health answered {r.status_code}: {r.text[:200]}")
+        return f"{service} {r.status_code}"
+    if service == ctx.part(Fencing).service:
+        return f"{service} fenced (not expected to serve)"
+    if service in ctx.stack.databases:
+        try:
+            ctx.stack.sql(service, "SELECT 1")
+        except psycopg.Error as exc:
+            raise CheckFailed(f"{service} does not answer: {exc}") from exc
+        return f"{service} ok"
+    try:
+        ctx.stack.require_running(service)
+    except EnvironmentBroken as exc:
+        raise CheckFailed(str(exc)[:300]) from exc
+    return f"{service} running"
 
 
 @CHECKS("key-functionality", title="Key functionality working", needs=("reference-app",))
@@ -330,13 +348,26 @@ def database_healthy(ctx: DrillContext) -> str:
             raise CheckFailed(f"{replica} is not streaming from {primary}: {exc}") from exc
         wait_replica_caught_up(ctx, Service(replica), timeout=30.0)
         parts.append(f"{replica} streaming and caught up")
-    res = ctx.stack.exec(
-        primary, "pg_amcheck -h /run/postgresql -d app --heapallindexed 2>&1", timeout_s=120
-    )
+    res = ctx.stack.exec(primary, amcheck_command(ctx), timeout_s=120)
+    if res.exit_code == 127:
+        raise CheckFailed(f"pg_amcheck is not installed in {primary} (the check needs it)")
     if res.exit_code != 0:
         raise CheckFailed(f"pg_amcheck exit {res.exit_code}: {res.output.strip()[:400]}")
     parts.append("pg_amcheck clean")
     return ", ".join(parts)
+
+
+def amcheck_command(ctx: DrillContext) -> str:
+    """pg_amcheck on the app database: the reference stack's over its socket; a compose stack's
+    as the overlay's superuser over TCP inside the container (amcheck installed if missing)."""
+    if not ctx.stack.spec.is_compose:
+        return "pg_amcheck -h /run/postgresql -d app --heapallindexed 2>&1"
+    user, password, dbname = ctx.stack.db_credentials()
+    port = ctx.stack.spec.db.port if ctx.stack.spec.db is not None else 5432
+    return (
+        f"PGPASSWORD={shlex.quote(password)} pg_amcheck -h 127.0.0.1 -p {int(port)} "
+        f"-U {shlex.quote(user)} -d {shlex.quote(dbname)} --install-missing --heapallindexed 2>&1"
+    )
 
 
 @CHECKS("authentication", title="User authentication working", needs=("reference-app",))

@@ -187,7 +187,7 @@ class PaymentProbe:
 @PROBES("payment")
 def payment_probes(stack: Stack, timeout_s: float) -> dict[str, Callable[[], object]]:
     """The "payment" probe for a stack with payment providers (none otherwise)."""
-    if PROVIDERS[0] not in stack.services:
+    if stack.spec.is_compose or PROVIDERS[0] not in stack.services:
         return {}
     return {"payment": PaymentProbe(stack, timeout_s)}
 

@@ -57,7 +57,8 @@ def environment(stack: Stack, project: Path) -> dict[str, str]:
         v = engine.client().version()
         env["docker_version"] = str(v.get("Version"))
         env["docker_api"] = str(v.get("ApiVersion"))
-        env["postgres_version"] = str(stack.sql(stack.databases[0], "SHOW server_version")[0][0])
+        primary = stack.databases[0]  # "primary", or a compose stack's overlay database
+        env["postgres_version"] = str(stack.sql(primary, "SHOW server_version")[0][0])
     except (docker.errors.DockerException, psycopg.Error) as exc:
         env["error"] = str(exc)[:200]
     for name, tag in stack.image_tags.items():

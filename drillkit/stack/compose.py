@@ -1,10 +1,11 @@
 """A Compose Specification file, parsed into the subset drillkit brings up itself (no compose binary).
 
 Supported: services.<name>.{image, build, environment, env_file, volumes, ports, depends_on,
-healthcheck, command, entrypoint, networks, secrets, user, working_dir, restart, labels,
-container_name (ignored: drillkit names every container dk-<run>-<service>), expose, hostname
-(ignored: the service name is the host name)}, top-level name, version (ignored), volumes,
-networks, secrets (file secrets). Every other key is refused as `compose.yaml:path: reason`
+healthcheck, command, entrypoint, networks, secrets, user, working_dir, restart (mapped to the
+engine's restart policy), labels, stop_signal}; accepted and ignored: container_name (drillkit names
+every container dk-<run>-<service>), hostname (the service name is the host name), expose, init
+(always on), tty, stdin_open, stop_grace_period. Top level: name, version (ignored), volumes,
+networks (every service joins the run's one internal network instead), secrets (file secrets). Every other key is refused as `compose.yaml:path: reason`
 before anything starts: drillkit's safety rules (run-labelled internal network, fresh labelled
 volumes, ports on 127.0.0.1 only, no host access) leave no room for privileged containers, host
 networking, devices, or bind mounts outside the project.
@@ -93,7 +94,7 @@ RESTART = re.compile(r"no|always|unless-stopped|on-failure(:[0-9]{1,3})?")
 class Build:
     context: Path
     dockerfile: str = "Dockerfile"
-    args: dict[str, str] = field(default_factory=dict)
+    args: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)

@@ -75,19 +75,20 @@ def test_a_declared_ledger_catches_the_writes_a_restore_to_the_backup_loses(
     assert any("acknowledged between" in b and "before" in b for b in result.breaches)
 
 
-COMPOSE = Path(__file__).parent / "compose_declared.yaml"
+COMPOSE = Path(__file__).parent / "compose_stack" / "declared.yaml"
 COMPOSE_DRILL = """
 id: compose-db-kill
 title: The compose stack's database container is killed; the runbook starts it again
 source: {runbook: "000", section: "Procedure 1: Complete System Outage (database failure)"}
 severity: P1
-failure_class: process-crash
+failure_class: database-failure
 tags: [compose]
 objectives: {rto: 30s, rpo: 0s, detection: 5s}
 fault: {name: kill the database container, action: kill-container, with: {service: db}}
 recovery:
   - {name: start the database, action: restart-service, with: {service: db}, timeout: 60s}
-checklist: [all-systems-responding, critical-journeys, recovered-within-rto, no-error-spike]
+checklist: [all-systems-responding, critical-journeys, recovered-within-rto, no-error-spike,
+            database-healthy]
 """
 
 
@@ -107,3 +108,5 @@ def test_a_compose_stack_is_drilled_by_its_declared_probes_and_canary_ledger(
     spike = next(c for c in result.checks if c.id == "no-error-spike")
     assert spike.ok and "web" in spike.detail and "db" in spike.detail
     assert "baseline_backup_s" not in result.extra  # no pgBackRest on this stack
+    healthy = next(c for c in result.checks if c.id == "database-healthy")
+    assert healthy.ok and "pg_amcheck clean" in healthy.detail

@@ -5,6 +5,7 @@ log matching; and a scenario needing what the stack lacks is refused before anyt
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Iterator
@@ -490,3 +491,40 @@ def test_a_compose_stack_refuses_a_pgbackrest_restore_before_anything_starts(
     err = capsys.readouterr().err
     assert expected.replace("t.yaml", str(drill)) in err
     assert "unknown service" not in err and "1 scenario files, 3 problems" in err
+
+
+class LogCtx:
+    """What no-error-spike reads of a drill: its markers, the stack's spec and services, logs."""
+
+    def __init__(self, spec: Any, logs: dict[str, str], services: tuple[str, ...]) -> None:
+        self.result = SimpleNamespace(markers={"recovered": 10.0}, wall=lambda t: 1764583200.0)
+        self.stack = SimpleNamespace(spec=spec, services=services, databases=("db",))
+        self._logs = logs
+
+    def log_since(self, service: str, since: float) -> str:
+        return self._logs[service]
+
+    def part(self, kind: type) -> Any:
+        return kind()
+
+
+def test_no_error_spike_fails_for_an_app_without_declared_patterns_and_matches_declared_ones() -> (
+    None
+):
+    from drillkit.catalog.checks import no_error_spike
+    from drillkit.errors import CheckFailed
+
+    spec = load_stack(COMPOSE_STACK)  # the tiny compose stack: app "web", no logs declared
+    ctx = LogCtx(spec, {"web": "", "db": "LOG:  ready"}, spec.services)
+    with pytest.raises(CheckFailed, match="no error patterns declared for service web"):
+        no_error_spike(ctx)  # type: ignore[arg-type]
+    declared = dataclasses.replace(
+        spec, logs=parse(r"logs: {web: {errors: [' 5\d\d$']}}", {"web"}).logs
+    )
+    ok = LogCtx(declared, {"web": "2026-12-01T10:00:01Z GET / 200", "db": "LOG: ok"}, spec.services)
+    assert "web, db" in no_error_spike(ok)  # type: ignore[arg-type]
+    bad = LogCtx(
+        declared, {"web": "1764583201 x\n2026-12-01T10:00:01Z GET / 503", "db": ""}, spec.services
+    )
+    with pytest.raises(CheckFailed, match="1 error lines in the web log"):
+        no_error_spike(bad)  # type: ignore[arg-type]

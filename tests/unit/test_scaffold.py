@@ -12,7 +12,7 @@ from drillkit.cli import main
 from drillkit.core.scenario import load_scenario
 from drillkit.errors import ValidationError
 from drillkit.paths import SCENARIOS_DIR
-from drillkit.scaffold import MISSION_DRILLS, init_project
+from drillkit.scaffold import COMPOSE_CHECKLIST, MISSION_DRILLS, init_project
 from drillkit.stack.spec import load_stack
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,6 +106,11 @@ def test_init_compose_writes_a_compose_stack_overlay_and_its_scenarios(tmp_path)
         "action": "leak-db-password",
         "with": {"role": "shop"},
     }
+    assert raw["ledger"] == {"canary": {"service": "postgres"}}
+    assert raw["journey"] == [{"service": "api", "method": "GET", "path": "/", "status": 200}]
+    assert spec.ledger is not None
+    for scenario in scenarios.values():  # only checks that hold without more declarations
+        assert scenario["checklist"] == list(COMPOSE_CHECKLIST)
     assert any("corruption is not scaffolded" in n for n in notes)
 
 
