@@ -27,6 +27,7 @@ my %cfg = (
 my $json = JSON::PP->new->canonical;
 my $dbh;
 my $reload = 0;
+my $down_until = 0;    # after a failed connect, answer 503 at once for 1 s (fail fast)
 $SIG{HUP} = sub { $reload = 1 };
 $SIG{PIPE} = 'IGNORE';    # a client that hung up early must not kill the service
 $SIG{TERM} = sub { logf('info', 'stopping'); exit 0 };
@@ -57,12 +58,19 @@ sub db {
     return $dbh if $dbh && $dbh->ping > 0;
     $dbh->disconnect if $dbh;
     undef $dbh;
+    die "database unreachable (backing off)\n" if time < $down_until;
     my $dsn = "dbi:Pg:dbname=$cfg{name};host=$cfg{host};port=$cfg{port};"
       . "connect_timeout=2;options=-cstatement_timeout=3000;"
-      # a session whose packets vanish (a partition) fails within 2 s instead of TCP's minutes
-      . "tcp_user_timeout=2000;keepalives=1;keepalives_idle=2;keepalives_interval=1;keepalives_count=2";
-    $dbh = DBI->connect($dsn, $cfg{user}, password(),
-        { RaiseError => 1, PrintError => 0, AutoCommit => 1, pg_server_prepare => 0 });
+      # a session whose packets vanish (a partition) fails within 1 s instead of TCP's minutes
+      . "tcp_user_timeout=1000;keepalives=1;keepalives_idle=2;keepalives_interval=1;keepalives_count=2";
+    $dbh = eval {
+        DBI->connect($dsn, $cfg{user}, password(),
+            { RaiseError => 1, PrintError => 0, AutoCommit => 1, pg_server_prepare => 0 });
+    };
+    if (!$dbh) {
+        $down_until = time + 1;
+        die $@;
+    }
     logf('info', 'connected', db_host => $cfg{host});
     return $dbh;
 }
