@@ -34,6 +34,39 @@ def promote_replica(ctx: DrillContext, service: Service = Service("replica")) ->
     return f"{service} promoted"
 
 
+@RECOVERY("await-failover", needs=("replica",))
+def await_failover(
+    ctx: DrillContext, away_from: str = "", timeout: Duration = Duration(30.0)
+) -> str:
+    """Wait for the stack's own failover (repmgrd, Patroni...): until exactly one database is
+    writable (`stack.current_primary()`), other than `away_from` when given; that service becomes
+    the drill's primary. Fails when none (or more than one) is writable by the timeout: the
+    automatic failover did not happen."""
+    stack: Any = ctx.stack
+    if not callable(getattr(stack, "current_primary", None)):
+        raise StepFailed("await-failover", "this stack has no way to tell its current primary")
+
+    last = ["no answer yet"]
+
+    def elected() -> str | None:
+        try:
+            primary = str(stack.current_primary())
+        except EnvironmentBroken as exc:  # none or two writable: not yet
+            last[0] = str(exc)
+            return None
+        last[0] = f"{primary} is still the primary"
+        return primary if primary != away_from else None
+
+    try:
+        primary = wait_for(
+            elected, what="one writable primary", timeout_s=float(timeout), interval_s=0.2
+        )
+    except EnvironmentBroken as exc:
+        raise StepFailed("await-failover", f"{exc.args[0].splitlines()[0]}: {last[0]}") from exc
+    before, ctx.primary = ctx.primary, primary
+    return f"{primary} is the primary" + (f" (was {before})" if before != primary else "")
+
+
 @RECOVERY("point-app", needs=("reference-app",))
 def point_app(ctx: DrillContext, hosts: list[str]) -> str:
     """Rewrite the app's database host list and reload it (SIGHUP)."""
