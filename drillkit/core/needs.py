@@ -17,6 +17,7 @@ from typing import Any
 
 from drillkit.core.registry import CHECKS, FAULTS, OPTIONAL_SERVICES, RECOVERY, Registry
 from drillkit.core.scenario import Scenario
+from drillkit.stack import engine
 from drillkit.validate import Problems
 
 REFERENCE_PROVIDES = frozenset({"reference-app", "pgbackrest", "postgres"})
@@ -47,6 +48,7 @@ def stack_provides(spec: Any, scenario: Scenario) -> frozenset[str]:
         out.discard("replica")
     out.update(kind for kind in OPTIONAL_SERVICES if sc.get(kind))
     out.update(key for key in ("data_fs", "wal_fs") if sc.get(f"{key}_mib"))
+    out.update(engine.current().provides())  # host-access: an engine on this host
     return frozenset(out)
 
 
@@ -67,6 +69,7 @@ HOW = {
     "payments": "add stack: {payments: true}",
     "data_fs": "add stack: {data_fs: 64MiB}",
     "wal_fs": "add stack: {wal_fs: 64MiB}",
+    "host-access": "it acts on the engine's host (nsenter, iptables): run it on a local engine",
 }
 
 

@@ -50,8 +50,9 @@ def test_ha_twin_with_repmgrd_paused_fails_for_its_reason(tmp_path):
     proc = run_project_pytest(
         project, project / "reports", "-v", "-o", "drill_scenarios=scenarios/sabotage", timeout=300
     )
-    assert proc.returncode == 1, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert "test_drill[ha-primary-kill-repmgrd-paused] FAILED" in proc.stdout
+    # the twin's expected failure (expect: recovery-step) is honoured: the run passes
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "test_drill[ha-primary-kill-repmgrd-paused] PASSED" in proc.stdout
     twin = record(project, "ha-primary-kill-repmgrd-paused")
     assert twin["status"] == "failed"
     assert twin["category"] == "recovery-step", (twin["category"], twin["breaches"])
