@@ -140,6 +140,23 @@ def wheelhouse(wheel: Path) -> Path:
     return house
 
 
+def drill_pytest(
+    vpy: Path, project: Path, env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`pytest -v` in the team's project with the new venv's python; it must exit 0."""
+    drill = subprocess.run(
+        [str(vpy), "-m", "pytest", "-v", "-p", "no:randomly", *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert drill.returncode == 0, drill.stdout[-4000:] + drill.stderr[-2000:]
+    return drill
+
+
 def test_wheel_in_a_new_venv_drills_a_scaffolded_project(tmp_path_factory):
     work = Path(tempfile.mkdtemp(prefix="drillkit-wheel-"))  # outside the repository
     assert not work.is_relative_to(CHECKOUT)
@@ -232,16 +249,7 @@ def _drill_from_the_wheel(work: Path) -> None:
     assert "5 scenario files, 0 problems" in checked.stderr
 
     env["DRILLKIT_SESSION"] = "wheel-test"
-    drill = subprocess.run(
-        [str(vpy), "-m", "pytest", "-v", "-p", "no:randomly", "--drill-select", "db-kill-restart"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert drill.returncode == 0, drill.stdout[-4000:] + drill.stderr[-2000:]
+    drill = drill_pytest(vpy, project, env, "--drill-select", "db-kill-restart")
     assert "test_drill[db-kill-restart] PASSED" in drill.stdout
 
     record = json.loads((project / "reports/runs/wheel-test/db-kill-restart.json").read_text())
@@ -257,7 +265,44 @@ def _drill_from_the_wheel(work: Path) -> None:
     assert (project / ".run").is_dir()  # the run dir is the project's, not site-packages'
     assert not (site / "reports").exists() and not (site / ".run").exists()
 
+    _drill_a_compose_project(work, venv, env)
+
     seen = reads.read_text().splitlines() if reads.exists() else []
     assert seen == [], "files of the checkout or the shared venv were read:\n" + "\n".join(
         seen[:20]
     )
+
+
+SHOP_FILES = ("compose.yaml", "api.env", "db.env", "app", "db", "cache", "sql")
+"""What the shop team has before drillkit: its compose file, env files and build contexts
+(examples/shop without drillkit's overlay, scenarios and pytest files)."""
+
+
+def _drill_a_compose_project(work: Path, venv: Path, env: dict[str, str]) -> None:
+    """`drillkit init --compose` on a team's compose file, the guessed overlay corrected as the
+    README's walkthrough says (the health answer, the app's role), then the scaffolded drills run
+    from the wheel and pass."""
+    team = work / "shop"
+    team.mkdir()
+    for name in SHOP_FILES:
+        src = CHECKOUT / "examples" / "shop" / name
+        (shutil.copytree if src.is_dir() else shutil.copyfile)(src, team / name)
+    drillkit = str(venv / "bin" / "drillkit")
+    run([drillkit, "init", "--compose", "compose.yaml", "--name", "shop"], team, env)
+    stack_file = team / "stacks" / "shop.yaml"
+    text = stack_file.read_text()
+    assert "service: db" in text and "env: POSTGRES_PASSWORD" in text, text
+    # step 3 of the walkthrough: the api answers plain-text OK on /healthz and logs in as `shop`
+    text = text.replace("path: /\n", "path: /healthz\n").replace("role: shopadmin", "role: shop")
+    stack_file.write_text(text)
+    for scenario in (team / "scenarios").glob("*.yaml"):
+        scenario.write_text(scenario.read_text().replace("shopadmin", "shop"))
+    checked = run([drillkit, "validate", "--stack", str(stack_file)], team, env)
+    assert "4 scenario files, 0 problems" in checked.stderr, checked.stderr
+    env = {**env, "DRILLKIT_SESSION": "wheel-compose"}
+    drill = drill_pytest(venv / "bin" / "python", team, env)
+    for sid in ("db-kill-restart", "partition-app-db", "credential-leak", "disk-full"):
+        assert f"test_drill[{sid}] PASSED" in drill.stdout, drill.stdout[-3000:]
+        record = json.loads((team / f"reports/runs/wheel-compose/{sid}.json").read_text())
+        assert record["status"] == "passed", sid
+        assert record["environment"]["postgres_version"].startswith("15"), record["environment"]
