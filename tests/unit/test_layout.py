@@ -78,3 +78,14 @@ def test_core_functions_and_modules_are_short(path: Path) -> None:
         and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES  # type: ignore[operator]
     ]
     assert not long, f"{path.name}: functions over {MAX_FUNCTION_LINES} lines: {long}"
+
+
+def test_no_two_test_modules_share_a_basename() -> None:
+    """pytest imports test files by basename (rootdir mode, no packages): a unit and an
+    integration test of the same name stop the whole collection ('import file mismatch')."""
+    tests = Path(__file__).resolve().parents[1]
+    names: dict[str, list[str]] = {}
+    for path in tests.rglob("test_*.py"):
+        if "team_project" not in path.parts:
+            names.setdefault(path.name, []).append(str(path.relative_to(tests)))
+    assert not {n: p for n, p in names.items() if len(p) > 1}
