@@ -10,7 +10,7 @@
 #
 # Configuration by environment: PORT, DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_PASSWORD, REDIS_URL.
 # The cache is optional: when Redis does not answer, reads go to the database and a warning is
-# logged (at most once per 5 s). Logs are logfmt lines on stdout: ts=... level=... msg=... k=v.
+# logged (at most once per 5 s). Logs are logfmt lines on stdout: ts=... level=... msg=... k=v (a request's ts is when it was received).
 
 require "json"
 require "pg"
@@ -30,8 +30,10 @@ module Log
     s.empty? || s.match?(/[\s"=\\]/) ? s.inspect : s
   end
 
-  def emit(level, msg, **fields)
-    parts = ["ts=#{Time.now.utc.iso8601(3)}", "level=#{level}", "msg=#{fmt(msg)}"]
+  # `at`: the time the line is about; a request's lines carry the time it was received (like
+  # Apache's %t), so a request that began during an outage and failed after it is dated in it.
+  def emit(level, msg, at: nil, **fields)
+    parts = ["ts=#{(at || Time.now).utc.iso8601(3)}", "level=#{level}", "msg=#{fmt(msg)}"]
     fields.each { |k, v| parts << "#{k}=#{fmt(v)}" }
     $stdout.puts(parts.join(" "))
   end
@@ -281,23 +283,24 @@ def route(req, res)
 end
 
 def handle(req, res)
+  received = Time.now
   started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
   begin
     route(req, res)
   rescue BadRequest => e
     reply(res, e.status, { "error" => e.message })
   rescue PG::Error, Timeout::Error => e
-    Log.emit("error", "database unavailable", path: req.path, error: e.class.name)
+    Log.emit("error", "database unavailable", at: received, path: req.path, error: e.class.name)
     req.path == "/healthz" ? reply(res, 503, "UNAVAILABLE database") : reply(res, 503, { "error" => "database unavailable" })
   rescue StandardError => e
-    Log.emit("error", "internal error", path: req.path, error: e.class.name)
+    Log.emit("error", "internal error", at: received, path: req.path, error: e.class.name)
     reply(res, 500, { "error" => "internal error" })
   end
   ms = ((Process.clock_gettime(Process::CLOCK_MONOTONIC) - started) * 1000).round
   return if req.path == "/healthz" && res.status == 200
 
-  Log.emit(res.status >= 500 ? "error" : "info", "request", method: req.request_method, path: req.path,
-                                                          status: res.status, ms: ms)
+  Log.emit(res.status >= 500 ? "error" : "info", "request", at: received, method: req.request_method,
+                                                          path: req.path, status: res.status, ms: ms)
 end
 
 server = WEBrick::HTTPServer.new(
