@@ -82,10 +82,12 @@ def test_harness_statements_time_out(stack):
 
 
 def test_a_failed_rotation_leaves_no_password_in_the_database_log(stack, monkeypatch):
+    """The rotation's ALTER ROLE fails (it waits on a row lock another session holds, and is
+    cancelled): PostgreSQL logs the error, but not the statement with the new password."""
     since = int(time.time()) - 1
     control = Secrets.generate()
-    # the control: the same failing statement in a session without the rotation's settings is
-    # logged with its password (so the log is being read, and the settings are what hides it)
+    # the control: a failing statement in a session without the rotation's settings is logged
+    # with its password (so the log is being read, and the settings are what hides it)
     with stack.connect("primary") as conn:
         with pytest.raises(psycopg.errors.UndefinedObject):
             conn.execute(
@@ -93,18 +95,41 @@ def test_a_failed_rotation_leaves_no_password_in_the_database_log(stack, monkeyp
                     psycopg.sql.Identifier("no_such_role"), psycopg.sql.Literal(control)
                 )
             )
+        conn.execute("CREATE ROLE rotate_victim LOGIN")
     new = Secrets.generate()
     before = stack.secrets["app_db_password"]
     monkeypatch.setattr(stack.secrets, "generate", lambda: new)
-    ctx = SimpleNamespace(stack=stack, primary="primary")
-    with pytest.raises(psycopg.errors.UndefinedObject):
-        rotate_db_password(ctx, role="no_such_role")
+    ctx = SimpleNamespace(stack=stack, primary="primary", part=lambda t: t())
+    holder = stack.connect("primary")
+    holder.autocommit = False
+    holder.execute("ALTER ROLE rotate_victim CONNECTION LIMIT 5")  # holds the role's row lock
+
+    def cancel_the_waiting_alter() -> None:
+        with stack.connect("primary") as admin:
+            wait_for(
+                lambda: admin.execute(
+                    "SELECT pg_cancel_backend(pid) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND query LIKE 'ALTER ROLE%'"
+                ).fetchall(),
+                what="the rotation's ALTER ROLE waiting on the lock",
+                timeout_s=20,
+            )
+
+    canceller = threading.Thread(target=cancel_the_waiting_alter, daemon=True)
+    canceller.start()
+    try:
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            rotate_db_password(ctx, role="rotate_victim")
+    finally:
+        holder.rollback()
+        holder.close()
+        canceller.join(25)
 
     def log() -> str:
         return stack.containers["primary"].logs(since=since).decode("utf-8", "replace")
 
     wait_for(lambda: control in log(), what="the control statement in the log", timeout_s=5)
-    assert log().count('role "no_such_role" does not exist') >= 2  # both failures logged
+    assert "canceling statement due to user request" in log()  # the rotation's failure logged
     assert new not in log()
     assert stack.secrets["app_db_password"] == before  # the secret file was not rotated
 
