@@ -36,6 +36,16 @@ if TYPE_CHECKING:
     from drillkit.core.probes import ProbeConfig
 
 
+def thread_session(local: threading.local) -> requests.Session:
+    """This thread's requests.Session kept in `local` (a Session is not safe to share between the
+    probes' pool threads; one per thread keeps its connections alive)."""
+    s = getattr(local, "session", None)
+    if s is None:
+        s = requests.Session()
+        local.session = s
+    return s
+
+
 class ProbeError(Exception):
     pass
 
@@ -90,11 +100,7 @@ class DeclaredParts:
 
     @property
     def session(self) -> requests.Session:
-        s = getattr(self._local, "session", None)
-        if s is None:
-            s = requests.Session()
-            self._local.session = s
-        return s
+        return thread_session(self._local)
 
     def _declared(self, probe: HttpProbe | SqlProbe | TcpProbe) -> None:
         start = self.clock()

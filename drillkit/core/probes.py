@@ -45,6 +45,7 @@ from drillkit.core.declared import (
     ProbeError,
     StackAccess,
     lookup_http,
+    thread_session,
 )
 from drillkit.core.measure import AckedWrite, LedgerOutcome, Sample
 from drillkit.stack.probespec import (
@@ -101,11 +102,7 @@ class AppClient:
 
     @property
     def session(self) -> requests.Session:
-        s = getattr(self._local, "session", None)
-        if s is None:
-            s = requests.Session()
-            self._local.session = s
-        return s
+        return thread_session(self._local)
 
     def url(self, path: str) -> str:
         return self._base() + path

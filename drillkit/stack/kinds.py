@@ -13,7 +13,7 @@ loader does). Adding a kind is one new module there; no file of stack/ or core/ 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 if TYPE_CHECKING:
     from drillkit.stack.stack import Stack
@@ -88,3 +88,13 @@ def service_kind(cls: K) -> K:
         )
     SERVICE_KINDS[cls.name] = cls
     return cls
+
+
+def last_rows(conn: Any, statements: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    """Run the statements in order on an autocommit connection; the last one's rows (or [] when
+    it returns none). The database kinds' `sql`."""
+    rows: list[tuple[Any, ...]] = []
+    for stmt in statements:
+        cur = conn.execute(stmt)
+        rows = cur.fetchall() if cur.description else []
+    return rows

@@ -25,7 +25,7 @@ from docker.models.containers import Container
 from drillkit.errors import EnvironmentBroken
 from drillkit.stack import hostfs, images
 from drillkit.stack.compose import ComposeFile, Service, start_order
-from drillkit.stack.kinds import ServiceKind, service_kind
+from drillkit.stack.kinds import ServiceKind, last_rows, service_kind
 from drillkit.stack.probespec import TcpProbe
 from drillkit.stack.spec import Cred, DbOverlay
 from drillkit.wait import wait_for
@@ -355,14 +355,10 @@ class Compose(ServiceKind):
         self, service: str, *statements: str, dbname: str | None = None
     ) -> list[tuple[Any, ...]]:
         """Statements in autocommit as the superuser (statement_timeout 30 s); the last one's rows."""
-        rows: list[tuple[Any, ...]] = []
         with self.connect(
             service, dbname=dbname, options=f"-c statement_timeout={STATEMENT_TIMEOUT}"
         ) as conn:
-            for stmt in statements:
-                cur = conn.execute(stmt)  # type: ignore[arg-type]
-                rows = cur.fetchall() if cur.description else []
-        return rows
+            return last_rows(conn, statements)
 
     def wait_pg(
         self, service: str, timeout_s: float | None = None, writable: bool | None = None

@@ -18,7 +18,7 @@ import psycopg
 
 from drillkit.errors import EnvironmentBroken
 from drillkit.stack import hostfs
-from drillkit.stack.kinds import ServiceKind, service_kind
+from drillkit.stack.kinds import ServiceKind, last_rows, service_kind
 from drillkit.wait import wait_for
 
 if TYPE_CHECKING:
@@ -214,12 +214,8 @@ class Database(ServiceKind):
 
     def sql(self, service: str, *statements: str, dbname: str = "app") -> list[tuple[Any, ...]]:
         """Run statements in autocommit as the superuser; returns the last one's rows (or [])."""
-        rows: list[tuple[Any, ...]] = []
         with self.connect(service, dbname=dbname) as conn:
-            for stmt in statements:
-                cur = conn.execute(stmt)  # type: ignore[arg-type]
-                rows = cur.fetchall() if cur.description else []
-        return rows
+            return last_rows(conn, statements)
 
     def wait_pg(
         self, service: str, timeout_s: float | None = None, writable: bool | None = None
