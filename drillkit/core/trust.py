@@ -100,6 +100,7 @@ EVIDENCE_BASE = ("all-systems-responding", "critical-journeys", "recovered-withi
 """Every drill that counts as evidence verifies at least these (DESIGN "Trust model")."""
 EVIDENCE_BY_CLASS: dict[str, tuple[str, ...]] = {
     "database-failure": ("database-healthy", "old-primary-fenced", "blockers-gone"),
+    "deployment": ("schema-unchanged", "app-version"),
     "data-corruption": ("database-healthy", "destruction-undone"),
     "network": ("app-fails-fast", "old-primary-fenced", "replica-caught-up"),
     "outage": ("database-healthy", "replica-caught-up"),

@@ -1262,6 +1262,7 @@ class App:
         self.accounts = AccountStates()
         self.audit = AuditFile(settings.audit_file)
         self.providers = ProviderClient(settings.payment_timeout_ms / 1000)
+        self.release = parse_release(os.environ.get("APP_VERSION"))
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -1291,6 +1292,8 @@ class App:
         if method == "GET":
             if path == "/api/health":
                 return self.health()
+            if path == "/api/version":
+                return 200, release_info(self.release)
             if path == "/api/auth/me":
                 return self.me(request)
             if path == "/api/admin/stats":
@@ -1473,6 +1476,8 @@ class App:
                     if existing is None:  # the conflicting insert was rolled back meanwhile
                         raise DbUnavailableError("idempotency key conflict without an order")
                     return existing[0], None
+                if self.release.records_order_events:
+                    record_order_placed(cur, row[0])
                 detail = {
                     "order_id": row[0],
                     "idempotency_key": key,
@@ -2075,6 +2080,61 @@ _DUMMY_HASH = hash_password("drillkit-no-such-user", salt=b"\x00" * 16)
 
 
 # --------------------------------------------------------------------------------------------
+# Releases: the version this build is and the schema its code expects (bad-deployment drill)
+# --------------------------------------------------------------------------------------------
+
+DEFAULT_RELEASE = "1.0.0"
+RELEASE_SCHEMAS = {1: "0001", 2: "0002"}
+"""A release's major version -> the schema version its code expects (migrate.py's ledger)."""
+_RELEASE_RE = re.compile(r"([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})")
+
+
+@dataclass(frozen=True)
+class Release:
+    """What this build is: its version (the image's APP_VERSION build arg, images/app/Dockerfile)
+    and the schema version its code expects. Release 2 records each new order's status in the
+    order_events table that migration 0002 creates (images/app/migrate.py); release 1 knows
+    neither."""
+
+    version: str
+    major: int
+
+    @property
+    def schema(self) -> str:
+        return RELEASE_SCHEMAS[self.major]
+
+    @property
+    def records_order_events(self) -> bool:
+        return self.major >= 2
+
+
+def parse_release(text: str | None) -> Release:
+    """APP_VERSION as MAJOR.MINOR.PATCH of a known major; unset or empty: DEFAULT_RELEASE."""
+    raw = (text or "").strip() or DEFAULT_RELEASE
+    m = _RELEASE_RE.fullmatch(raw)
+    if m is None:
+        raise ValueError(f"APP_VERSION must be MAJOR.MINOR.PATCH, got {raw[:40]!r}")
+    major = int(m.group(1))
+    if major not in RELEASE_SCHEMAS:
+        known = ", ".join(str(k) for k in sorted(RELEASE_SCHEMAS))
+        raise ValueError(f"APP_VERSION {raw}: no release {major} (known: {known})")
+    return Release(raw, major)
+
+
+def release_info(release: Release) -> dict[str, Any]:
+    """The body of GET /api/version."""
+    return {"version": release.version, "schema": release.schema}
+
+
+def record_order_placed(cur: Any, order_id: int) -> None:
+    """Release 2: the order's first status event, in the order's own transaction."""
+    cur.execute(
+        "INSERT INTO order_events (order_id, status) SELECT id, status FROM orders WHERE id = %s",
+        (order_id,),
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # HTTP
 # --------------------------------------------------------------------------------------------
 
@@ -2165,6 +2225,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.send_header("Cache-Control", "no-store")
+            self.send_header("X-App-Version", self.server.app.release.version)
             if self.close_connection:
                 self.send_header("Connection", "close")
             self.end_headers()

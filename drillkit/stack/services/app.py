@@ -20,6 +20,9 @@ from drillkit.wait import wait_for
 if TYPE_CHECKING:
     from drillkit.stack.stack import Stack
 
+LOG_DIR = "/var/log/app"
+"""Where the app logs its audit file (a volume of its own, kept across deploys)."""
+
 
 def write_atomic(path: Path, text: str) -> None:
     """Replace the file at once (the app never reads half of it), readable by the container."""
@@ -40,6 +43,8 @@ class App(ServiceKind):
     def __init__(self, stack: Stack) -> None:
         super().__init__(stack)
         self.config_dir = stack.run_dir / "app-config"
+        self.replaced = 0
+        """Containers replaced by `deploy` so far (their names' counter)."""
 
     def services(self) -> tuple[str, ...]:
         return ("app",)
@@ -53,19 +58,38 @@ class App(ServiceKind):
         self.set_db_hosts([first, "replica"] if "replica" in self.stack.services else [first])
 
     def start(self) -> None:
+        self._create(self.stack.image_tags["app"], self.stack.volume("app-log", "app").name)
+
+    def _create(self, image: str, log_volume: str) -> None:
         s, app = self.stack, self.stack.spec.app
-        log = s.volume("app-log", "app")
         s.create(
             "app",
-            s.image_tags["app"],
+            image,
             env=dict(app.env),
             mounts={
                 str(s.secrets.app_dir): {"bind": app.secrets_dir, "mode": "ro"},
                 str(self.config_dir): {"bind": app.config_dir, "mode": "ro"},
-                log.name: {"bind": "/var/log/app", "mode": "rw"},
+                log_volume: {"bind": LOG_DIR, "mode": "rw"},
             },
             ports={f"{app.port}/tcp": ("127.0.0.1", None)},
         )
+
+    def deploy(self, image: str) -> None:
+        """Replace the app's container by one from `image` (a new release, or the previous one
+        on a rollback), as a deploy does: the running one is stopped (SIGTERM) and kept, renamed
+        `app-was-<n>` (its log stays readable; teardown reaps it by the run's label); the new one
+        gets the app's name, network alias, environment, secrets, config and log volume (the
+        audit file carries on), and is waited for like at start-up. While none answers, the
+        stopped one stands in (no published port): probes fail, they do not break."""
+        s = self.stack
+        old = s.container("app")
+        log_volume = s.volume_of("app", LOG_DIR)
+        old.stop(timeout=10)
+        self.replaced += 1
+        old.rename(s.name(f"app-was-{self.replaced}"))
+        s.image_tags["app"] = image
+        self._create(image, log_volume)
+        self.wait()
 
     def wait_ready(self) -> None:
         self.wait()
