@@ -80,6 +80,7 @@ INT_BOUNDS: dict[str, tuple[int, int]] = {
     "delay": (0, 600_000),
     "timeout": (0, 600_000),
     "add_mib": (1, 65_536),
+    "min_requests": (1, 100_000),
 }
 """Integer parameters with their own range; any other is 0..1,000,000."""
 FLOAT_BOUNDS: dict[str, tuple[float, float]] = {
@@ -88,6 +89,8 @@ FLOAT_BOUNDS: dict[str, tuple[float, float]] = {
     "floor_ms": (0.0, 60_000.0),
     "max_s": (0.0, 3600.0),
     "max_used_fraction": (0.01, 1.0),
+    "min_rate": (0.001, 1.0),
+    "tolerance": (0.0, 1.0),
 }
 """Number parameters with their own range; any other is 0..1,000,000."""
 DEFAULT_INT_BOUNDS = (0, 1_000_000)

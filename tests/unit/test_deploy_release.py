@@ -139,3 +139,16 @@ def test_the_twin_differs_by_the_schema_rollback_only() -> None:
     ] == ["migrate-down"]
     assert "schema-unchanged" in [c.id for c in twin.checklist]
     assert twin.expect == {"outcome": "fail", "breach": "checklist"}
+
+
+def test_error_rate_parameters_are_bounded_at_load(tmp_path: Path) -> None:
+    from drillkit.errors import ValidationError
+
+    text = (ROOT / "scenarios" / "bad-deployment.yaml").read_text()
+    bad = text.replace(
+        "action: check-deploy-errors", "action: check-deploy-errors\n    with: {min_rate: 5}"
+    )
+    path = tmp_path / "bad-deployment.yaml"
+    path.write_text(bad)
+    with pytest.raises(ValidationError, match="min_rate"):
+        load_scenario(path)
