@@ -101,6 +101,7 @@ EVIDENCE_BASE = ("all-systems-responding", "critical-journeys", "recovered-withi
 EVIDENCE_BY_CLASS: dict[str, tuple[str, ...]] = {
     "database-failure": ("database-healthy", "old-primary-fenced", "blockers-gone"),
     "data-corruption": ("database-healthy", "destruction-undone"),
+    "infrastructure": ("tls-certificate-valid",),
     "network": ("app-fails-fast", "old-primary-fenced", "replica-caught-up"),
     "outage": ("database-healthy", "replica-caught-up"),
     "payment-failure": ("payments-reconciled", "payments-degraded-gracefully"),
