@@ -515,7 +515,13 @@ def served_certificate(
         tls.sendall(
             f"GET {path} HTTP/1.1\r\nHost: {hostname}\r\nConnection: close\r\n\r\n".encode()
         )
-        head = tls.recv(64).decode("latin-1", "replace")
+        buf = b""
+        while b"\r\n" not in buf and len(buf) < 256:
+            chunk = tls.recv(256)
+            if not chunk:
+                break
+            buf += chunk
+        head = buf.decode("latin-1", "replace")
     parts = head.split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
         raise ssl.SSLError(f"not an HTTP answer over TLS: {head[:40]!r}")
