@@ -1,28 +1,40 @@
 """The web front's TLS pieces without containers: the run CA and its certificates, judging a served
-certificate (chain, host name, validity, the threshold), reading openssl's dates, and keeping
-private keys secret (drillkit/stack/services/web.py, drillkit/stack/secrets.py)."""
+certificate (chain, host name, validity, the threshold), reading openssl's dates, keeping private
+keys secret, and the client side (a handshake, keep-alive clients) against a TLS server on
+127.0.0.1 in the test process (drillkit/stack/services/web.py, stack/secrets.py, catalog/tls.py)."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.server
+import ssl
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from drillkit.catalog.tls import ReloadWatch, _watcher
 from drillkit.stack.secrets import Secrets
 from drillkit.stack.services.web import (
     TLS_HOSTNAME,
     TLS_MIN_REMAINING_S,
     TLS_VALIDITY_S,
+    Issued,
     RunCA,
     cert_facts,
     certificate_problems,
     load_certificate,
     parse_openssl_dates,
     pem_secret_lines,
+    served_certificate,
+    verified_handshake,
 )
+from drillkit.wait import wait_for
 
 NOW = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC
 DAY = 86400.0
@@ -120,3 +132,81 @@ def test_a_private_key_is_registered_line_by_line(ca: RunCA, tmp_path: Path) -> 
         secrets.register(f"web_tls_key.{i}", line)
     assert set(lines) <= set(secrets.values())
     assert {p.name for p in (tmp_path / "run").rglob("*")} == before  # no file written
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    drop = threading.Event()
+    """Once set, a request on an open connection is not answered: the connection is closed."""
+
+    def do_GET(self) -> None:
+        if self.drop.is_set():
+            self.close_connection = True
+            return
+        body = b"ok\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _tls_server(issued: Issued, tmp_path: Path) -> Iterator[int]:
+    """A TLS server on 127.0.0.1 (an ephemeral port) serving `issued`'s chain: a real handshake
+    without containers."""
+    _Health.drop.clear()
+    (tmp_path / "chain.pem").write_bytes(issued.chain_pem)
+    (tmp_path / "key.pem").write_bytes(issued.key_pem)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "chain.pem", tmp_path / "key.pem")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_served_certificate_as_a_client_reads_and_judges_it(tmp_path: Path) -> None:
+    live = RunCA("drillkit run CA live")
+    (tmp_path / "ca.crt").write_bytes(live.cert_pem)
+    good = live.issue()
+    with _tls_server(good, tmp_path) as port:
+        cert, status = served_certificate(port, TLS_HOSTNAME)
+        assert (cert.serial_number, status) == (good.cert.serial_number, 200)
+        verified_handshake(port, tmp_path / "ca.crt", TLS_HOSTNAME)
+        with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
+            verified_handshake(port, tmp_path / "ca.crt", "shop.example")
+    expired = live.issue(not_after=time.time() - 3600)
+    with _tls_server(expired, tmp_path) as port:
+        cert, status = served_certificate(port, TLS_HOSTNAME)
+        assert cert.serial_number == expired.cert.serial_number
+        with pytest.raises(ssl.SSLCertVerificationError) as err:
+            verified_handshake(port, tmp_path / "ca.crt", TLS_HOSTNAME)
+        assert err.value.verify_message == "certificate has expired"
+
+
+def test_keep_alive_clients_count_answers_and_failures(tmp_path: Path) -> None:
+    live = RunCA("drillkit run CA live")
+    watch = ReloadWatch()
+    lock = threading.Lock()
+    stop = threading.Event()
+    with _tls_server(live.issue(), tmp_path) as port:
+        t = threading.Thread(target=_watcher, args=(port, stop, watch, lock), daemon=True)
+        t.start()
+        wait_for(lambda: watch.requests >= 5, what="5 answers", timeout_s=30, interval_s=0.01)
+        assert watch.failures == [] and watch.reconnects == 0
+        _Health.drop.set()
+    # the server is gone and closes the kept-alive connection at the next request: the client
+    # sends it again on a new connection, which is refused (a failure)
+    wait_for(lambda: watch.failures, what="a failure", timeout_s=30, interval_s=0.01)
+    stop.set()
+    t.join(timeout=10)
+    assert watch.requests >= 6 and watch.reconnects >= 1
+    assert watch.failures[0].startswith(("ConnectionRefusedError", "new connection"))
