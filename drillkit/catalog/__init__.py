@@ -33,6 +33,7 @@ BUILTIN = (
     "drillkit.catalog.disk",
     "drillkit.catalog.wal",
     "drillkit.catalog.web",
+    "drillkit.catalog.tls",
     "drillkit.catalog.payments",
     "drillkit.catalog.accounts",
     "drillkit.catalog.communications",

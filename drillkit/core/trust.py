@@ -105,6 +105,7 @@ EVIDENCE_BY_CLASS: dict[str, tuple[str, ...]] = {
     "database-failure": ("database-healthy", "old-primary-fenced", "blockers-gone"),
     "deployment": ("schema-unchanged", "app-version"),
     "data-corruption": ("database-healthy", "destruction-undone"),
+    "infrastructure": ("tls-certificate-valid",),
     "network": ("app-fails-fast", "old-primary-fenced", "replica-caught-up"),
     "outage": ("database-healthy", "replica-caught-up"),
     "payment-failure": ("payments-reconciled", "payments-degraded-gracefully"),

@@ -68,6 +68,13 @@ class Secrets:
                 os.chmod(tmp, 0o444)
                 os.replace(tmp, d / name)
 
+    def register(self, name: str, value: str) -> None:
+        """Record a secret the harness made elsewhere (e.g. a TLS private key's lines): redacted
+        from every record and report and leak-scanned like the issued ones; no file is written."""
+        self._current[name] = value
+        if value not in self._issued:
+            self._issued.append(value)
+
     def rotate(self, name: str) -> tuple[str, str]:
         """Issue a new value for `name`; returns (old, new)."""
         old = self._current[name]

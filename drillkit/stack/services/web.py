@@ -7,14 +7,27 @@ container as a tarball, kept in the harness's run dir (off the web host, out of 
 reach), with a manifest of every file's SHA-256 in `sha256sum` format. The defacement drill's
 detection, restore, verification, probe and checklist all compare against that manifest.
 
-Everything here but take_backup and the kind is pure (no engine), so it is unit-tested without
-containers.
+TLS: the public site is also served over TLS on port 443 (images/web/drillkit-tls.conf), from a CA
+made for the run (`RunCA`: its key stays in the harness's run dir, never on the web host). The kind
+issues the first certificate (TLS_VALIDITY_S, for TLS_HOSTNAME) into the run dir's web-tls folder,
+bind-mounted as /etc/nginx/tls; both private keys are registered as secrets of the run.
+`served_certificate` reads what nginx serves (a real handshake) and `certificate_problems` judges
+it (chain to the run CA, hostname, not expired, at least a threshold of validity left).
+
+Everything here but take_backup, served_certificate and the kind is pure (no engine), so it is
+unit-tested without containers.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import io
+import ipaddress
+import os
+import re
+import socket
+import ssl
 import tarfile
 import time
 from dataclasses import dataclass
@@ -22,6 +35,11 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 import requests
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from drillkit.stack.kinds import ServiceKind, service_kind
 from drillkit.wait import wait_for
@@ -42,6 +60,24 @@ WEB_ROOT = "/var/www/site"
 MAINTENANCE_FLAG = "/run/drillkit-web/maintenance"
 """While this file exists nginx answers 503 with the maintenance page on every site path."""
 MAINTENANCE_PAGE = "/var/www/maintenance/maintenance.html"
+
+TLS_PORT = 443
+"""The public site over TLS."""
+TLS_DIR = "/etc/nginx/tls"
+"""Where nginx reads its certificate and key (the run dir's web-tls folder, bind-mounted)."""
+TLS_CERT = f"{TLS_DIR}/server.crt"
+"""The served chain: the leaf, then the run CA's certificate."""
+TLS_KEY = f"{TLS_DIR}/server.key"
+TLS_HOSTNAME = "web"
+"""The name the certificate is issued for (the web front's host name on the run's network); the
+harness connects to 127.0.0.1 and asks for this name (SNI) and checks it."""
+TLS_VALIDITY_S = 30 * 86400.0
+"""How long a certificate the run CA issues is valid by default."""
+TLS_MIN_REMAINING_S = 7 * 86400.0
+"""Below this much validity left a served certificate counts as failing (about to expire)."""
+OPENSSL_DATE_LINE = re.compile(r"^\s*(notBefore|notAfter|Not Before|Not After)\s*[=:]\s*(.*)$")
+TLS_BACKDATE_S = 3600.0
+"""A new certificate's notBefore is this far in the past (clock skew between hosts)."""
 
 Manifest = dict[str, str]
 """Relative path (POSIX, no leading './') -> SHA-256 hex of the file's bytes."""
@@ -219,6 +255,292 @@ def take_backup(container: Container, dest: Path, root: str = WEB_ROOT) -> WebBa
     return WebBackup(id=bid, tarball=tarball, manifest=manifest, taken_wall=wall)
 
 
+# ----- TLS: the run's CA, its certificates, and judging a served one ------------------------------
+
+
+def _utc(wall: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(wall, tz=dt.UTC)
+
+
+def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def pem_secret_lines(pem: bytes) -> list[str]:
+    """The base64 lines of a PEM block: what the run registers as secrets for a private key (the
+    leak scan looks for runs of printable characters, and a PEM's armour lines hold spaces)."""
+    return [
+        line
+        for line in pem.decode("ascii").splitlines()
+        if line.strip() and not line.startswith("-----")
+    ]
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A certificate the run CA issued, with its key (the key is a secret: never logged)."""
+
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+    chain_pem: bytes
+    """The leaf then the CA certificate, as nginx serves it."""
+
+    @property
+    def key_pem(self) -> bytes:
+        return key_pem(self.key)
+
+    @property
+    def serial(self) -> str:
+        return f"{self.cert.serial_number:x}"
+
+    @property
+    def not_after(self) -> dt.datetime:
+        return self.cert.not_valid_after_utc
+
+
+class RunCA:
+    """A certificate authority made for one run: an EC P-256 key and a self-signed CA
+    certificate (10 years; path length 0). Its key never leaves the harness."""
+
+    def __init__(self, name: str, now: float | None = None) -> None:
+        wall = time.time() if now is None else now
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(_utc(wall - TLS_BACKDATE_S))
+            .not_valid_after(_utc(wall + 3650 * 86400.0))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False
+            )
+            .sign(self.key, hashes.SHA256())
+        )
+
+    @property
+    def cert_pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    def issue(
+        self,
+        hostname: str = TLS_HOSTNAME,
+        not_after: float | None = None,
+        not_before: float | None = None,
+        now: float | None = None,
+    ) -> Issued:
+        """A server certificate for `hostname` (and 127.0.0.1) with a new key, valid from
+        `not_before` (default: TLS_BACKDATE_S ago) to `not_after` (default: TLS_VALIDITY_S from
+        now); both may lie in the past (an expired certificate is a real one, just old)."""
+        wall = time.time() if now is None else now
+        end = wall + TLS_VALIDITY_S if not_after is None else not_after
+        start = min(wall - TLS_BACKDATE_S, end - 86400.0) if not_before is None else not_before
+        if end <= start:
+            raise ValueError(f"notAfter {_utc(end)} is not after notBefore {_utc(start)}")
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)]))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(_utc(start))
+            .not_valid_after(_utc(end))
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName(hostname), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                ),
+                critical=False,
+            )
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+            )
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
+            .sign(self.key, hashes.SHA256())
+        )
+        chain = cert.public_bytes(serialization.Encoding.PEM) + self.cert_pem
+        return Issued(cert=cert, key=key, chain_pem=chain)
+
+
+@dataclass(frozen=True)
+class CertFacts:
+    """What a certificate says, for the record (no key material)."""
+
+    subject: str
+    issuer: str
+    serial: str
+    not_before: dt.datetime
+    not_after: dt.datetime
+    dns_names: tuple[str, ...]
+
+    def remaining_s(self, now: float) -> float:
+        return self.not_after.timestamp() - now
+
+    def describe(self, now: float) -> str:
+        left = self.remaining_s(now)
+        when = f"expired {_span(-left)} ago" if left <= 0 else f"{_span(left)} left"
+        return (
+            f"subject {self.subject}, issuer {self.issuer}, serial {self.serial}, "
+            f"notBefore {self.not_before:%Y-%m-%d %H:%M:%S} UTC, "
+            f"notAfter {self.not_after:%Y-%m-%d %H:%M:%S} UTC ({when})"
+        )
+
+
+def _span(seconds: float) -> str:
+    """A duration for a person: '3.2 d', '5.0 h', '42 s'."""
+    s = abs(seconds)
+    if s >= 86400:
+        return f"{s / 86400:.1f} d"
+    if s >= 3600:
+        return f"{s / 3600:.1f} h"
+    return f"{s:.0f} s"
+
+
+def load_certificate(data: bytes) -> x509.Certificate:
+    """The first certificate in PEM or DER bytes; ValueError when there is none."""
+    if b"-----BEGIN CERTIFICATE-----" in data:
+        return x509.load_pem_x509_certificate(data)
+    return x509.load_der_x509_certificate(data)
+
+
+def cert_facts(cert: x509.Certificate) -> CertFacts:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = tuple(san.get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        names = ()
+    return CertFacts(
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        serial=f"{cert.serial_number:x}",
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        dns_names=names,
+    )
+
+
+def certificate_problems(
+    cert: x509.Certificate,
+    ca: x509.Certificate,
+    hostname: str,
+    now: float,
+    min_remaining_s: float = TLS_MIN_REMAINING_S,
+) -> list[str]:
+    """What is wrong with a served certificate: not issued (signed) by the run CA, not for
+    `hostname` (subjectAltName DNS names), not yet valid, expired, or with less than
+    `min_remaining_s` of validity left. Empty: valid."""
+    problems = []
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (InvalidSignature, ValueError, TypeError) as exc:  # InvalidSignature has no message
+        problems.append(
+            f"not issued by the run CA ({type(exc).__name__}: {exc or 'bad signature'})"
+        )
+    facts = cert_facts(cert)
+    if hostname not in facts.dns_names:
+        problems.append(f"not for {hostname} (names: {', '.join(facts.dns_names) or 'none'})")
+    if facts.not_before.timestamp() > now:
+        problems.append(f"not valid before {facts.not_before:%Y-%m-%d %H:%M:%S} UTC")
+    left = facts.remaining_s(now)
+    if left <= 0:
+        problems.append(f"expired at {facts.not_after:%Y-%m-%d %H:%M:%S} UTC ({_span(-left)} ago)")
+    elif left < min_remaining_s:
+        problems.append(
+            f"expires at {facts.not_after:%Y-%m-%d %H:%M:%S} UTC: {_span(left)} left, below the "
+            f"{_span(min_remaining_s)} threshold"
+        )
+    return problems
+
+
+def parse_openssl_dates(text: str) -> dict[str, dt.datetime]:
+    """`openssl x509 -noout -startdate -enddate` (or `-text`'s 'Not Before :' / 'Not After :'
+    lines, as the seed's `grep "Not After"` shows them) -> {'notBefore': .., 'notAfter': ..}
+    (UTC). ValueError for a line that names a date in another format."""
+    out: dict[str, dt.datetime] = {}
+    for line in text.splitlines():
+        m = OPENSSL_DATE_LINE.match(line)
+        if m is None:
+            continue
+        name = "notBefore" if m.group(1) in ("notBefore", "Not Before") else "notAfter"
+        value = " ".join(m.group(2).split())
+        try:
+            when = dt.datetime.strptime(value, "%b %d %H:%M:%S %Y %Z")
+        except ValueError as exc:
+            raise ValueError(f"not an openssl date: {value[:60]!r}") from exc
+        out[name] = when.replace(tzinfo=dt.UTC)
+    return out
+
+
+def served_certificate(
+    port: int, hostname: str = TLS_HOSTNAME, timeout_s: float = 2.0, path: str = "/healthz"
+) -> tuple[x509.Certificate, int]:
+    """The leaf certificate a TLS server on 127.0.0.1:`port` serves for `hostname` (SNI), read
+    from a fresh handshake that does not verify it (the caller judges it), and the HTTP status
+    the server answers `path` with on that connection."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as raw,
+        ctx.wrap_socket(raw, server_hostname=hostname) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+        if der is None:
+            raise ssl.SSLError("the server sent no certificate")
+        tls.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: {hostname}\r\nConnection: close\r\n\r\n".encode()
+        )
+        buf = b""
+        while b"\r\n" not in buf and len(buf) < 256:
+            chunk = tls.recv(256)
+            if not chunk:
+                break
+            buf += chunk
+        head = buf.decode("latin-1", "replace")
+    parts = head.split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise ssl.SSLError(f"not an HTTP answer over TLS: {head[:40]!r}")
+    return x509.load_der_x509_certificate(der), int(parts[1])
+
+
+def verified_handshake(
+    port: int, ca_file: Path, hostname: str = TLS_HOSTNAME, timeout_s: float = 2.0
+) -> None:
+    """A handshake as a strict client makes it (Python's ssl: chain to `ca_file`, the hostname,
+    the validity period); raises ssl.SSLCertVerificationError naming what failed."""
+    ctx = ssl.create_default_context(cafile=str(ca_file))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as raw,
+        ctx.wrap_socket(raw, server_hostname=hostname),
+    ):
+        pass
+
+
 @service_kind
 class Web(ServiceKind):
     """The web front: the public site on port 80, a staff preview of the same content (never
@@ -234,6 +556,51 @@ class Web(ServiceKind):
         super().__init__(stack)
         self.backups: list[WebBackup] = []
         """The content's known-good backups, oldest first."""
+        self.tls_dir = stack.run_dir / "web-tls"
+        """Bind-mounted as TLS_DIR: the served chain and key (what nginx loads on start/reload)."""
+        self.ca_dir = stack.run_dir / "web-ca"
+        """The run CA's certificate (its key stays in memory) and the certificates it issued."""
+        self.ca: RunCA | None = None
+        self.min_remaining_s = TLS_MIN_REMAINING_S
+
+    def configure(self) -> None:
+        """Make the run CA and the first certificate (TLS_VALIDITY_S) for nginx to serve."""
+        self.ca = RunCA(f"drillkit run CA {self.stack.run_id}")
+        for d in (self.tls_dir, self.ca_dir):
+            d.mkdir(parents=True, exist_ok=True)
+            os.chmod(d, 0o700)
+        (self.ca_dir / "ca.crt").write_bytes(self.ca.cert_pem)
+        self.register_key("web_tls_ca_key", key_pem(self.ca.key))
+        self.install(self.issue())
+
+    @property
+    def ca_file(self) -> Path:
+        return self.ca_dir / "ca.crt"
+
+    def register_key(self, name: str, pem: bytes) -> None:
+        """Record a private key's base64 lines as secrets of the run (redacted, leak-scanned)."""
+        for i, line in enumerate(pem_secret_lines(pem)):
+            self.stack.secrets.register(f"{name}.{i}", line)
+
+    def issue(self, not_after: float | None = None, not_before: float | None = None) -> Issued:
+        """A new server certificate from the run CA (its key registered as a secret), kept in the
+        CA folder by serial."""
+        if self.ca is None:
+            raise RuntimeError("the web front's run CA is made in configure()")
+        issued = self.ca.issue(TLS_HOSTNAME, not_after=not_after, not_before=not_before)
+        self.register_key(f"web_tls_key_{issued.serial}", issued.key_pem)
+        (self.ca_dir / f"{issued.serial}.crt").write_bytes(issued.chain_pem)
+        return issued
+
+    def install(self, issued: Issued) -> None:
+        """Write the chain and key where nginx reads them (each replaced atomically). nginx
+        serves them from its next start or `nginx -s reload`, not before."""
+        for name, data in (("server.key", issued.key_pem), ("server.crt", issued.chain_pem)):
+            tmp = self.tls_dir / f".{name}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, self.tls_dir / name)
 
     def services(self) -> tuple[str, ...]:
         return ("web",)
@@ -248,10 +615,14 @@ class Web(ServiceKind):
             "web",
             s.image_tags["web"],
             env={},
-            mounts={content.name: {"bind": WEB_ROOT, "mode": "rw"}},
+            mounts={
+                content.name: {"bind": WEB_ROOT, "mode": "rw"},
+                str(self.tls_dir): {"bind": TLS_DIR, "mode": "rw"},
+            },
             ports={
                 f"{WEB_PORT}/tcp": ("127.0.0.1", None),
                 f"{WEB_PREVIEW_PORT}/tcp": ("127.0.0.1", None),
+                f"{TLS_PORT}/tcp": ("127.0.0.1", None),
             },
         )
 
@@ -264,6 +635,10 @@ class Web(ServiceKind):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.stack.port('web', WEB_PORT)}"
+
+    @property
+    def tls_port(self) -> int:
+        return self.stack.port("web", TLS_PORT)
 
     def health(self, timeout_s: float = 2.0) -> requests.Response:
         """The home page (200 when it serves the site; 503 in maintenance)."""
