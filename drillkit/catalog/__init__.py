@@ -38,6 +38,7 @@ BUILTIN = (
     "drillkit.catalog.accounts",
     "drillkit.catalog.communications",
     "drillkit.catalog.deploy",
+    "drillkit.catalog.flood",
 )
 """drillkit's own catalogue modules, in registration order."""
 ENTRY_POINT_GROUP = "drillkit.catalog"

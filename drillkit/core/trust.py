@@ -111,7 +111,12 @@ EVIDENCE_BY_CLASS: dict[str, tuple[str, ...]] = {
     "payment-failure": ("payments-reconciled", "payments-degraded-gracefully"),
     "performance-degradation": ("performance-baseline", "no-error-spike"),
     "replication": ("replica-caught-up", "replica-lag-within"),
-    "resource-exhaustion": ("database-healthy", "connection-count", "wal-archiving"),
+    "resource-exhaustion": (
+        "database-healthy",
+        "connection-count",
+        "wal-archiving",
+        "flood-contained",
+    ),
     "security-breach": (
         "old-db-password-rejected",
         "attacker-session-gone",
