@@ -12,8 +12,8 @@ and journey probes must hold throughout (`cache-degraded-gracefully`).
 The rotation follows the database's: the new password is added to Redis's default user beside
 the old (`ACL SETUSER default >new`, both valid), delivered to the app (its secrets file, then
 SIGHUP), and only then is the old one revoked (`CONFIG SET requirepass new`, which leaves the
-user one password) and every connection opened before the rotation killed (CLIENT KILL ID: the
-attacker's among them). No password reaches a step's output, a log or an exception.
+user one password) and every connection opened before the revocation killed (CLIENT KILL ID: the
+attacker's among them; the app's pooled ones reconnect at once with the new password). No password reaches a step's output, a log or an exception.
 """
 
 from __future__ import annotations
@@ -229,7 +229,8 @@ def deliver_cache_password(ctx: DrillContext, timeout: Duration = Duration(15.0)
 @RECOVERY("revoke-old-cache-password", needs=("cache",))
 def revoke_old_cache_password(ctx: DrillContext) -> str:
     """Leave Redis's default user the new password only (`CONFIG SET requirepass`), then kill
-    every connection opened before the rotation (the attacker's among them). Fails when there
+    every connection opened before that (any of them may have authenticated with the old
+    password: the attacker's among them; the app reconnects with the new one). Fails when there
     was no rotation."""
     cache = _cache(ctx.stack)
     rot = ctx.part(CacheRotation)
@@ -238,16 +239,18 @@ def revoke_old_cache_password(ctx: DrillContext) -> str:
     killed: list[int] = []
     with cache.connect() as conn:
         conn.call("CONFIG", "SET", "requirepass", ctx.stack.secrets[SERVER_SECRET])
-        me = int(conn.call("CLIENT", "ID"))
+        me = int(conn.call("CLIENT", "ID"))  # every later connection used the new password
         for c in cache.clients():
             cid = int(c["id"])
-            if cid < rot.fence_id and cid != me:
+            if cid < me:
                 try:
                     conn.call("CLIENT", "KILL", "ID", cid)
                     killed.append(cid)
                 except RespError:
                     pass  # gone meanwhile
-    return f"old redis password revoked; killed {len(killed)} connections opened before: {killed}"
+    return (
+        f"old redis password revoked; killed {len(killed)} connections opened before it: {killed}"
+    )
 
 
 # ----- the leak -------------------------------------------------------------------------------

@@ -1406,9 +1406,14 @@ class OrderCache:
                 self._retry_at = now + CACHE_RETRY_S  # one attempt per interval
             conn = self._idle.pop() if self._idle else None
         try:
-            if conn is None:
+            try:
+                reply = conn.call(*args) if conn is not None else None
+            except (OSError, CacheDownError, ValueError):
+                conn.close()  # a pooled connection the server dropped (restart, CLIENT KILL)
+                conn = None
+            if conn is None:  # a new connection: one more try after a stale pooled one
                 conn = CacheConnection(config)
-            reply = conn.call(*args)
+                reply = conn.call(*args)
         except (OSError, CacheDownError, ValueError) as exc:
             if conn is not None:
                 conn.close()

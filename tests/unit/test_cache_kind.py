@@ -9,10 +9,15 @@ from types import ModuleType
 import pytest
 
 from drillkit.catalog import load
+from drillkit.core.needs import missing_needs
 from drillkit.core.registry import CHECKS, OPTIONAL_SERVICES, PROBES, RECOVERY
+from drillkit.core.scenario import load_scenario
+from drillkit.paths import SCENARIOS_DIR
 from drillkit.stack.kinds import SERVICE_KINDS
 from drillkit.stack.secrets import Secrets
 from drillkit.stack.services.cache import Resp, RespError, parse_clients, parse_info
+from drillkit.stack.spec import load_stack
+from drillkit.stack.stack import Stack, StackOptions
 
 APP_PATH = Path(__file__).resolve().parents[2] / "images" / "app" / "app.py"
 
@@ -140,3 +145,22 @@ def test_redis_password_server_and_app_copies_are_separate_files(tmp_path: Path)
     assert (s.app_dir / "app_redis_password").read_text() == "app-pw\n"
     assert not (s.app_dir / "redis_password").exists()
     assert {"server-pw", "app-pw"} <= set(s.values())  # scanned for leaks in reports
+
+
+def test_cache_kind_configures_the_app_and_both_password_copies(tmp_path: Path) -> None:
+    stack = Stack(load_stack(), "ut0", tmp_path, StackOptions(optional=frozenset({"cache"})))
+    assert "cache" in stack.services and "cache" not in stack.databases
+    stack.prepare()
+    app_dir = stack.kinds["app"].config_dir
+    assert (app_dir / "cache").read_text() == "cache:6379\n"
+    server = (stack.secrets.cache_dir / "redis_password").read_text()
+    assert server == (stack.secrets.app_dir / "app_redis_password").read_text()
+    assert server.strip() == stack.secrets["redis_password"]
+
+
+def test_cache_steps_are_refused_on_a_stack_without_the_cache() -> None:
+    load()
+    sc = load_scenario(SCENARIOS_DIR / "cache-outage.yaml")
+    lacking = missing_needs(sc, frozenset({"reference-app", "postgres", "journey"}))
+    assert {path for path, _ in lacking} >= {"recovery[0]", "recovery[2]", "checklist[10]"}
+    assert all("add stack: {cache: true}" in why for _, why in lacking)
