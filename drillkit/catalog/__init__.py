@@ -39,6 +39,7 @@ BUILTIN = (
     "drillkit.catalog.communications",
     "drillkit.catalog.deploy",
     "drillkit.catalog.flood",
+    "drillkit.catalog.cache",
 )
 """drillkit's own catalogue modules, in registration order."""
 ENTRY_POINT_GROUP = "drillkit.catalog"

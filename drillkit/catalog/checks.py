@@ -21,6 +21,7 @@ from drillkit.core.probes import median
 from drillkit.core.registry import CHECKS, Service
 from drillkit.errors import CheckFailed, EnvironmentBroken
 from drillkit.stack.probespec import LogPatterns
+from drillkit.stack.services.cache import CACHE, RespError
 from drillkit.stack.services.payments import PROVIDERS, STATUS_PATH
 from drillkit.stack.services.statuspage import STATUS_PATH as STATUSPAGE_STATUS
 from drillkit.stack.services.statuspage import STATUSPAGE
@@ -58,6 +59,12 @@ def all_systems_responding(ctx: DrillContext) -> str:
             if r.status_code != 200:
                 raise CheckFailed(f"the status page answered {r.status_code}")
             out.append(f"statuspage {r.json()['status']['indicator']}")
+        elif service == CACHE:
+            try:
+                ctx.stack.kinds[CACHE].call("PING")
+            except (OSError, RespError) as exc:
+                raise CheckFailed(f"the cache does not answer PING: {exc}") from exc
+            out.append("cache PONG")
         elif service == ctx.part(Fencing).service:
             out.append(f"{service} fenced (not expected to serve)")
         else:

@@ -67,6 +67,7 @@ HOW = {
     "proxy": "add stack: {proxy: true}",
     "web": "add stack: {web: true}",
     "payments": "add stack: {payments: true}",
+    "cache": "add stack: {cache: true}",
     "data_fs": "add stack: {data_fs: 64MiB}",
     "wal_fs": "add stack: {wal_fs: 64MiB}",
     "host-access": "it acts on the engine's host (nsenter, iptables): run it on a local engine",

@@ -109,6 +109,7 @@ EVIDENCE_BY_CLASS: dict[str, tuple[str, ...]] = {
     "network": ("app-fails-fast", "old-primary-fenced", "replica-caught-up"),
     "outage": ("database-healthy", "replica-caught-up"),
     "payment-failure": ("payments-reconciled", "payments-degraded-gracefully"),
+    "cache-failure": ("cache-degraded-gracefully", "cache-in-use"),
     "performance-degradation": ("performance-baseline", "no-error-spike"),
     "replication": ("replica-caught-up", "replica-lag-within"),
     "resource-exhaustion": (

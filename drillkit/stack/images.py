@@ -201,7 +201,15 @@ def _build(
 
 
 def ensure_all(
-    names: tuple[str, ...] = ("postgres", "app", "toxiproxy", "web", "payments", "statuspage"),
+    names: tuple[str, ...] = (
+        "postgres",
+        "app",
+        "toxiproxy",
+        "web",
+        "payments",
+        "statuspage",
+        "redis",
+    ),
     progress: Progress = _stderr,
 ) -> dict[str, str]:
     """Build (or find cached) every named image; returns name -> tag."""
@@ -244,7 +252,15 @@ def prunable(
 
 
 def prune_stale(
-    names: tuple[str, ...] = ("postgres", "app", "toxiproxy", "web", "payments", "statuspage"),
+    names: tuple[str, ...] = (
+        "postgres",
+        "app",
+        "toxiproxy",
+        "web",
+        "payments",
+        "statuspage",
+        "redis",
+    ),
     keep_s: float = IMAGE_KEEP_S,
 ) -> list[str]:
     """Remove drillkit/<name> images built from older inputs that `prunable` lets go; returns

@@ -24,6 +24,12 @@ PAYMENT_SECRETS = ("payments_webhook_secret", "payments_control_token")
 fault control demands (the app never sees it: only the harness may fail a provider)."""
 PROXY_SECRETS = ("proxy_api_token",)
 """What the fault proxy reads: the token its API demands (only the harness holds it)."""
+CACHE_SECRETS = ("redis_password",)
+"""What the cache (Redis) reads at start: its requirepass. Issued by the cache kind
+(stack/services/cache.py) only on a stack that has one; never generated here."""
+APP_CACHE_SECRETS = ("app_redis_password",)
+"""The app's copy of the Redis password, delivered on its own: a rotation changes the server's
+first and the runbook then hands the app the new one."""
 
 
 class Secrets:
@@ -33,11 +39,12 @@ class Secrets:
         self.app_dir = root / "secrets-app"
         self.payments_dir = root / "secrets-payments"
         self.proxy_dir = root / "secrets-proxy"
+        self.cache_dir = root / "secrets-cache"
         self._current: dict[str, str] = {}
         self._issued: list[str] = []
         root.mkdir(parents=True, exist_ok=True)
         os.chmod(root, 0o700)
-        for d in (self.db_dir, self.app_dir, self.payments_dir, self.proxy_dir):
+        for d in (self.db_dir, self.app_dir, self.payments_dir, self.proxy_dir, self.cache_dir):
             d.mkdir(exist_ok=True)
             os.chmod(d, 0o755)
         names = {*DB_SECRETS, *APP_SECRETS, *PAYMENT_SECRETS, *PROXY_SECRETS, "user_password"}
@@ -61,6 +68,8 @@ class Secrets:
             (self.app_dir, APP_SECRETS),
             (self.payments_dir, PAYMENT_SECRETS),
             (self.proxy_dir, PROXY_SECRETS),
+            (self.cache_dir, CACHE_SECRETS),
+            (self.app_dir, APP_CACHE_SECRETS),
         ):
             if name in names:
                 tmp = d / f".{name}.tmp"

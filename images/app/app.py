@@ -1235,6 +1235,267 @@ _PAYMENT_COLUMNS = (
 
 
 # --------------------------------------------------------------------------------------------
+# The order cache (Redis, optional): read-through cache of order reads
+# --------------------------------------------------------------------------------------------
+# On when the config dir holds a `cache` file (host:port); the password is the secrets dir's
+# `app_redis_password`; both re-read on SIGHUP. The cache never decides an answer: any failure
+# (down, refused password, slow) makes the read go to the database, counted as a fallback, and
+# health reports `cache: degraded` while the app stays healthy. A degraded cache is tried again
+# at most every CACHE_RETRY_S, so a dead cache costs requests nothing.
+
+CACHE_TIMEOUT_S = 0.3
+CACHE_RETRY_S = 0.5
+CACHE_TTL_S = 60
+CACHE_MAX_IDLE = 8
+CACHE_CLIENT_NAME = "drillkit-app"
+
+
+class CacheDownError(Exception):
+    """The cache failed or is being left alone until its next retry; the text has no secret."""
+
+
+def resp_command(*args: str) -> bytes:
+    """One RESP2 command (an array of bulk strings)."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode("utf-8")
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+class RespReader:
+    """Replies read off a socket-like `recv`; an error reply raises CacheDownError with its
+    first word (WRONGPASS, NOAUTH, ...)."""
+
+    def __init__(self, recv: Callable[[int], bytes]) -> None:
+        self.recv = recv
+        self.buf = b""
+
+    def _fill(self) -> None:
+        chunk = self.recv(65536)
+        if not chunk:
+            raise CacheDownError("the cache closed the connection")
+        self.buf += chunk
+        if len(self.buf) > MAX_BODY_BYTES:
+            raise CacheDownError("cache reply too long")
+
+    def reply(self) -> Any:
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        kind, rest = line[:1], line[1:].decode("utf-8", "replace")
+        if kind == b"+":
+            return rest
+        if kind == b"-":
+            raise CacheDownError(f"cache refused: {rest.split(' ', 1)[0]}")
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            size = int(rest)
+            if size < 0:
+                return None
+            while len(self.buf) < size + 2:
+                self._fill()
+            data, self.buf = self.buf[:size], self.buf[size + 2 :]
+            return data.decode("utf-8", "replace")
+        if kind == b"*":
+            size = int(rest)
+            return None if size < 0 else [self.reply() for _ in range(max(size, 0))]
+        raise CacheDownError(f"unexpected cache reply type {kind!r}")
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    host: str
+    port: int
+    password: str
+
+    def __repr__(self) -> str:  # never print the password
+        return f"CacheConfig(host={self.host!r}, port={self.port})"
+
+
+def parse_cache_target(text: str) -> tuple[str, int]:
+    """``host[:port]`` (port 6379 by default)."""
+    host, _, port_text = text.strip().partition(":")
+    if not _PROVIDER_RE.fullmatch(host):
+        raise ValueError("expected host[:port]")
+    port = int(port_text) if port_text else 6379
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} out of range")
+    return host, port
+
+
+class CacheConnection:
+    def __init__(self, config: CacheConfig) -> None:
+        address = resolve_cache_host(config.host, config.port)
+        self.sock = socket.create_connection((address, config.port), timeout=CACHE_TIMEOUT_S)
+        self.reader = RespReader(self.sock.recv)
+        try:
+            self.call("AUTH", config.password)
+            self.call("CLIENT", "SETNAME", CACHE_CLIENT_NAME)
+        except BaseException:
+            self.close()
+            raise
+
+    def call(self, *args: str) -> Any:
+        self.sock.sendall(resp_command(*args))
+        return self.reader.reply()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+def resolve_cache_host(host: str, port: int) -> str:
+    try:
+        return resolve_host(host, port, CACHE_TIMEOUT_S) or host
+    except DbUnavailableError as exc:
+        raise CacheDownError(str(exc)) from exc
+
+
+class OrderCache:
+    """The app's Redis client: a few pooled connections, state ok/degraded, counters."""
+
+    def __init__(self, config_file: str, password_file: str) -> None:
+        self.config_file = config_file
+        self.password_file = password_file
+        self._lock = threading.Lock()
+        self._idle: list[CacheConnection] = []
+        self.config: CacheConfig | None = None
+        self.degraded = False
+        self.reason = ""
+        self._retry_at = 0.0
+        self.counts = {"hits": 0, "misses": 0, "fallbacks": 0, "errors": 0}
+        self.reload()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Self:
+        return cls(
+            env.get("CACHE_FILE", "/run/drillkit/config/cache"),
+            env.get("CACHE_PASSWORD_FILE", "/run/drillkit/secrets/app_redis_password"),
+        )
+
+    def reload(self) -> None:
+        """Re-read the files; drop every pooled connection (a new password is used at once)."""
+        problems: list[str] = []
+        target = _read_optional_file(self.config_file, "cache", problems)
+        config = None
+        if target is not None:
+            password = _read_config_file(self.password_file, "cache password", problems)
+            try:
+                config = CacheConfig(*parse_cache_target(target), password)
+            except ValueError as exc:
+                problems.append(f"cache file {self.config_file}: {exc}")
+        for problem in problems:
+            log("config_problem", problem=problem)
+        with self._lock:
+            self.config, idle, self._idle = config, self._idle, []
+            self._retry_at = 0.0
+        for conn in idle:
+            conn.close()
+
+    def _call(self, *args: str) -> Any:
+        with self._lock:
+            config = self.config
+            if config is None:
+                raise CacheDownError("no cache configured")
+            now = time.monotonic()
+            if self.degraded and now < self._retry_at:
+                raise CacheDownError(self.reason)
+            if self.degraded:
+                self._retry_at = now + CACHE_RETRY_S  # one attempt per interval
+            conn = self._idle.pop() if self._idle else None
+        try:
+            try:
+                reply = conn.call(*args) if conn is not None else None
+            except (OSError, CacheDownError, ValueError):
+                conn.close()  # a pooled connection the server dropped (restart, CLIENT KILL)
+                conn = None
+            if conn is None:  # a new connection: one more try after a stale pooled one
+                conn = CacheConnection(config)
+                reply = conn.call(*args)
+        except (OSError, CacheDownError, ValueError) as exc:
+            if conn is not None:
+                conn.close()
+            self._failed(exc)
+            raise CacheDownError(self.reason) from exc
+        with self._lock:
+            if self.degraded:
+                log("cache_recovered", after=self.reason)
+            self.degraded, self.reason = False, ""
+            if config is self.config and len(self._idle) < CACHE_MAX_IDLE:
+                self._idle.append(conn)
+                conn = None
+        if conn is not None:
+            conn.close()
+        return reply
+
+    def _failed(self, exc: BaseException) -> None:
+        reason = f"{type(exc).__name__}: {str(exc)[:120]}"
+        with self._lock:
+            self.counts["errors"] += 1
+            first = not self.degraded
+            self.degraded, self.reason = True, reason
+            self._retry_at = time.monotonic() + CACHE_RETRY_S
+            idle, self._idle = self._idle, []  # the others are likely dead too (restart, kill)
+        for conn in idle:
+            conn.close()
+        if first:
+            log("cache_degraded", reason=reason)
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self.counts[name] += 1
+
+    def get_order(self, order_id: int) -> dict[str, Any] | None:
+        """The cached order, or None (a miss, no cache, or the cache down: a fallback)."""
+        if self.config is None:
+            return None
+        try:
+            raw = self._call("GET", f"order:{order_id}")
+        except CacheDownError:
+            self._count("fallbacks")
+            return None
+        if raw is None:
+            self._count("misses")
+            return None
+        try:
+            found = json.loads(raw)
+        except ValueError:
+            self._count("misses")
+            return None
+        self._count("hits")
+        return found if isinstance(found, dict) else None
+
+    def put_order(self, order_id: int, order: Mapping[str, Any]) -> None:
+        if self.config is None:
+            return
+        with contextlib.suppress(CacheDownError):
+            self._call("SET", f"order:{order_id}", json.dumps(order), "EX", str(CACHE_TTL_S))
+
+    def health_fields(self) -> dict[str, Any]:
+        """{} without a cache; else its state ("ok" or "degraded", trying it again when due)."""
+        if self.config is None:
+            return {}
+        with contextlib.suppress(CacheDownError):
+            self._call("PING")
+        with self._lock:
+            return {
+                "cache": "degraded" if self.degraded else "ok",
+                "cache_fallbacks": self.counts["fallbacks"],
+            }
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "configured": self.config is not None,
+                "state": "off" if self.config is None else "degraded" if self.degraded else "ok",
+                "reason": self.reason,
+                **self.counts,
+            }
+
+
+# --------------------------------------------------------------------------------------------
 # The application
 # --------------------------------------------------------------------------------------------
 
@@ -1263,6 +1524,7 @@ class App:
         self.audit = AuditFile(settings.audit_file)
         self.providers = ProviderClient(settings.payment_timeout_ms / 1000)
         self.release = parse_release(os.environ.get("APP_VERSION"))
+        self.cache = OrderCache.from_env(os.environ)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -1271,6 +1533,7 @@ class App:
         self.config = load_runtime_config(self.settings)
         self._report_config_problems()
         self.pool.reset()
+        self.cache.reload()
         provider = self.config.payment_provider
         log(
             "config_reloaded",
@@ -1398,7 +1661,12 @@ class App:
             host = self._with_db(check, self.settings.request_db_budget_s)
         except HttpError as exc:
             return exc.status, {"status": "error", "error": exc.message, "maintenance": maintenance}
-        return 200, {"status": "ok", "db_host": host, "maintenance": maintenance}
+        return 200, {
+            "status": "ok",
+            "db_host": host,
+            "maintenance": maintenance,
+            **self.cache.health_fields(),
+        }
 
     def login(self, request: Request) -> Response:
         try:
@@ -1512,6 +1780,9 @@ class App:
 
     def get_order(self, request: Request, order_id: int) -> Response:
         self._principal(request)
+        cached = self.cache.get_order(order_id)
+        if cached is not None:
+            return 200, cached
 
         def fetch(conn: DbConnection) -> tuple[Any, ...] | None:
             with conn.cursor() as cur:
@@ -1530,6 +1801,7 @@ class App:
         names = ("id", "user_id", "idempotency_key", "item", "amount_cents", "payload")
         result: dict[str, Any] = dict(zip(names, row[:6], strict=True))
         result["created_at"] = format_timestamp(row[6])
+        self.cache.put_order(order_id, result)
         return 200, result
 
     def replay_audit(self, request: Request) -> Response:
@@ -1588,7 +1860,7 @@ class App:
 
     def admin_stats(self, request: Request) -> Response:
         self._require_admin(request)
-        return 200, self.stats.snapshot()
+        return 200, {**self.stats.snapshot(), "cache": self.cache.snapshot()}
 
     # ---- account security ------------------------------------------------------------------
 

@@ -25,8 +25,8 @@ def test_registry_holds_every_builtin_kind():
 
 
 def test_unknown_optional_kind_is_refused_by_name(tmp_path):
-    with pytest.raises(EnvironmentBroken, match=r"unknown optional service kind 'cache'.*database"):
-        Stack(load_stack(), "ut0", tmp_path, StackOptions(optional=frozenset({"cache"})))
+    with pytest.raises(EnvironmentBroken, match=r"unknown optional service kind 'queue'.*database"):
+        Stack(load_stack(), "ut0", tmp_path, StackOptions(optional=frozenset({"queue"})))
 
 
 def test_base_kind_is_not_optional(tmp_path):

@@ -4,6 +4,15 @@ The dependency runs one way: these modules import drillkit.stack (the Stack's he
 protocol); nothing in drillkit/stack/ outside this package imports them.
 """
 
-from drillkit.stack.services import app, compose, database, payments, proxy, statuspage, web
+from drillkit.stack.services import (
+    app,
+    cache,
+    compose,
+    database,
+    payments,
+    proxy,
+    statuspage,
+    web,
+)
 
-__all__ = ["app", "compose", "database", "payments", "proxy", "statuspage", "web"]
+__all__ = ["app", "cache", "compose", "database", "payments", "proxy", "statuspage", "web"]
