@@ -25,6 +25,7 @@ from drillkit.stack.services.cache import CACHE, RespError
 from drillkit.stack.services.payments import PROVIDERS, STATUS_PATH
 from drillkit.stack.services.statuspage import STATUS_PATH as STATUSPAGE_STATUS
 from drillkit.stack.services.statuspage import STATUSPAGE
+from drillkit.wait import wait_for
 
 
 @CHECKS("all-systems-responding", title="All systems responding")
@@ -358,7 +359,10 @@ def database_healthy(ctx: DrillContext) -> str:
         if replica == "replica" and primary == "replica":
             continue
         try:
-            ctx.stack.wait_streaming(timeout_s=20, primary=primary, replica=replica)
+            if ctx.stack.spec.is_compose:
+                wait_receiving(ctx, replica, timeout_s=20)
+            else:
+                ctx.stack.wait_streaming(timeout_s=20, primary=primary, replica=replica)
         except EnvironmentBroken as exc:
             raise CheckFailed(f"{replica} is not streaming from {primary}: {exc}") from exc
         wait_replica_caught_up(ctx, Service(replica), timeout=30.0)
@@ -370,6 +374,25 @@ def database_healthy(ctx: DrillContext) -> str:
         raise CheckFailed(f"pg_amcheck exit {res.exit_code}: {res.output.strip()[:400]}")
     parts.append("pg_amcheck clean")
     return ", ".join(parts)
+
+
+def wait_receiving(ctx: DrillContext, replica: str, timeout_s: float) -> None:
+    """Until the standby's WAL receiver streams (pg_stat_wal_receiver, asked on the standby: a
+    compose stack's standby names itself to the primary as it likes, so the primary's
+    pg_stat_replication cannot be matched to the service)."""
+
+    def streaming() -> bool:
+        ctx.stack.require_running(replica)
+        rows = ctx.stack.sql(replica, "SELECT status FROM pg_stat_wal_receiver")
+        return bool(rows) and rows[0][0] == "streaming"
+
+    wait_for(
+        streaming,
+        what=f"{replica}'s WAL receiver to stream",
+        timeout_s=timeout_s,
+        transient=(psycopg.Error,),
+        context=ctx.stack.log_context(replica),
+    )
 
 
 def amcheck_command(ctx: DrillContext) -> str:

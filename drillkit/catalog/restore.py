@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import psycopg
 import requests
 
+from drillkit.catalog._common import data_dir, is_compose
+from drillkit.catalog.checks import amcheck_command
 from drillkit.core.context import DrillContext
 from drillkit.core.registry import CHECKS, FAULTS, RECOVERY, Service
 from drillkit.errors import CheckFailed, StepFailed
@@ -28,10 +30,9 @@ class RestorePoint:
 
 @RECOVERY("assess-corruption")
 def assess_corruption(ctx: DrillContext, service: Service = Service("primary")) -> str:
-    """Assess scope: pg_amcheck over the app database, and the checksum failure counters."""
-    res = ctx.stack.exec(
-        service, "pg_amcheck -h /run/postgresql -d app --heapallindexed 2>&1", timeout_s=60
-    )
+    """Assess scope: pg_amcheck over the app database (a compose stack's: the overlay's), and the
+    checksum failure counters."""
+    res = ctx.stack.exec(service, amcheck_command(ctx), timeout_s=60)
     rows = ctx.stack.sql(
         service,
         "SELECT datname, checksum_failures FROM pg_stat_database WHERE checksum_failures > 0",
@@ -157,7 +158,8 @@ def corrupt_page(
     """Overwrite 64 bytes in the middle of a heap page of `table` on disk (checksums are on).
 
     The cluster is stopped first (a page cached in shared buffers would hide the damage) and started
-    again after, as after a host crash.
+    again after, as after a host crash. The bytes are written from a one-off container with the
+    service's volumes, into its data directory (a compose stack's: the overlay's `data`).
     """
     with ctx.stack.connect(service) as conn:
         found = conn.execute("SELECT pg_relation_filepath(to_regclass(%s))", (table,)).fetchone()
@@ -167,12 +169,27 @@ def corrupt_page(
     c = ctx.stack.container(service)
     c.stop(timeout=20)
     offset = block * 8192 + 4096
+    target = f"{data_dir(ctx, service).rstrip('/')}/{path}"
     script = (
         "printf 'DRILLKIT-CORRUPTION-%.0s' $(seq 1 4) | "
-        f"dd of={shlex.quote('/pgdata/' + str(path))} bs=1 seek={int(offset)} count=64"
+        f"dd of={shlex.quote(target)} bs=1 seek={int(offset)} count=64"
         " conv=notrunc status=none"
     )
-    ctx.stack.run_tool(service, ["sh", "-c", script])
+    if is_compose(ctx):  # the service's own image: the reference postgres image is not built
+        res = ctx.stack.run_oneoff(
+            service,
+            ["sh", "-c", script],
+            volumes_from=service,
+            user="root",
+            timeout_s=60,
+            network=False,
+        )
+        if res.exit_code != 0:
+            raise StepFailed(
+                "corrupt-page", f"could not write {target} in {service}: {res.output[:300]}"
+            )
+    else:
+        ctx.stack.run_tool(service, ["sh", "-c", script])
     c.start()
     ctx.stack.wait_pg(service, 60)
     try:

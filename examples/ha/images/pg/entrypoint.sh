@@ -5,7 +5,8 @@
 #   REPMGR_PASSWORD, APP_USER, APP_DB, APP_PASSWORD_FILE (the app role's password, a file),
 #   RECONNECT_ATTEMPTS / RECONNECT_INTERVAL (repmgrd: how soon a lost primary is failed over).
 # First start: the initial primary runs initdb and registers itself; a standby clones the primary
-# (`repmgr standby clone`) and registers. A restart of a node whose data exists, while another
+# (`repmgr standby clone`) and registers. A node whose data discard-data.sh threw away clones
+# whichever node is the primary now and registers as its standby. A restart of a node whose data exists, while another
 # node is now the writable primary, rejoins it as a standby (`repmgr node rejoin --force-rewind`)
 # instead of starting a second primary. postgres runs in the foreground: when it dies, the
 # container exits. repmgrd and the health endpoint run beside it.
@@ -55,7 +56,24 @@ peer_primary() {  # the name of another node that answers as a writable primary,
     return 1
 }
 
-if [ ! -s "$PGDATA/PG_VERSION" ] && [ "$NODE_NAME" = "$PRIMARY" ]; then
+clone_from() {  # clone a standby of node $1 (once it is the registered primary) and register it
+    log "cloning a standby of $1"
+    until psql -h "$1" -U repmgr -d repmgr -XtAc \
+            "SELECT 1 FROM repmgr.nodes WHERE type = 'primary' AND active" 2>/dev/null | grep -q 1; do
+        sleep 0.5
+    done
+    repmgr -h "$1" -U repmgr -d repmgr -f "$CONF" standby clone --fast-checkpoint
+    pg_ctl -w -D "$PGDATA" start >/dev/null
+    repmgr -f "$CONF" standby register --force
+    pg_ctl -w -D "$PGDATA" -m fast stop >/dev/null
+}
+
+if [ ! -s "$PGDATA/PG_VERSION" ] && [ -e "$PGDATA/.reclone" ]; then
+    # discard-data.sh emptied it (the runbook for a corrupt node): clone the primary of now
+    current=$(peer_primary) || { log "no node is the primary: nothing to clone from"; exit 1; }
+    rm -f "$PGDATA/.reclone"
+    clone_from "$current"
+elif [ ! -s "$PGDATA/PG_VERSION" ] && [ "$NODE_NAME" = "$PRIMARY" ]; then
     log "initialising the primary $NODE_NAME"
     initdb -D "$PGDATA" -U postgres -k -E UTF8 --locale=C.UTF-8 --auth-local=peer \
         --auth-host=scram-sha-256 --pwfile=<(printf '%s\n' "$POSTGRES_PASSWORD") >/dev/null
@@ -78,15 +96,7 @@ SQL
     repmgr -f "$CONF" primary register
     pg_ctl -w -D "$PGDATA" -m fast stop >/dev/null
 elif [ ! -s "$PGDATA/PG_VERSION" ]; then
-    log "cloning a standby of $PRIMARY"
-    until psql -h "$PRIMARY" -U repmgr -d repmgr -XtAc \
-            "SELECT 1 FROM repmgr.nodes WHERE type = 'primary' AND active" 2>/dev/null | grep -q 1; do
-        sleep 0.5
-    done
-    repmgr -h "$PRIMARY" -U repmgr -d repmgr -f "$CONF" standby clone --fast-checkpoint
-    pg_ctl -w -D "$PGDATA" start >/dev/null
-    repmgr -f "$CONF" standby register --force
-    pg_ctl -w -D "$PGDATA" -m fast stop >/dev/null
+    clone_from "$PRIMARY"
 elif [ ! -e "$PGDATA/standby.signal" ] && current=$(peer_primary); then
     log "$current is the primary now: rejoining it as a standby (pg_rewind)"
     repmgr -f "$CONF" node rejoin --force-rewind \
