@@ -2,8 +2,9 @@
 
 Every catalogue entry declares what it needs (`needs=` on its decorator: 'reference-app',
 'pgbackrest', 'replica', 'proxy', 'web', 'payments', 'data_fs', 'wal_fs', 'journey', ...). The
-stack provides capabilities: `StackSpec.provides` when the stack file says (a compose stack), else
-the reference stack's (its app, pgBackRest, PostgreSQL, a replica unless turned off). The scenario
+stack provides capabilities: `StackSpec.provides` (what its kind gives: drillkit's database
+image has pgBackRest and PostgreSQL, a replica unless turned off; plus the file's `provides` list,
+e.g. the reference stack's `reference-app`). The scenario
 adds what its `stack:` options turn on (a proxy, a web front, a data filesystem, ...). A fault,
 recovery step or checklist item needing what is not provided refuses the scenario, naming the
 step and what it lacks: `drillkit validate --stack FILE` and the runner (before provisioning)
@@ -20,22 +21,13 @@ from drillkit.core.scenario import Scenario
 from drillkit.stack import engine
 from drillkit.validate import Problems
 
-REFERENCE_PROVIDES = frozenset({"reference-app", "pgbackrest", "postgres"})
-"""The reference stack's capabilities (plus 'replica' when it has one)."""
-
 
 def base_provides(spec: Any) -> frozenset[str]:
-    """The stack file's capabilities, before the scenario's options: `spec.provides` when the
-    stack model has it (issue 14's compose stacks), else the reference stack's."""
-    declared = getattr(spec, "provides", None)
-    if declared is not None:
-        out = set(declared)
-    else:
-        out = set(REFERENCE_PROVIDES)
-        if spec.database.replica:
-            out.add("replica")
-    if "reference-app" in out or getattr(spec, "journey", ()):
-        out.add("journey")  # the reference app's built-in journey, or a declared one
+    """The stack file's capabilities, before the scenario's options (`StackSpec.provides`: what
+    its kind gives, plus its `provides` list), and `journey` when it declares one."""
+    out = set(spec.provides)
+    if getattr(spec, "journey", ()):
+        out.add("journey")  # the stack file declares one
     return frozenset(out)
 
 

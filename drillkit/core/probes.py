@@ -1,21 +1,21 @@
 """Continuous probes and the write ledger, on the drill's monotonic clock.
 
-- Availability probe: GET the health URL; ok when the answer passes the stack file's health rule
-  (`app.health`: status, body text, JSON rules; the reference app's: 200 with status "ok" and
-  maintenance mode off, since an app in maintenance refuses writes: it is up, not recovered).
-- Journey probe: log in, create an order, read it back, read an existing (seeded) order; ok when
-  every step answers as expected.
-  A journey slower than `degraded_after_s` also fails (a degradation is an outage of the journey).
+Everything but the health probe is what the stack file declares (stack/probespec.py; the
+reference stack's own file, stacks/reference.yaml, declares its journey, ledger and log patterns
+like any team's):
+
+- Availability probe: GET the app's health URL; ok when the answer passes the stack file's health
+  rule (`app.health`: status, body text, JSON rules). Declared `probes` replace it, each sampled
+  under its own name.
+- Journey probe: the declared `journey`, an ordered list of requests; ok when every step answers
+  as declared. A journey slower than `degraded_after_s` also fails (a degradation is an outage of
+  the journey). A stack that declares none has no journey.
 - Extra probes a stack option adds (e.g. the web front's "site" probe: every page served with its
   known-good SHA-256): ok unless their check raises.
-- Writer: sends orders at a steady rate and records each acknowledged one (key, payload hash, ack
-  time); keys sent but never acknowledged are kept to count "in doubt" rows later.
-
-A stack file that declares `probes`, `journey` or `ledger` (stack/probespec.py) replaces the
-matching built-in part: each declared probe is sampled under its own name, the declared journey's
-samples are named `journey`, and the declared writer (an HTTP write template, or the canary table
-drillkit writes through its own connection) feeds the same ledger. The built-in journey and writer
-run only against the reference app (`reference_app=True`); a stack without them has none.
+- Writer: the declared `ledger` (an HTTP write template, or the canary table drillkit writes
+  through its own connection) at a steady rate, recording each acknowledged write (key, payload
+  hash, ack time); keys sent but never acknowledged are kept to count "in doubt" rows later. A
+  stack that declares none has no writer (RPO is not measured).
 The stack is reached only through `StackAccess` (URLs, connections, secrets by callables).
 
 Probes are launched at fixed ticks on a thread pool, so a hung request never delays the next tick.
@@ -56,22 +56,14 @@ from drillkit.stack.probespec import (
 from drillkit.stack.spec import REFERENCE_HEALTH, HealthSpec
 
 Clock = Callable[[], float]
-CANARY_ORDER_ID = 1
-"""The first seeded order: the journey reads it back on every run, so destroyed or unreadable
-existing data (not only new writes) is user-visible."""
 
 
 def health_verdict(
     status_code: int, body: object, rule: HealthSpec = REFERENCE_HEALTH
 ) -> str | None:
     """Why a health answer (its text, or its parsed JSON) is not a pass by the stack file's
-    health rule, or None when it is one.
-
-    The reference app's rule fails a 200 that says maintenance mode is on: the app refuses writes
-    until maintenance is off, and recovery cannot be said to be reached before that (with it
-    counted as a pass, a write refused after T_recovered was possible between the journey probe's
-    ticks).
-    """
+    health rule, or None when it is one (the reference app's rule fails a 200 that says
+    maintenance mode is on: it refuses writes, so recovery is not reached before that)."""
     return rule.verdict(status_code, body)
 
 
@@ -88,7 +80,9 @@ class ProbeConfig:
 
 
 class AppClient:
-    """Minimal client of the reference app's API (what the probes and the writer need)."""
+    """Minimal client of the reference app's API, for the catalogue's steps and checks that
+    declare `needs=("reference-app",)` (the probes and the writer use the stack file's
+    declarations)."""
 
     def __init__(
         self, base_url: Callable[[], str], email: str, password: Callable[[], str], timeout_s: float
@@ -147,39 +141,31 @@ class AppClient:
 
 
 class Probes(DeclaredParts):
-    """Runs the availability and journey probes and the writer until stopped."""
+    """Runs the availability (or declared) probes, the declared journey and the declared writer
+    until stopped."""
 
     def __init__(
         self,
         base_url: Callable[[], str],
         health: HealthSpec,
-        password: Callable[[], str],
         config: ProbeConfig,
         run_tag: str,
-        probe_user: str,
-        writer_user: str,
         clock: Clock = time.monotonic,
         extra: dict[str, Callable[[], object]] | None = None,
         declared: Declared | None = None,
         access: StackAccess | None = None,
-        reference_app: bool = True,
     ) -> None:
         self.config = config
         self.declared = declared or Declared()
         if self.declared.any and access is None:
             raise ValueError("declared probes need a StackAccess (URLs, connections, secrets)")
         self.access = access
-        self.reference_app = reference_app
-        """Whether the built-in journey and writer (the reference app's API) run when the
-        stack declares none."""
         self._canary: psycopg.Connection[Any] | None = None
         self.extra = dict(extra or {})
         """name -> check run at every tick like the built-in probes (fails when it raises)."""
         self.clock = clock
         self.health = health
         self.health_url = lambda: base_url() + health.path
-        self.journey_client = AppClient(base_url, probe_user, password, config.timeout_s)
-        self.writer_client = AppClient(base_url, writer_user, password, config.timeout_s)
         self.samples: list[Sample] = []
         self.acked: list[AckedWrite] = []
         self.sent: set[str] = set()
@@ -205,13 +191,11 @@ class Probes(DeclaredParts):
             parts.append(("probe-availability", self._availability))
         if d.journey:
             parts.append(("probe-journey", self._declared_journey))
-        elif self.reference_app:
-            parts.append(("probe-journey", self._journey))
         return parts
 
     @property
     def has_writer(self) -> bool:
-        return self.declared.ledger is not None or self.reference_app
+        return self.declared.ledger is not None
 
     def start(self) -> None:
         self.running = True
@@ -290,30 +274,6 @@ class Probes(DeclaredParts):
             ok, err = False, f"{type(exc).__name__}: {str(exc)[:160]}"
         self._record("availability", start, ok, err)
 
-    def _journey(self) -> None:
-        start = self.clock()
-        try:
-            token = self.journey_client.login()
-            key = f"j-{self.run_tag}-{next(self._seq)}"
-            payload = f"journey {key}"
-            r = self.journey_client.create_order(key, payload, token)
-            if r.status_code not in (200, 201):
-                raise ProbeError(f"create order answered {r.status_code}: {r.text[:120]}")
-            order_id = int(r.json()["id"])
-            r = self.journey_client.get_order(order_id, token)
-            if r.status_code != 200 or r.json().get("payload") != payload:
-                raise ProbeError(f"read back answered {r.status_code}: {r.text[:120]}")
-            # the user's order history: a seeded order that must always be readable
-            r = self.journey_client.get_order(CANARY_ORDER_ID, token)
-            if r.status_code != 200:
-                raise ProbeError(
-                    f"canary order {CANARY_ORDER_ID} answered {r.status_code}: {r.text[:120]}"
-                )
-            ok, err = True, None
-        except (*PROBE_FAILURES, KeyError) as exc:
-            ok, err = False, f"{type(exc).__name__}: {str(exc)[:160]}"
-        self._record("journey", start, ok, err)
-
     def _extra(self, name: str, check: Callable[[], object]) -> None:
         start = self.clock()
         try:
@@ -354,18 +314,7 @@ class Probes(DeclaredParts):
             if r.status_code in ledger.write.status:
                 self._ack(key, payload)
             return
-        if isinstance(ledger, CanaryLedger):
-            if self._canary_insert(ledger, key, payload):
-                self._ack(key, payload)
-            return
-        try:
-            r = self.writer_client.create_order(key, payload)
-            if r.status_code == 401:
-                self.writer_client.login()
-                r = self.writer_client.create_order(key, payload)
-        except PROBE_FAILURES:
-            return
-        if r.status_code in (200, 201):
+        if isinstance(ledger, CanaryLedger) and self._canary_insert(ledger, key, payload):
             self._ack(key, payload)
 
     def _ack(self, key: str, payload: str) -> None:
@@ -376,7 +325,7 @@ class Probes(DeclaredParts):
         self, connect_primary: Callable[[], psycopg.Connection[Any]]
     ) -> LedgerOutcome:
         """Look up every write sent and every one acknowledged, by the declared lookup (SQL or
-        HTTP), in the canary table, or in the reference app's orders table."""
+        HTTP) or in the canary table; with no ledger declared there is nothing to look up."""
         with self._lock:
             acked = list(self.acked)
             sent = set(self.sent)
@@ -397,8 +346,7 @@ class Probes(DeclaredParts):
             )
             with connect_primary() as conn:
                 return verify_ledger(conn, acked, sent, query)
-        with connect_primary() as conn:
-            return verify_ledger(conn, acked, sent)
+        return outcome_of({}, acked)  # no ledger: no writes were sent
 
     # ----- views --------------------------------------------------------------------------------
     def snapshot(self) -> list[Sample]:
@@ -418,17 +366,11 @@ class Probes(DeclaredParts):
         return next((s for s in self.snapshot() if s.t >= since and not s.ok), None)
 
 
-REFERENCE_LOOKUP = (
-    "SELECT idempotency_key, payload FROM orders WHERE idempotency_key = ANY(%(keys)s)"
-)
-"""The reference app's ledger lookup: rows (key, payload) of its orders table."""
-
-
 def verify_ledger(
     conn: psycopg.Connection[Any],
     acked: list[AckedWrite],
     sent: set[str],
-    query: str | pgsql.Composable = REFERENCE_LOOKUP,
+    query: str | pgsql.Composable,
 ) -> LedgerOutcome:
     """Look up every acknowledged write (and every sent one) in the database after recovery;
     `query` selects rows (key, payload) for the text array %(keys)s."""

@@ -58,7 +58,7 @@ from drillkit.core.wiring import (
 from drillkit.errors import DrillAborted, DrillError, EnvironmentBroken, StepFailed
 from drillkit.stack import engine, hostfs
 from drillkit.stack.probespec import CanaryLedger
-from drillkit.stack.seed import PROBE_USER, SCALES, WRITER_USER, seed
+from drillkit.stack.seed import SCALES, seed
 from drillkit.stack.spec import StackSpec, load_stack
 from drillkit.stack.stack import Stack
 from drillkit.wait import wait_for
@@ -225,7 +225,6 @@ class Runner:
         return Probes(
             base_url,
             health,
-            lambda: stack.secrets["user_password"],
             ProbeConfig(
                 interval_s=sc.probes.get("interval", self.config.probe_interval_s),
                 timeout_s=timeout_s,
@@ -233,8 +232,6 @@ class Runner:
                 writer_rate_hz=sc.probes.get("writer_rate", 20.0),
             ),
             run_tag=self.run_id,
-            probe_user=PROBE_USER,
-            writer_user=WRITER_USER,
             clock=self.clock,
             extra=extra,
             declared=declared_of(self.spec),
@@ -243,7 +240,6 @@ class Runner:
                 stack,
                 lambda: self.ctx.primary if self.ctx is not None else first_primary(self.spec),
             ),
-            reference_app="reference-app" in self.provides,
         )
 
     def steady(self, deadline: Deadline) -> DrillContext:

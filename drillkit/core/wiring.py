@@ -1,6 +1,8 @@
-"""How the runner wires a stack's declarations into the probes, for both kinds of stack: the
-reference stack (its built-in app, seed and probes) and a compose stack (issue 14: the overlay's
-database service, its `seed` SQL, its apps' health and the declared probes/journey/ledger).
+"""How the runner wires a stack's declarations into the probes, for both kinds of stack file: a
+reference-style one (drillkit's database image and one `app`; stacks/reference.yaml is one) and a
+compose stack (issue 14: the overlay's database service, its `seed` SQL, its apps' health). Either
+way the probes are the app's health (or the declared `probes`), the declared journey and the
+declared ledger: nothing here knows the reference app.
 
 The stack model's compose fields (`is_compose`, `db`, `apps`, `seed`, `Stack.url`) are read with
 getattr so this works before and after the compose kind exists.
@@ -47,8 +49,8 @@ def seed_compose(spec: StackSpec, stack: Stack) -> int:
 
 
 def health_target(spec: StackSpec, stack: Stack) -> tuple[Callable[[], str], HealthSpec]:
-    """The built-in availability probe's target: the reference app, or a compose stack's first
-    app with its declared health rule."""
+    """The availability probe's target (when no `probes` are declared): the `app` service, or a
+    compose stack's first app, with its declared health rule."""
     apps: dict[str, Any] | None = getattr(spec, "apps", None)
     if is_compose(spec) and apps:
         name, app = next(iter(apps.items()))

@@ -20,7 +20,8 @@ ledger:
     # or lookup: {http: {path: "/notes/by-key/{key}", status: 200, json: text}}
   # or canary: {service: db, table: drillkit_canary, rate: 20}
 logs:
-  api: {errors: ['"level":"error"', ' 5\\d\\d '], timestamp: iso8601}
+  api: {errors: ['"level":"error"', ' 5\\d\\d '], timestamp: iso8601,
+        duration_ms: 'took=([\\d.]+)ms'}     # optional: a line's time minus it is when it began
 ```
 
 Placeholders in request paths, headers and JSON bodies: `{key}` (a fresh unique key per journey
@@ -152,6 +153,10 @@ class LogPatterns:
     timestamp: str = "iso8601"
     """How a line's time is read: iso8601 (first ISO-8601 stamp on the line), epoch (first
     10-digit Unix time), none (docker's log timestamps cut the log)."""
+    duration_ms: re.Pattern[str] | None = None
+    """Where an access-log line says how long its request took (group 1, in milliseconds): the
+    line's time minus it is when the request began, so a request that waited out the outage and
+    was answered with an error just after recovery is the outage's, not a post-recovery error."""
 
 
 @dataclass(frozen=True)
@@ -603,7 +608,7 @@ def _logs(p: Problems, raw: Any, services: set[str] | frozenset[str]) -> dict[st
             continue
         if not typed(p, at, spec, dict, "a mapping {errors: [regex], timestamp}"):
             continue
-        check_keys(p, at, spec, ("errors", "timestamp"), ("errors",))
+        check_keys(p, at, spec, ("errors", "timestamp", "duration_ms"), ("errors",))
         ts = spec.get("timestamp", "iso8601")
         if typed(p, f"{at}.timestamp", ts, str, "iso8601, epoch or none") and ts not in TIMESTAMPS:
             p.add(f"{at}.timestamp", f"expected one of {', '.join(TIMESTAMPS)}, got {excerpt(ts)}")
@@ -626,6 +631,30 @@ def _logs(p: Problems, raw: Any, services: set[str] | frozenset[str]) -> dict[st
                 compiled.append(re.compile(rx))
             except re.error as exc:
                 p.add(where, f"not a regular expression: {exc}")
-        if len(compiled) == len(errors):
-            out[service] = LogPatterns(service, tuple(compiled), ts)
+        duration = _duration(p, f"{at}.duration_ms", spec.get("duration_ms"))
+        if duration is not None and ts == "none":
+            p.add(
+                f"{at}.duration_ms", "needs a timestamp format (iso8601 or epoch) to subtract from"
+            )
+            continue
+        if len(compiled) == len(errors) and (duration is not None or "duration_ms" not in spec):
+            out[service] = LogPatterns(service, tuple(compiled), ts, duration)
     return out
+
+
+def _duration(p: Problems, at: str, rx: Any) -> re.Pattern[str] | None:
+    """`duration_ms`: a regular expression with one group, the request's duration in ms."""
+    if rx is None or not typed(p, at, rx, str, "a regular expression with one group"):
+        return None
+    if not 0 < len(rx) <= MAX_REGEX:
+        p.add(at, f"a pattern is 1-{MAX_REGEX} characters, got {len(rx)}")
+        return None
+    try:
+        compiled = re.compile(rx)
+    except re.error as exc:
+        p.add(at, f"not a regular expression: {exc}")
+        return None
+    if compiled.groups != 1:
+        p.add(at, f"needs exactly one group (the duration in ms), got {compiled.groups}")
+        return None
+    return compiled

@@ -226,11 +226,11 @@ class StackSpec:
     declared_provides: frozenset[str] = frozenset()
     """The stack file's `provides` list."""
     probes: tuple[DeclaredProbe, ...] = ()
-    """Declared probes (stack/probespec.py); none: the built-in availability probe."""
+    """Declared probes (stack/probespec.py); none: the availability probe of the app's health."""
     journey: tuple[HttpRequest, ...] = ()
-    """The declared journey; none: the reference app's built-in journey."""
+    """The declared journey; none: no journey probe."""
     ledger: Ledger | None = None
-    """The declared write ledger; None: the reference app's built-in writer and ledger."""
+    """The declared write ledger; None: no writer (RPO not measured)."""
     logs: dict[str, LogPatterns] = field(default_factory=dict)
     """Declared error patterns per service (no-error-spike)."""
 
@@ -252,7 +252,7 @@ class StackSpec:
             if self.db is not None and self.db.replicas:
                 base.add("replica")
         else:
-            base = {"reference-app", "pgbackrest", "postgres"}
+            base = {"pgbackrest", "postgres"}  # drillkit's database image; the app: `provides`
             if self.database.replica:
                 base.add("replica")
         return frozenset(base) | self.declared_provides

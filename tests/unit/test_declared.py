@@ -141,6 +141,14 @@ def test_the_contract_example_parses_into_typed_declarations() -> None:
         ("logs: {api: {errors: ['" + "a" * 201 + "']}}", "logs.api.errors[0]: a pattern is 1-200"),
         ("logs: {ghost: {errors: [x]}}", "stack.yaml: logs.ghost: no service 'ghost'"),
         ("logs: {api: {errors: [x], timestamp: rfc2822}}", "logs.api.timestamp: expected one of"),
+        (
+            "logs: {api: {errors: [x], duration_ms: '(\\d+)ms (\\d+)'}}",
+            "logs.api.duration_ms: needs exactly one group (the duration in ms), got 2",
+        ),
+        (
+            "logs: {api: {errors: [x], timestamp: none, duration_ms: '(\\d+)ms'}}",
+            "logs.api.duration_ms: needs a timestamp format",
+        ),
     ],
 )
 def test_bad_declarations_are_refused_with_file_path_reason(text: str, expected: str) -> None:
@@ -289,14 +297,10 @@ def notes_probes(url: str, secret: str = "pw-1") -> Probes:
     return Probes(
         lambda: url,
         load_stack().app.health,
-        lambda: "unused",
         ProbeConfig(interval_s=0.02, timeout_s=2.0, writer_rate_hz=50.0),
         run_tag="t",
-        probe_user="u",
-        writer_user="w",
         declared=parse(NOTES, {"api"}),
         access=access,
-        reference_app=False,
     )
 
 
@@ -540,3 +544,53 @@ def test_a_compose_secret_placeholder_reads_the_service_env_and_is_redacted(tmp_
     assert value == "s3cret-from-dotenv" and value in stack.secrets.values()
     with pytest.raises(KeyError, match="secret NOPE: not a drillkit secret"):
         stack_secret(spec, stack, "NOPE")  # type: ignore[arg-type]
+
+
+# ----- the reference stack is one such stack file ------------------------------------------------
+def test_the_reference_stack_declares_its_journey_ledger_and_log_patterns() -> None:
+    spec = load_stack()
+    assert [(r.method, r.path) for r in spec.journey] == [
+        ("POST", "/api/auth/login"),
+        ("POST", "/api/orders"),
+        ("GET", "/api/orders/{id}"),
+        ("GET", "/api/orders/1"),  # a seeded order: existing data stays readable
+    ]
+    ledger = spec.ledger
+    assert isinstance(ledger, HttpLedger) and ledger.sql is not None
+    assert ledger.sql.service == "primary" and "FROM orders" in ledger.sql.query
+    assert ledger.write.status == (200, 201) and "Idempotency-Key" in ledger.write.headers
+    waited_out = (  # began before recovery (answered after it): the outage's
+        '2026-12-01T10:00:00.400000Z request method="GET" path="/api/health" status=503'
+        " duration_ms=900.0"
+    )
+    not_5xx = '2026-12-01T10:00:00.600000Z request method="GET" path="/x" status=404 duration_ms=1'
+    after = '2026-12-01T10:00:00.700000Z request method="POST" path="/api/orders" status=500'
+    log = "\n".join([waited_out, not_5xx, after + " duration_ms=2.5"])
+    t_rec = line_time("2026-12-01T10:00:00.000Z", "iso8601")
+    assert match_errors(log, spec.logs["app"], t_rec) == [after + " duration_ms=2.5"]
+    assert match_errors(log, spec.logs["app"], None) == [waited_out, after + " duration_ms=2.5"]
+
+
+def test_a_reference_style_stack_has_only_what_it_declares() -> None:
+    """No journey, writer, app API or log format is assumed for an app the file does not declare:
+    the availability probe alone, no ledger (RPO not measured), and no-error-spike asks for the
+    app's patterns."""
+    from drillkit.catalog.checks import no_error_spike
+    from drillkit.core.wiring import declared_of
+    from drillkit.errors import CheckFailed
+
+    spec = parse_stack({"name": "mine", "database": {}, "app": {"image": "mine"}}, "mine.yaml")
+    assert not {"reference-app", "journey"} & spec.provides
+    probes = Probes(
+        lambda: "http://127.0.0.1:9",
+        spec.app.health,
+        ProbeConfig(),
+        "t",
+        declared=declared_of(spec),
+    )
+    assert [name for name, _ in probes._parts()] == ["probe-availability"]
+    assert not probes.has_writer
+    assert probes.ledger_outcome(lambda: no_db("primary")) == LedgerOutcome(acked=0)
+    ctx = LogCtx(spec, {"db": ""}, ("primary", "replica", "app"))
+    with pytest.raises(CheckFailed, match="no error patterns declared for service app"):
+        no_error_spike(ctx)  # type: ignore[arg-type]

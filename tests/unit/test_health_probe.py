@@ -36,9 +36,7 @@ def server():
 
 
 def probe_once(url: str, health) -> tuple[bool, str | None]:
-    probes = Probes(
-        lambda: url, health, lambda: "pw", ProbeConfig(timeout_s=2.0), "t", "probe", "writer"
-    )
+    probes = Probes(lambda: url, health, ProbeConfig(timeout_s=2.0), "t")
     probes._availability()
     sample = probes.samples[-1]
     return sample.ok, sample.error

@@ -7,8 +7,8 @@ import pytest
 
 from drillkit.catalog.checks import (
     CheckFailed,
+    match_errors,
     performance_baseline,
-    server_errors,
     settled_performance,
 )
 from drillkit.core.measure import (
@@ -23,6 +23,16 @@ from drillkit.core.measure import (
     rpo,
 )
 from drillkit.core.probes import Baseline, health_verdict
+from drillkit.stack.spec import load_stack
+
+APP_LOGS = load_stack().logs["app"]
+"""The reference app's log patterns, as stacks/reference.yaml declares them."""
+
+
+def server_errors(app_log: str, began_after: float | None = None) -> list[str]:
+    """The app-log lines no-error-spike counts, by the reference stack's declared patterns."""
+    return match_errors(app_log, APP_LOGS, began_after)
+
 
 T_FAULT = 100.0
 

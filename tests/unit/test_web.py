@@ -222,11 +222,8 @@ def test_extra_probe_records_pass_and_failure():
     probes = Probes(
         lambda: "http://127.0.0.1:9",
         "/health",
-        lambda: "pw",
         ProbeConfig(),
         run_tag="t",
-        probe_user="p",
-        writer_user="w",
         extra={"site": lambda: None},
     )
 
