@@ -8,6 +8,7 @@ acknowledged; and a compose stack is drilled by its declared probes and canary l
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +40,12 @@ def canary_spec() -> StackSpec:
 
 
 def test_the_canary_ledger_catches_the_writes_a_restore_to_the_backup_loses(
-    drill_run_config: RunConfig,
+    drill_run_config: RunConfig, tmp_path: Path
 ) -> None:
     path = SCENARIOS_DIR / "sabotage" / "corruption-page-no-wal-replay.yaml"
-    result, _ = run(path, canary_spec(), drill_run_config)
+    # its own results folder: the twin of the same id writes its record to the session's one
+    config = dataclasses.replace(drill_run_config, results_dir=tmp_path / "runs")
+    result, _ = run(path, canary_spec(), config)
     m = result.measurement
     assert result.status == "failed", result.breaches
     assert any(b.startswith("RPO ") for b in result.breaches), result.breaches
