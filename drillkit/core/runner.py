@@ -50,8 +50,7 @@ from drillkit.core.wiring import (
     declared_of,
     first_primary,
     health_target,
-    is_compose,
-    seed_compose,
+    seed_sql,
     stack_access,
     stack_options,
 )
@@ -185,19 +184,19 @@ class Runner:
         return stack
 
     def seed(self) -> None:
-        """The reference seed (users, orders) for the reference stack; a compose stack's
-        overlay `seed` SQL (files or inline statements, run in order) for a compose stack."""
+        """What the stack file's `seed` declares: a named generator (`reference`: the reference
+        app's users and orders, sized by the seed scale) and/or SQL run in order."""
         self._phase("seed")
         stack = self._stack()
         if isinstance(self.spec.ledger, CanaryLedger):
             with stack.connect(first_primary(self.spec)) as conn:
                 create_canary(conn, self.spec.ledger)
-        if is_compose(self.spec):
-            self._emit(Phase.SEEDED, statements=seed_compose(self.spec, stack))
-            return
-        with stack.connect("primary") as conn:
-            report = seed(conn, stack.secrets["user_password"], self.config.seed_scale)
-        self._emit(Phase.SEEDED, users=report.users, orders=report.orders)
+        facts: dict[str, int] = {}
+        if self.spec.seed_generator == "reference":
+            with stack.connect(first_primary(self.spec)) as conn:
+                report = seed(conn, stack.secrets["user_password"], self.config.seed_scale)
+            facts = {"users": report.users, "orders": report.orders}
+        self._emit(Phase.SEEDED, statements=seed_sql(self.spec, stack), **facts)
 
     def baseline(self, deadline: Deadline) -> None:
         """A full backup, taken and verified, when the runbook restores one (or by config)."""
@@ -250,7 +249,7 @@ class Runner:
         probes = self._probes(stack)
         ctx = DrillContext(stack=stack, probes=probes, result=res, clock=self.clock)
         ctx.primary = first_primary(self.spec)
-        ctx.seeded_orders = 0 if is_compose(self.spec) else SCALES[self.config.seed_scale][1]
+        ctx.seeded_orders = SCALES[self.config.seed_scale][1] if self.spec.seed_generator else 0
         self.ctx = ctx
         probes.start()
         t_start = self.clock()

@@ -37,10 +37,12 @@ def declared_of(spec: StackSpec) -> Declared:
     return Declared(spec.probes, spec.journey, spec.ledger, spec.logs)
 
 
-def seed_compose(spec: StackSpec, stack: Stack) -> int:
-    """Run the overlay's `seed` SQL (already read: each item one script) through drillkit's
+def seed_sql(spec: StackSpec, stack: Stack) -> int:
+    """Run the stack file's `seed` SQL (already read: each item one script) through drillkit's
     connection to the primary, in order, in one transaction; returns how many ran."""
     statements = [str(s) for s in (getattr(spec, "seed", ()) or ())]
+    if not statements:
+        return 0
     with stack.connect(first_primary(spec)) as conn:
         for sql_text in statements:
             conn.execute(sql_text.encode())  # the stack file's own SQL (bytes: no placeholders)

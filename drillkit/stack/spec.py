@@ -222,7 +222,10 @@ class StackSpec:
     db: DbOverlay | None = None
     apps: dict[str, AppOverlay] = field(default_factory=dict)
     seed: tuple[str, ...] = ()
-    """SQL texts run through drillkit's connection after start-up (compose stacks)."""
+    """SQL texts run through drillkit's connection after start-up."""
+    seed_generator: str | None = None
+    """`seed: {generator: reference}`: the reference app's users and orders (stack/seed.py), sized
+    by --drill-seed-scale; None: only the `seed` SQL, if any."""
     declared_provides: frozenset[str] = frozenset()
     """The stack file's `provides` list."""
     probes: tuple[DeclaredProbe, ...] = ()
@@ -274,7 +277,7 @@ def parse_stack(data: Any, source: str | Path, root: Path | None = None) -> Stac
         p.raise_if_any()
     if "compose" in data:
         return _parse_compose_stack(p, data, Path(source), root)
-    common = ("provides", *DECLARED_KEYS)
+    common = ("provides", "seed", *DECLARED_KEYS)
     check_keys(p, "", data, ("name", "database", "app", *common), ("name", "database", "app"))
     name = data.get("name", "")
     typed(p, "name", name, str, "a string")
@@ -308,6 +311,7 @@ def parse_stack(data: Any, source: str | Path, root: Path | None = None) -> Stac
                     continue
                 typed(p, f"app.env.{k}", v, str, "a string (quote numbers)")
     provides = _provides(p, data.get("provides"))
+    seed, generator = _seed(p, data.get("seed"), Path(source))
     replica = db_raw.get("replica", True) if isinstance(db_raw, dict) else True
     declared = _declared(p, data, SERVICES if replica else ("primary", "app"))
     p.raise_if_any()
@@ -316,6 +320,8 @@ def parse_stack(data: Any, source: str | Path, root: Path | None = None) -> Stac
         database=DatabaseSpec(**db_raw),
         app=AppSpec(**{**app_raw, "health": health}),
         source=str(source),
+        seed=seed,
+        seed_generator=generator,
         declared_provides=provides,
         **declared,
     )
@@ -395,7 +401,7 @@ def _parse_compose_stack(
                 app = _app_overlay(p, at, raw, compose, svc)
                 if app is not None:
                     apps[svc] = app
-    seed = _seed(p, data.get("seed"), Path(source))
+    seed, generator = _seed(p, data.get("seed"), Path(source))
     provides = _provides(p, data.get("provides"))
     declared = _declared(p, data, tuple(services))
     p.raise_if_any()
@@ -406,6 +412,7 @@ def _parse_compose_stack(
         db=db,
         apps=apps,
         seed=seed,
+        seed_generator=generator,
         declared_provides=provides,
         **declared,
     )
@@ -574,12 +581,27 @@ def _app_overlay(
     return AppOverlay(port=port, health=health, credentials=cred)
 
 
-def _seed(p: Problems, raw: Any, source: Path) -> tuple[str, ...]:
-    """Each entry: a .sql file relative to the stack file (inside its folder), or inline SQL."""
+SEED_GENERATORS = ("reference",)
+"""Named seed generators: `reference` is the reference app's users and orders (stack/seed.py)."""
+
+
+def _seed(p: Problems, raw: Any, source: Path) -> tuple[tuple[str, ...], str | None]:
+    """`seed`: a list whose entries are each a .sql file relative to the stack file (inside its
+    folder) or inline SQL, or `{generator: NAME}` (SEED_GENERATORS). Returns (SQL texts, generator)."""
     if raw is None:
-        return ()
-    if not typed(p, "seed", raw, list, "a list of SQL files or statements"):
-        return ()
+        return (), None
+    if isinstance(raw, dict):
+        check_keys(p, "seed", raw, ("generator",), ("generator",))
+        name = raw.get("generator")
+        if name is not None and name not in SEED_GENERATORS:
+            p.add(
+                "seed.generator",
+                f"unknown generator {excerpt(name)}; known: {', '.join(SEED_GENERATORS)}",
+            )
+            return (), None
+        return (), name
+    if not typed(p, "seed", raw, list, "a list of SQL files or statements, or {generator: NAME}"):
+        return (), None
     out: list[str] = []
     home = source.absolute().parent
     for i, item in enumerate(raw):
@@ -596,7 +618,7 @@ def _seed(p: Problems, raw: Any, source: Path) -> tuple[str, ...]:
                 p.add(f"seed[{i}]", exc.problems[0])
         else:
             out.append(item)
-    return tuple(out)
+    return tuple(out), None
 
 
 HEALTH_KEYS = ("path", "status", "body_contains", "json")

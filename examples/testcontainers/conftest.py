@@ -6,19 +6,25 @@ secrets from the files the blueprint names.
 """
 
 import contextlib
+import dataclasses
 
 import pytest
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.wait_strategies import HttpWaitStrategy, LogMessageWaitStrategy
 
 from drillkit.fixtures import OwnStack, publish_local
-from drillkit.stack.spec import AppSpec, DatabaseSpec, StackSpec
+from drillkit.paths import REFERENCE_STACK
+from drillkit.stack.spec import DatabaseSpec, load_stack
 
 
 @pytest.fixture
 def drill_stack_spec():
-    """Our stack: one PostgreSQL (no standby) and the app."""
-    return StackSpec(name="own-testcontainers", database=DatabaseSpec(replica=False), app=AppSpec())
+    """Our stack: one PostgreSQL (no standby) and the app. The app is drillkit's reference app, so
+    its health, seed, journey, write ledger and log patterns are those its stack file declares."""
+    reference = load_stack(REFERENCE_STACK)
+    return dataclasses.replace(
+        reference, name="own-testcontainers", database=DatabaseSpec(replica=False)
+    )
 
 
 @pytest.fixture

@@ -41,12 +41,34 @@ def test_reference_stack_loads():
             "stack.yaml: app.env.A: expected a string",
         ),
         ([], "stack.yaml: <top>: expected a mapping"),
+        (
+            {"name": "x", "database": {}, "app": {}, "seed": {"generator": "shop"}},
+            "stack.yaml: seed.generator: unknown generator 'shop'; known: reference",
+        ),
+        (
+            {"name": "x", "database": {}, "app": {}, "seed": {"scale": "small"}},
+            "stack.yaml: seed.scale: unknown key",
+        ),
+        (
+            {"name": "x", "database": {}, "app": {}, "seed": "users.sql"},
+            "stack.yaml: seed: expected a list of SQL files or statements, or {generator: NAME}",
+        ),
     ],
 )
 def test_bad_stack_files(data, expected):
     with pytest.raises(ValidationError) as exc:
         parse_stack(data, Path("stack.yaml"))
     assert any(p.startswith(expected) for p in exc.value.problems), exc.value.problems
+
+
+def test_the_seed_is_what_the_stack_file_declares():
+    """The reference stack names its generator; a reference-style stack without `seed` gets no
+    seed data (nothing implied by the app's image), and one with SQL gets just that SQL."""
+    assert load_stack().seed_generator == "reference"
+    bare = parse_stack({"name": "x", "database": {}, "app": {}}, "s")
+    assert bare.seed_generator is None and bare.seed == ()
+    sql = parse_stack({"name": "x", "database": {}, "app": {}, "seed": ["SELECT 1"]}, "s")
+    assert sql.seed == ("SELECT 1",) and sql.seed_generator is None
 
 
 def test_replica_less_stack():
