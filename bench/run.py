@@ -22,6 +22,7 @@ from typing import Any
 
 from drillkit import catalog
 from drillkit.core.events import EventBus, Phase
+from drillkit.core.phases import join_teardowns
 from drillkit.core.runner import RunConfig, Runner
 from drillkit.core.scenario import load_scenario, parse_scenario_text
 from drillkit.paths import ROOT, SCENARIOS_DIR
@@ -94,6 +95,7 @@ def bench_ready(repeat: int) -> dict[str, Any]:
 def run_drill(scenario: Any, config: RunConfig) -> tuple[Any, dict[str, float]]:
     bus = EventBus()
     result = Runner(scenario, config, bus).run()
+    returned = time.monotonic()  # the drill's critical path: a background teardown runs on
     ev = bus.history
     t = {e.phase: e.t for e in ev if e.phase not in (Phase.STEP_STARTED, Phase.STEP_ENDED)}
     start = result.t0_monotonic
@@ -117,15 +119,16 @@ def run_drill(scenario: Any, config: RunConfig) -> tuple[Any, dict[str, float]]:
             t[Phase.VERIFIED] - prev - phases["recovery_steps"], 3
         )
         prev = t[Phase.VERIFIED]
-    if Phase.TORN_DOWN in t:
-        phases["teardown"] = round(t[Phase.TORN_DOWN] - prev, 3)
-    phases["total"] = round((ev[-1].t if ev else start) - start, 3)
+    phases["teardown"] = round(returned - prev, 3)  # on the critical path (not in background)
+    if Phase.RECOVERED in t and Phase.VERIFIED in t:
+        phases["recovered→verified"] = round(t[Phase.VERIFIED] - t[Phase.RECOVERED], 3)
+    phases["total"] = round(returned - start, 3)
     return result, phases
 
 
-def bench_drills(config: RunConfig, repeat: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for sid in CORE:
+def bench_drills(config: RunConfig, repeat: int, drills: tuple[str, ...] = CORE) -> dict[str, Any]:
+    out: dict[str, Any] = {"ids": list(drills)}
+    for sid in drills:
         sc = load_scenario(SCENARIOS_DIR / f"{sid}.yaml")
         runs = []
         for i in range(repeat):
@@ -148,7 +151,7 @@ def bench_drills(config: RunConfig, repeat: int) -> dict[str, Any]:
                 k: median([r["phases"].get(k, 0.0) for r in runs]) for k in runs[0]["phases"]
             },
         }
-    out["core_total_median_s"] = round(sum(out[s]["wall_median_s"] for s in CORE), 3)
+    out["core_total_median_s"] = round(sum(out[s]["wall_median_s"] for s in drills), 3)
     out["target_core_total_s"] = 90.0
     return out
 
@@ -305,9 +308,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--only", default="ready,drills,floor,clock,scaling,restore,rss")
+    ap.add_argument("--drills", default=",".join(CORE), help="the drills of `drills`")
+    ap.add_argument(
+        "--foreground-teardown", action="store_true", help="as --drill-foreground-teardown"
+    )
     args = ap.parse_args()
     only = set(args.only.split(","))
-    config = RunConfig(results_dir=OUT / "runs")
+    config = RunConfig(results_dir=OUT / "runs", background_teardown=not args.foreground_teardown)
     results: dict[str, Any] = {
         "machine": machine(),
         "repeat": args.repeat,
@@ -316,7 +323,8 @@ def main() -> None:
     if "ready" in only:
         results["stack_ready"] = bench_ready(args.repeat)
     if "drills" in only:
-        results["drills"] = bench_drills(config, max(1, args.repeat // 2 + 1))
+        ids = tuple(args.drills.split(","))
+        results["drills"] = bench_drills(config, max(1, args.repeat // 2 + 1), ids)
     if "floor" in only:
         results["floor"] = bench_floor(config, args.repeat)
     if "clock" in only:
@@ -330,6 +338,7 @@ def main() -> None:
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
         )
         results["target_rss_mb"] = 300
+    join_teardowns()
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(results, indent=1))
     (OUT / "results.md").write_text(table(results))
@@ -358,11 +367,12 @@ def table(r: dict[str, Any]) -> str:
         lines.append(f"| stack ready, cold ({s['cold_kind']}) | {s['cold_s']} s | |")
     if "drills" in r:
         d = r["drills"]
-        for sid in CORE:
+        for sid in d.get("ids", CORE):
             ph = d[sid]["phases_median_s"]
             detail = ", ".join(f"{k} {v}" for k, v in ph.items() if k != "total")
             lines.append(f"| drill `{sid}` wall ({detail}) | {d[sid]['wall_median_s']} s | |")
-        lines.append(f"| five core drills, total | {d['core_total_median_s']} s | ≤ 90 s |")
+        n = len(d.get("ids", CORE))
+        lines.append(f"| {n} drills above, total | {d['core_total_median_s']} s | |")
     if "floor" in r:
         f = r["floor"]
         lines.append(

@@ -33,6 +33,16 @@ class RunConfig:
     min_free_disk_gib: float = 2.0
     baseline_backup: str = "auto"
     """'auto': a full backup (taken and verified) when the runbook restores one; 'always'; 'never'."""
+    steady_k: int = 5
+    """The steady-state window (the scenario's steady_state duration, its upper bound) ends once
+    every probe has passed this many times in it; 0: always the whole window."""
+    evidence_k: int = 10
+    """The observation window (the scenario's observe, its upper bound) ends once every probe has
+    passed this many times since T_recovered and every settle condition holds; 0: always the
+    whole window. A failure in the window keeps it open to its end."""
+    background_teardown: bool = False
+    """Tear a drill's stack down in a background thread once its verdict is recorded (the
+    plugin joins it at the end of the session); an aborted or broken drill's, at once."""
 
 
 def new_run_id() -> str:
