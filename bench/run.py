@@ -123,6 +123,11 @@ def run_drill(scenario: Any, config: RunConfig) -> tuple[Any, dict[str, float]]:
     if Phase.RECOVERED in t and Phase.VERIFIED in t:
         phases["recovered→verified"] = round(t[Phase.VERIFIED] - t[Phase.RECOVERED], 3)
     phases["total"] = round(returned - start, 3)
+    # what depends on the fault: the fault step, the runbook's steps, the wait for recovery
+    ended = [e for e in ev if e.phase == Phase.STEP_ENDED]
+    fault = sum(e.data["duration_s"] for e in ended if e.data.get("kind") == "fault")
+    rec_wait = t[Phase.RECOVERED] - ended[-1].t if Phase.RECOVERED in t and ended else 0.0
+    phases["fault_dependent"] = round(fault + phases["recovery_steps"] + max(0.0, rec_wait), 3)
     return result, phases
 
 
@@ -153,6 +158,58 @@ def bench_drills(config: RunConfig, repeat: int, drills: tuple[str, ...] = CORE)
         }
     out["core_total_median_s"] = round(sum(out[s]["wall_median_s"] for s in drills), 3)
     out["target_core_total_s"] = 90.0
+    return out
+
+
+WHOLE_WINDOWS = {"steady_k": 0, "evidence_k": 0, "background_teardown": False}
+"""The run as before issue 20: the whole steady and observation windows, teardown in the way."""
+
+
+def bench_compare(config: RunConfig, repeat: int, drills: tuple[str, ...]) -> dict[str, Any]:
+    """Each drill with the whole windows and a foreground teardown ('whole', as before issue 20),
+    then with the config's early ends and background teardown ('early'), alternating so both see
+    the same machine: medians of the critical-path wall (start to the runner returning), its
+    fixed cost (wall minus the fault step, the runbook's steps and the wait for recovery after
+    them), the verdicts, and the ratio of the walls."""
+    import dataclasses
+
+    old = dataclasses.replace(config, **WHOLE_WINDOWS)
+    out: dict[str, Any] = {"ids": list(drills)}
+    for sid in drills:
+        sc = load_scenario(SCENARIOS_DIR / f"{sid}.yaml")
+        runs: dict[str, list[dict[str, Any]]] = {"whole": [], "early": []}
+        for i in range(repeat):
+            for label, cfg in (("whole", old), ("early", config)):
+                log(f"compare {sid} {label} run {i + 1}/{repeat} ...")
+                result, phases = run_drill(sc, cfg)
+                m = result.measurement
+                runs[label].append(
+                    {
+                        "status": result.status,
+                        "category": result.category,
+                        "phases": phases,
+                        "fixed_s": round(phases["total"] - phases.get("fault_dependent", 0.0), 3),
+                        "rto_s": m.rto_s if m else None,
+                    }
+                )
+        entry: dict[str, Any] = {"runs": runs}
+        for label, rs in runs.items():
+            entry[label] = {
+                "wall_median_s": median([r["phases"]["total"] for r in rs]),
+                "fixed_median_s": median([r["fixed_s"] for r in rs]),
+                "rto_median_s": median([r["rto_s"] for r in rs if r["rto_s"] is not None]),
+                "verdicts": sorted({f"{r['status']}/{r['category']}" for r in rs}),
+                "phases_median_s": {
+                    k: median([r["phases"].get(k, 0.0) for r in rs]) for k in rs[0]["phases"]
+                },
+            }
+        entry["wall_ratio"] = round(
+            entry["early"]["wall_median_s"] / entry["whole"]["wall_median_s"], 3
+        )
+        entry["fixed_ratio"] = round(
+            entry["early"]["fixed_median_s"] / entry["whole"]["fixed_median_s"], 3
+        )
+        out[sid] = entry
     return out
 
 
@@ -312,9 +369,24 @@ def main() -> None:
     ap.add_argument(
         "--foreground-teardown", action="store_true", help="as --drill-foreground-teardown"
     )
+    ap.add_argument("--steady-k", type=int, default=5, help="as --drill-steady-k (0: whole window)")
+    ap.add_argument(
+        "--evidence-k", type=int, default=10, help="as --drill-evidence-k (0: whole window)"
+    )
+    ap.add_argument(
+        "--compare",
+        action="store_true",
+        help="drills: each run twice, alternating, with the whole windows and a foreground "
+        "teardown (as before issue 20) and with the defaults: the ratio beside the figures",
+    )
     args = ap.parse_args()
     only = set(args.only.split(","))
-    config = RunConfig(results_dir=OUT / "runs", background_teardown=not args.foreground_teardown)
+    config = RunConfig(
+        results_dir=OUT / "runs",
+        background_teardown=not args.foreground_teardown,
+        steady_k=args.steady_k,
+        evidence_k=args.evidence_k,
+    )
     results: dict[str, Any] = {
         "machine": machine(),
         "repeat": args.repeat,
@@ -324,7 +396,11 @@ def main() -> None:
         results["stack_ready"] = bench_ready(args.repeat)
     if "drills" in only:
         ids = tuple(args.drills.split(","))
-        results["drills"] = bench_drills(config, max(1, args.repeat // 2 + 1), ids)
+        n = max(1, args.repeat // 2 + 1)
+        if args.compare:
+            results["drills_compare"] = bench_compare(config, n, ids)
+        else:
+            results["drills"] = bench_drills(config, n, ids)
     if "floor" in only:
         results["floor"] = bench_floor(config, args.repeat)
     if "clock" in only:
@@ -373,6 +449,23 @@ def table(r: dict[str, Any]) -> str:
             lines.append(f"| drill `{sid}` wall ({detail}) | {d[sid]['wall_median_s']} s | |")
         n = len(d.get("ids", CORE))
         lines.append(f"| {n} drills above, total | {d['core_total_median_s']} s | |")
+    if "drills_compare" in r:
+        d = r["drills_compare"]
+        for sid in d["ids"]:
+            e = d[sid]
+            w, n = e["whole"], e["early"]
+            lines.append(
+                f"| drill `{sid}` fixed cost: whole windows + foreground teardown → early ends + "
+                f"background teardown (verdicts {', '.join(w['verdicts'])} → "
+                f"{', '.join(n['verdicts'])}) | {w['fixed_median_s']} s → {n['fixed_median_s']} s "
+                f"({e['fixed_ratio']}×) | ≤ 3 s |"
+            )
+            lines.append(
+                f"| drill `{sid}` wall, same runs (RTO {w['rto_median_s']} → {n['rto_median_s']} s) "
+                f"| {w['wall_median_s']} s → {n['wall_median_s']} s ({e['wall_ratio']}×) | |"
+            )
+            ph = ", ".join(f"{k} {v}" for k, v in n["phases_median_s"].items() if k != "total")
+            lines.append(f"| drill `{sid}` phases, early ({ph}) | | |")
     if "floor" in r:
         f = r["floor"]
         lines.append(

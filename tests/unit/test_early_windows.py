@@ -4,6 +4,7 @@ scenario's window), and a background teardown is joined with its errors kept. No
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -20,6 +21,7 @@ from drillkit.core.phases import (
     tear_down,
     wait_evidence,
 )
+from drillkit.errors import ValidationError
 
 
 class FakeProbes:
@@ -145,3 +147,18 @@ def test_foreground_teardown_runs_at_once_and_raises() -> None:
 
     with pytest.raises(RuntimeError):
         tear_down(broken, background=False)
+
+
+def test_window_options_resolve_and_bad_values_are_named(tmp_path: Path) -> None:
+    from test_options import resolve
+
+    rc = resolve(tmp_path)
+    assert (rc.steady_k, rc.evidence_k, rc.background_teardown) == (5, 10, True)
+    rc = resolve(
+        tmp_path,
+        cli={"--drill-steady-k": "0", "--drill-foreground-teardown": True},
+        ini={"drill_evidence_k": "20"},
+    )
+    assert (rc.steady_k, rc.evidence_k, rc.background_teardown) == (0, 20, False)
+    with pytest.raises(ValidationError, match="--drill-evidence-k: expected a whole number"):
+        resolve(tmp_path, cli={"--drill-evidence-k": "2.5"})
