@@ -311,13 +311,17 @@ def recovery_evident(
     k: int,
     n: int,
     checks: list[tuple[Check, Entry]],
+    after: float,
 ) -> bool:
     """The observation window's end condition: recovered (T_recovered per measure.py), every
-    probe passed at least `n` times since T_recovered (no failure since: a flap keeps the
-    window open to its end), and every check's settle condition holds."""
+    probe passed at least `n` times since T_recovered and since `after` (the runbook's end: a
+    service that came back during the runbook is still watched after its last step), no
+    failure since (a flap keeps the window open to its end), and every check's settle
+    condition holds."""
     samples = ctx.probes.snapshot()
     t_rec = recovery_time(samples, t_fault, k)
-    if not evidence_in(samples, t_rec, n, probe_kinds(samples, t_fault, ctx.probes.extra)):
+    since = None if t_rec is None else max(t_rec, after)
+    if not evidence_in(samples, since, n, probe_kinds(samples, t_fault, ctx.probes.extra)):
         return False
     return settled(ctx, checks, t_fault, k)
 

@@ -372,7 +372,7 @@ class Runner:
         except EnvironmentBroken:
             res.extra["recovery"] = f"not recovered {limit:.0f} s after the runbook's last step"
         n, checks = (self.config.evidence_k if self.recovered else 0), settle_checks(sc)
-        evident = lambda: recovery_evident(ctx, self._t_fault(), k, n, checks)  # noqa: E731
+        evident = lambda: recovery_evident(ctx, self._t_fault(), k, n, checks, t_rec_wait)  # noqa: E731
         res.extra["observe_window_s"] = round(  # catches flapping; ends when the evidence is in
             wait_evidence(evident, deadline.bound(sc.observe_s), self.clock), 3
         )

@@ -83,16 +83,26 @@ def test_observation_ends_only_after_n_passes_since_t_recovered() -> None:
     after = timeline(kinds, 2.0, 9)
     probes = FakeProbes(before + outage + after)
     ctx: Any = SimpleNamespace(probes=probes)
-    assert not recovery_evident(ctx, 0.9, 5, 10, [])
+    assert not recovery_evident(ctx, 0.9, 5, 10, [], 1.5)
     probes.samples += timeline(kinds, 2.9, 1)  # availability's 2.0 came before T_recovered
-    assert not recovery_evident(ctx, 0.9, 5, 10, [])
+    assert not recovery_evident(ctx, 0.9, 5, 10, [], 1.5)
     probes.samples += timeline(kinds, 3.0, 1)
-    assert recovery_evident(ctx, 0.9, 5, 10, [])
+    assert recovery_evident(ctx, 0.9, 5, 10, [], 1.5)
     # the verdict's T_recovered is the one the early end was judged on
     m = measure(probes.samples, LedgerOutcome(acked=0), 0.9, 5)
     assert m.t_recovered == pytest.approx(2.01)  # journey's first pass after its outage
     probes.samples.append(Sample("journey", 3.15, False, 0.1))  # a flap: the window stays open
-    assert not recovery_evident(ctx, 0.9, 5, 10, [])
+    assert not recovery_evident(ctx, 0.9, 5, 10, [], 1.5)
+
+
+def test_recovered_during_the_runbook_is_still_watched_after_its_end() -> None:
+    kinds = ("availability", "journey")
+    probes = FakeProbes(timeline(kinds, 1.0, 2, ok=False) + timeline(kinds, 2.0, 30))
+    ctx: Any = SimpleNamespace(probes=probes)  # recovered at 2.01, 30 passes each since
+    assert recovery_evident(ctx, 0.9, 5, 10, [], 3.0)
+    assert not recovery_evident(ctx, 0.9, 5, 10, [], 4.5)  # the runbook ended at 4.5
+    probes.samples += timeline(kinds, 5.0, 10)
+    assert recovery_evident(ctx, 0.9, 5, 10, [], 4.5)
 
 
 def test_observation_waits_for_a_settle_condition() -> None:
@@ -104,9 +114,9 @@ def test_observation_waits_for_a_settle_condition() -> None:
     entry = SimpleNamespace(settle=lambda ctx, t_rec: holds["now"])
     item = SimpleNamespace(params={})
     checks: Any = [(item, entry)]
-    assert not recovery_evident(ctx, 0.9, 5, 10, checks)
+    assert not recovery_evident(ctx, 0.9, 5, 10, checks, 1.5)
     holds["now"] = True
-    assert recovery_evident(ctx, 0.9, 5, 10, checks)
+    assert recovery_evident(ctx, 0.9, 5, 10, checks, 1.5)
 
 
 def test_wait_evidence_is_bounded_by_the_window() -> None:
