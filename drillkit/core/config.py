@@ -35,7 +35,10 @@ class RunConfig:
     """'auto': a full backup (taken and verified) when the runbook restores one; 'always'; 'never'."""
     steady_k: int = 5
     """The steady-state window (the scenario's steady_state duration, its upper bound) ends once
-    every probe has passed this many times in it; 0: always the whole window."""
+    every probe has passed this many times in it; 0: always the whole window. Not when a check
+    of the checklist has a settle condition (performance-baseline): it judges against the
+    window's journey median, and a short window's median is too easily a quiet moment's (a
+    partition-app-db run failed performance-baseline on a 0.46 s window's 72 ms baseline)."""
     evidence_k: int = 10
     """The observation window (the scenario's observe, its upper bound) ends once every probe has
     passed this many times since T_recovered and every settle condition holds; 0: always the

@@ -269,8 +269,9 @@ class Runner:
             context=lambda: "\n".join(f"{s.probe}: {s.error}" for s in probes.snapshot()[-5:]),
         )
         t_steady = self.clock()
-        res.markers["steady"] = t_steady  # the window: ends once every probe passed steady_k times
-        held = lambda: steady_held(probes, t_steady, self.config.steady_k)  # noqa: E731
+        res.markers["steady"] = t_steady  # ends once every probe passed steady_k times, unless a
+        n = 0 if settle_checks(self.scenario) else self.config.steady_k  # check judges the baseline
+        held = lambda: steady_held(probes, t_steady, n)  # noqa: E731
         res.extra["steady_window_s"] = round(
             wait_evidence(held, deadline.bound(self.scenario.steady_s), self.clock), 3
         )
