@@ -46,7 +46,7 @@ nightly: images
 	if [ $$finished -eq 6 ]; then exit 6; fi; exit $$status
 
 test: images
-	$(PYTEST) tests -v $(TEST_ARGS)
+	$(PYTEST) tests -v --durations=30 $(TEST_ARGS)
 
 unit: venv
 	$(PYTEST) tests/unit -q

@@ -22,6 +22,7 @@ from typing import Any
 
 from drillkit import catalog
 from drillkit.core.events import EventBus, Phase
+from drillkit.core.phases import join_teardowns
 from drillkit.core.runner import RunConfig, Runner
 from drillkit.core.scenario import load_scenario, parse_scenario_text
 from drillkit.paths import ROOT, SCENARIOS_DIR
@@ -94,6 +95,7 @@ def bench_ready(repeat: int) -> dict[str, Any]:
 def run_drill(scenario: Any, config: RunConfig) -> tuple[Any, dict[str, float]]:
     bus = EventBus()
     result = Runner(scenario, config, bus).run()
+    returned = time.monotonic()  # the drill's critical path: a background teardown runs on
     ev = bus.history
     t = {e.phase: e.t for e in ev if e.phase not in (Phase.STEP_STARTED, Phase.STEP_ENDED)}
     start = result.t0_monotonic
@@ -117,15 +119,21 @@ def run_drill(scenario: Any, config: RunConfig) -> tuple[Any, dict[str, float]]:
             t[Phase.VERIFIED] - prev - phases["recovery_steps"], 3
         )
         prev = t[Phase.VERIFIED]
-    if Phase.TORN_DOWN in t:
-        phases["teardown"] = round(t[Phase.TORN_DOWN] - prev, 3)
-    phases["total"] = round((ev[-1].t if ev else start) - start, 3)
+    phases["teardown"] = round(returned - prev, 3)  # on the critical path (not in background)
+    if Phase.RECOVERED in t and Phase.VERIFIED in t:
+        phases["recovered→verified"] = round(t[Phase.VERIFIED] - t[Phase.RECOVERED], 3)
+    phases["total"] = round(returned - start, 3)
+    # what depends on the fault: the fault step, the runbook's steps, the wait for recovery
+    ended = [e for e in ev if e.phase == Phase.STEP_ENDED]
+    fault = sum(e.data["duration_s"] for e in ended if e.data.get("kind") == "fault")
+    rec_wait = t[Phase.RECOVERED] - ended[-1].t if Phase.RECOVERED in t and ended else 0.0
+    phases["fault_dependent"] = round(fault + phases["recovery_steps"] + max(0.0, rec_wait), 3)
     return result, phases
 
 
-def bench_drills(config: RunConfig, repeat: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for sid in CORE:
+def bench_drills(config: RunConfig, repeat: int, drills: tuple[str, ...] = CORE) -> dict[str, Any]:
+    out: dict[str, Any] = {"ids": list(drills)}
+    for sid in drills:
         sc = load_scenario(SCENARIOS_DIR / f"{sid}.yaml")
         runs = []
         for i in range(repeat):
@@ -148,8 +156,60 @@ def bench_drills(config: RunConfig, repeat: int) -> dict[str, Any]:
                 k: median([r["phases"].get(k, 0.0) for r in runs]) for k in runs[0]["phases"]
             },
         }
-    out["core_total_median_s"] = round(sum(out[s]["wall_median_s"] for s in CORE), 3)
+    out["core_total_median_s"] = round(sum(out[s]["wall_median_s"] for s in drills), 3)
     out["target_core_total_s"] = 90.0
+    return out
+
+
+WHOLE_WINDOWS = {"steady_k": 0, "evidence_k": 0, "background_teardown": False}
+"""The run as before issue 20: the whole steady and observation windows, teardown in the way."""
+
+
+def bench_compare(config: RunConfig, repeat: int, drills: tuple[str, ...]) -> dict[str, Any]:
+    """Each drill with the whole windows and a foreground teardown ('whole', as before issue 20),
+    then with the config's early ends and background teardown ('early'), alternating so both see
+    the same machine: medians of the critical-path wall (start to the runner returning), its
+    fixed cost (wall minus the fault step, the runbook's steps and the wait for recovery after
+    them), the verdicts, and the ratio of the walls."""
+    import dataclasses
+
+    old = dataclasses.replace(config, **WHOLE_WINDOWS)
+    out: dict[str, Any] = {"ids": list(drills)}
+    for sid in drills:
+        sc = load_scenario(SCENARIOS_DIR / f"{sid}.yaml")
+        runs: dict[str, list[dict[str, Any]]] = {"whole": [], "early": []}
+        for i in range(repeat):
+            for label, cfg in (("whole", old), ("early", config)):
+                log(f"compare {sid} {label} run {i + 1}/{repeat} ...")
+                result, phases = run_drill(sc, cfg)
+                m = result.measurement
+                runs[label].append(
+                    {
+                        "status": result.status,
+                        "category": result.category,
+                        "phases": phases,
+                        "fixed_s": round(phases["total"] - phases.get("fault_dependent", 0.0), 3),
+                        "rto_s": m.rto_s if m else None,
+                    }
+                )
+        entry: dict[str, Any] = {"runs": runs}
+        for label, rs in runs.items():
+            entry[label] = {
+                "wall_median_s": median([r["phases"]["total"] for r in rs]),
+                "fixed_median_s": median([r["fixed_s"] for r in rs]),
+                "rto_median_s": median([r["rto_s"] for r in rs if r["rto_s"] is not None]),
+                "verdicts": sorted({f"{r['status']}/{r['category']}" for r in rs}),
+                "phases_median_s": {
+                    k: median([r["phases"].get(k, 0.0) for r in rs]) for k in rs[0]["phases"]
+                },
+            }
+        entry["wall_ratio"] = round(
+            entry["early"]["wall_median_s"] / entry["whole"]["wall_median_s"], 3
+        )
+        entry["fixed_ratio"] = round(
+            entry["early"]["fixed_median_s"] / entry["whole"]["fixed_median_s"], 3
+        )
+        out[sid] = entry
     return out
 
 
@@ -305,9 +365,28 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--only", default="ready,drills,floor,clock,scaling,restore,rss")
+    ap.add_argument("--drills", default=",".join(CORE), help="the drills of `drills`")
+    ap.add_argument(
+        "--foreground-teardown", action="store_true", help="as --drill-foreground-teardown"
+    )
+    ap.add_argument("--steady-k", type=int, default=5, help="as --drill-steady-k (0: whole window)")
+    ap.add_argument(
+        "--evidence-k", type=int, default=10, help="as --drill-evidence-k (0: whole window)"
+    )
+    ap.add_argument(
+        "--compare",
+        action="store_true",
+        help="drills: each run twice, alternating, with the whole windows and a foreground "
+        "teardown (as before issue 20) and with the defaults: the ratio beside the figures",
+    )
     args = ap.parse_args()
     only = set(args.only.split(","))
-    config = RunConfig(results_dir=OUT / "runs")
+    config = RunConfig(
+        results_dir=OUT / "runs",
+        background_teardown=not args.foreground_teardown,
+        steady_k=args.steady_k,
+        evidence_k=args.evidence_k,
+    )
     results: dict[str, Any] = {
         "machine": machine(),
         "repeat": args.repeat,
@@ -316,7 +395,12 @@ def main() -> None:
     if "ready" in only:
         results["stack_ready"] = bench_ready(args.repeat)
     if "drills" in only:
-        results["drills"] = bench_drills(config, max(1, args.repeat // 2 + 1))
+        ids = tuple(args.drills.split(","))
+        n = max(1, args.repeat // 2 + 1)
+        if args.compare:
+            results["drills_compare"] = bench_compare(config, n, ids)
+        else:
+            results["drills"] = bench_drills(config, n, ids)
     if "floor" in only:
         results["floor"] = bench_floor(config, args.repeat)
     if "clock" in only:
@@ -330,6 +414,7 @@ def main() -> None:
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
         )
         results["target_rss_mb"] = 300
+    join_teardowns()
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(results, indent=1))
     (OUT / "results.md").write_text(table(results))
@@ -358,11 +443,29 @@ def table(r: dict[str, Any]) -> str:
         lines.append(f"| stack ready, cold ({s['cold_kind']}) | {s['cold_s']} s | |")
     if "drills" in r:
         d = r["drills"]
-        for sid in CORE:
+        for sid in d.get("ids", CORE):
             ph = d[sid]["phases_median_s"]
             detail = ", ".join(f"{k} {v}" for k, v in ph.items() if k != "total")
             lines.append(f"| drill `{sid}` wall ({detail}) | {d[sid]['wall_median_s']} s | |")
-        lines.append(f"| five core drills, total | {d['core_total_median_s']} s | ≤ 90 s |")
+        n = len(d.get("ids", CORE))
+        lines.append(f"| {n} drills above, total | {d['core_total_median_s']} s | |")
+    if "drills_compare" in r:
+        d = r["drills_compare"]
+        for sid in d["ids"]:
+            e = d[sid]
+            w, n = e["whole"], e["early"]
+            lines.append(
+                f"| drill `{sid}` fixed cost: whole windows + foreground teardown → early ends + "
+                f"background teardown (verdicts {', '.join(w['verdicts'])} → "
+                f"{', '.join(n['verdicts'])}) | {w['fixed_median_s']} s → {n['fixed_median_s']} s "
+                f"({e['fixed_ratio']}×) | ≤ 3 s |"
+            )
+            lines.append(
+                f"| drill `{sid}` wall, same runs (RTO {w['rto_median_s']} → {n['rto_median_s']} s) "
+                f"| {w['wall_median_s']} s → {n['wall_median_s']} s ({e['wall_ratio']}×) | |"
+            )
+            ph = ", ".join(f"{k} {v}" for k, v in n["phases_median_s"].items() if k != "total")
+            lines.append(f"| drill `{sid}` phases, early ({ph}) | | |")
     if "floor" in r:
         f = r["floor"]
         lines.append(

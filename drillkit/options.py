@@ -38,6 +38,28 @@ OPTIONS: list[tuple[str, str, Any, str]] = [
     ),
     ("probe-interval", "string", "100ms", "probe interval (sub-second)"),
     ("k", "string", "5", "consecutive passing probes that mark recovery"),
+    (
+        "steady-k",
+        "string",
+        "5",
+        "the steady-state window ends once every probe passed this many times in it (the "
+        "scenario's duration is the upper bound); 0: always the whole window",
+    ),
+    (
+        "evidence-k",
+        "string",
+        "10",
+        "the observation window ends once every probe passed this many times since recovery "
+        "and every settle condition holds (the scenario's observe is the upper bound); 0: always "
+        "the whole window",
+    ),
+    (
+        "foreground-teardown",
+        "bool",
+        False,
+        "tear each drill's stack down before the next starts (default: in the background once "
+        "the verdict is recorded, joined before the session ends)",
+    ),
     ("objectives", "string", "", "policy file overriding scenario objectives"),
     ("seed-scale", "string", "small", "seed data size: small, medium, large"),
     ("results", "string", "reports", "where results, Allure results and evidence packs go"),
@@ -246,6 +268,11 @@ def resolve_config(config: pytest.Config) -> RunConfig:
         stack_file=stack_path(config),
         probe_interval_s=interval,
         k=int(_number("--drill-k", opt(config, "k"), 1, 100, whole=True)),
+        steady_k=int(_number("--drill-steady-k", opt(config, "steady-k"), 0, 1000, whole=True)),
+        evidence_k=int(
+            _number("--drill-evidence-k", opt(config, "evidence-k"), 0, 1000, whole=True)
+        ),
+        background_teardown=not opt(config, "foreground-teardown"),
         keep_on_failure=bool(opt(config, "keep-on-failure")),
         seed_scale=opt(config, "seed-scale"),
         objectives=_merge(

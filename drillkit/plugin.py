@@ -29,6 +29,7 @@ import pytest
 from drillkit import catalog, options
 from drillkit.catalog import commands
 from drillkit.core.events import EventBus
+from drillkit.core.phases import join_teardowns
 from drillkit.core.results import DrillResult
 from drillkit.core.runner import RunConfig, Runner
 from drillkit.core.scenario import RESERVED_TAGS, Scenario, load_scenario
@@ -389,6 +390,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = ci.session_exit_code(
             outcomes["breach"], outcomes["broken"], outcomes["other"], int(session.exitstatus)
         )
+    if join_teardowns() and session.exitstatus == ci.EXIT_PASSED:  # background teardowns
+        session.exitstatus = ci.EXIT_ENVIRONMENT  # one failed: what it left is labelled
     if results:
         _save_roles(config)
         _notify(config, results)

@@ -33,6 +33,19 @@ class RunConfig:
     min_free_disk_gib: float = 2.0
     baseline_backup: str = "auto"
     """'auto': a full backup (taken and verified) when the runbook restores one; 'always'; 'never'."""
+    steady_k: int = 5
+    """The steady-state window (the scenario's steady_state duration, its upper bound) ends once
+    every probe has passed this many times in it; 0: always the whole window. Not when a check
+    of the checklist has a settle condition (performance-baseline): it judges against the
+    window's journey median, and a short window's median is too easily a quiet moment's (a
+    partition-app-db run failed performance-baseline on a 0.46 s window's 72 ms baseline)."""
+    evidence_k: int = 10
+    """The observation window (the scenario's observe, its upper bound) ends once every probe has
+    passed this many times since T_recovered and every settle condition holds; 0: always the
+    whole window. A failure in the window keeps it open to its end."""
+    background_teardown: bool = False
+    """Tear a drill's stack down in a background thread once its verdict is recorded (the
+    plugin joins it at the end of the session); an aborted or broken drill's, at once."""
 
 
 def new_run_id() -> str:

@@ -7,18 +7,27 @@ Everything here reads entries through the registries; nothing names one.
 from __future__ import annotations
 
 import contextlib
+import shutil
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from drillkit import cancel
+from drillkit.core.config import Deadline
 from drillkit.core.context import DrillContext
-from drillkit.core.measure import recovery_time
-from drillkit.core.probes import median
+from drillkit.core.environment import signals_held
+from drillkit.core.measure import AckedWrite, LedgerOutcome, Sample, recovery_time
+from drillkit.core.probes import Probes, median
 from drillkit.core.registry import CHECKS, RECOVERY, Entry, Registry, call
 from drillkit.core.results import CheckResult, DrillResult, StepRecord
 from drillkit.core.scenario import Check, Scenario, Step, restores_backup
-from drillkit.errors import CheckFailed, DrillError, EnvironmentBroken, StepFailed
+from drillkit.errors import CheckFailed, DrillAborted, DrillError, EnvironmentBroken, StepFailed
+from drillkit.stack import hostfs
+from drillkit.stack.stack import Stack
 from drillkit.wait import wait_for
 
 STOP_GRACE_S = 5.0
@@ -203,6 +212,24 @@ def _check_verdict(outcome: dict[str, Any]) -> tuple[bool, str]:
     return False, f"{type(exc).__name__}: {exc}"
 
 
+def look_up_ledger(
+    ctx: DrillContext, acked: list[AckedWrite], deadline: Deadline
+) -> tuple[LedgerOutcome, str | None]:
+    """Every acknowledged write looked up, for at most the drill's time left; and the breach
+    when the database cannot be read: after "recovery" that proves none of the acknowledged
+    writes, so each counts as lost (an auditor's reading)."""
+    try:
+        looked_up = in_thread("ledger", ctx.ledger, deadline.remaining())
+        if looked_up.get("overran"):
+            raise DrillAborted("verify (the ledger lookup)", deadline.limit_s)
+        if "error" in looked_up:
+            raise looked_up["error"]
+        return looked_up["output"], None
+    except (EnvironmentBroken, psycopg.Error) as exc:
+        error = f"ledger: cannot look up the {len(acked)} acknowledged writes ({exc})"
+        return LedgerOutcome(acked=len(acked), lost=tuple(acked)), error
+
+
 def fault_figures(res: DrillResult, t_fault: float, t_recovered: float | None) -> None:
     """The error rate and the journey's median latency between the fault and recovery."""
     during = [x for x in res.samples if t_fault <= x.t <= (t_recovered or float("inf"))]
@@ -235,3 +262,117 @@ def stop_and_clean(ctx: DrillContext, res: DrillResult) -> None:
             undo()
         except Exception as exc:  # cleanup must go on; the record keeps the reason
             res.extra.setdefault("cleanup_errors", []).append(f"{type(exc).__name__}: {exc}")
+
+
+def probe_kinds(samples: list[Sample], since: float, extra: Iterable[str] = ()) -> set[str]:
+    """The probes that ran since `since`, and every extra probe (a slow one counts before its
+    first sample is in)."""
+    return {s.probe for s in samples if s.t >= since} | set(extra)
+
+
+def evidence_in(samples: list[Sample], since: float | None, n: int, kinds: set[str]) -> bool:
+    """True when every probe in `kinds` has at least `n` samples from `since` on and all of
+    them passed: the window has seen what it is there to see. False with no `since` (not
+    recovered), with n < 1 (observe the whole window), or with any failure since."""
+    if since is None or n < 1 or not kinds:
+        return False
+    counts = dict.fromkeys(kinds, 0)
+    for s in samples:
+        if s.t < since:
+            continue
+        if not s.ok:
+            return False
+        if s.probe in counts:
+            counts[s.probe] += 1
+    return min(counts.values()) >= n
+
+
+def wait_evidence(done: Callable[[], bool], window_s: float, clock: Callable[[], float]) -> float:
+    """Observe until `done()` or for `window_s` (the upper bound), whichever comes first; the
+    time observed."""
+    started = clock()
+    with contextlib.suppress(EnvironmentBroken):
+        wait_for(done, what="the evidence", timeout_s=window_s, interval_s=0.05, transient=())
+    return clock() - started
+
+
+def steady_held(probes: Probes, t_steady: float, n: int) -> bool:
+    """The steady-state window's end condition: a probe failed (the runner then says the steady
+    state did not hold), or every probe passed `n` times since `t_steady`."""
+    samples = probes.snapshot()
+    if probes.first_failure(t_steady) is not None:
+        return True
+    return evidence_in(samples, t_steady, n, probe_kinds(samples, t_steady, probes.extra))
+
+
+def recovery_evident(
+    ctx: DrillContext,
+    t_fault: float,
+    k: int,
+    n: int,
+    checks: list[tuple[Check, Entry]],
+    after: float,
+) -> bool:
+    """The observation window's end condition: recovered (T_recovered per measure.py), every
+    probe passed at least `n` times since T_recovered and since `after` (the runbook's end: a
+    service that came back during the runbook is still watched after its last step), no
+    failure since (a flap keeps the window open to its end), and every check's settle
+    condition holds."""
+    samples = ctx.probes.snapshot()
+    t_rec = recovery_time(samples, t_fault, k)
+    since = None if t_rec is None else max(t_rec, after)
+    if not evidence_in(samples, since, n, probe_kinds(samples, t_fault, ctx.probes.extra)):
+        return False
+    return settled(ctx, checks, t_fault, k)
+
+
+TEARDOWNS: list[threading.Thread] = []
+"""Stacks being torn down in the background: `join_teardowns` waits for them (the plugin at the
+end of the session; they are not daemons, so the interpreter waits for them at exit too)."""
+TEARDOWN_ERRORS: list[str] = []
+
+
+def remove_stack(stack: Stack, run_dir: Path, done: Callable[[], None]) -> None:
+    """Remove the stack's containers, networks and volumes, then its run folder; `done()`."""
+    try:
+        stack.down()
+    finally:
+        hostfs.reap_loopfs(run_dir)
+        shutil.rmtree(run_dir, ignore_errors=True)
+    done()
+
+
+def tear_down(remove: Callable[[], None], background: bool) -> list[int]:
+    """Run `remove` now with Ctrl-C and SIGTERM held (the signals that came meanwhile are
+    returned), or in a background thread so the next drill starts sooner. A background
+    removal that fails is kept in TEARDOWN_ERRORS; what it left is labelled with its run id,
+    so `make clean` (and the next session's reaping) still removes it."""
+    if not background:
+        with signals_held() as interrupted:
+            remove()
+        return interrupted
+
+    def target() -> None:
+        try:
+            remove()
+        except Exception as exc:  # kept for join_teardowns; the labels let make clean finish
+            TEARDOWN_ERRORS.append(f"{type(exc).__name__}: {exc}")
+
+    th = threading.Thread(target=target, name="teardown", daemon=False)
+    th.start()
+    TEARDOWNS.append(th)
+    return []
+
+
+def join_teardowns(timeout_s: float = 120.0) -> list[str]:
+    """Wait for every background teardown; what failed (or had not ended in `timeout_s`)."""
+    while TEARDOWNS:
+        th = TEARDOWNS.pop()
+        th.join(timeout_s)
+        if th.is_alive():
+            TEARDOWN_ERRORS.append(f"a teardown still running after {timeout_s:g} s")
+    errors = list(TEARDOWN_ERRORS)
+    TEARDOWN_ERRORS.clear()
+    for err in errors:
+        print(f"drillkit: background teardown failed: {err}", file=sys.stderr)
+    return errors

@@ -10,7 +10,6 @@ and extra probes reach it through the registries.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import threading
 import time
 import traceback
@@ -23,22 +22,27 @@ from drillkit.core import leaks
 from drillkit.core.config import Deadline, RunConfig, new_run_id, objectives_for
 from drillkit.core.context import DrillContext
 from drillkit.core.declared import create_canary
-from drillkit.core.environment import environment, pg_errors, signals_held
+from drillkit.core.environment import environment, pg_errors
 from drillkit.core.events import EventBus, Phase
-from drillkit.core.measure import LedgerOutcome, judge, measure
+from drillkit.core.measure import judge, measure
 from drillkit.core.needs import check_needs, stack_provides
 from drillkit.core.phases import (
     CheckOverran,
     call_in_thread,
     fault_figures,
-    in_thread,
     join_abandoned,
+    look_up_ledger,
     record_outcome,
+    recovery_evident,
+    remove_stack,
     run_checklist,
     run_prepare,
     settle_checks,
+    steady_held,
     step_error,
     stop_and_clean,
+    tear_down,
+    wait_evidence,
     wait_settled,
     wants_baseline_backup,
 )
@@ -55,7 +59,7 @@ from drillkit.core.wiring import (
     stack_options,
 )
 from drillkit.errors import DrillAborted, DrillError, EnvironmentBroken, StepFailed
-from drillkit.stack import engine, hostfs
+from drillkit.stack import engine
 from drillkit.stack.probespec import CanaryLedger
 from drillkit.stack.seed import SCALES, seed
 from drillkit.stack.spec import StackSpec, load_stack
@@ -260,8 +264,12 @@ class Runner:
             context=lambda: "\n".join(f"{s.probe}: {s.error}" for s in probes.snapshot()[-5:]),
         )
         t_steady = self.clock()
-        res.markers["steady"] = t_steady
-        time.sleep(deadline.bound(self.scenario.steady_s))  # a length of observation
+        res.markers["steady"] = t_steady  # ends once every probe passed steady_k times, unless a
+        n = 0 if settle_checks(self.scenario) else self.config.steady_k  # check judges the baseline
+        held = lambda: steady_held(probes, t_steady, n)  # noqa: E731
+        res.extra["steady_window_s"] = round(
+            wait_evidence(held, deadline.bound(self.scenario.steady_s), self.clock), 3
+        )
         deadline.check("steady")
         if probes.first_failure(t_steady) is not None:
             raise EnvironmentBroken(f"steady state did not hold: {probes.first_failure(t_steady)}")
@@ -359,7 +367,11 @@ class Runner:
             self._emit(Phase.RECOVERED)
         except EnvironmentBroken:
             res.extra["recovery"] = f"not recovered {limit:.0f} s after the runbook's last step"
-        time.sleep(deadline.bound(sc.observe_s))  # the observation window: catches flapping
+        n, checks = (self.config.evidence_k if self.recovered else 0), settle_checks(sc)
+        evident = lambda: recovery_evident(ctx, self._t_fault(), k, n, checks, t_rec_wait)  # noqa: E731
+        res.extra["observe_window_s"] = round(  # catches flapping; ends when the evidence is in
+            wait_evidence(evident, deadline.bound(sc.observe_s), self.clock), 3
+        )
         deadline.check("observe")
         if self.recovered:
             self._settle(ctx, deadline)
@@ -385,21 +397,7 @@ class Runner:
         self._phase("verify")
         res, ctx, t_fault = self.result, self._context(), self._t_fault()
         deadline = deadline or Deadline(self.scenario.max_duration_s, self.clock)
-        ledger_error = None
-        try:
-            looked_up = in_thread("ledger", ctx.ledger, deadline.remaining())
-            if looked_up.get("overran"):
-                raise DrillAborted("verify (the ledger lookup)", deadline.limit_s)
-            if "error" in looked_up:
-                raise looked_up["error"]
-            outcome = looked_up["output"]
-        except (EnvironmentBroken, psycopg.Error) as exc:
-            # A database that cannot be read after "recovery" proves none of the acknowledged
-            # writes: each counts as lost (an auditor's reading), and the reason is a breach.
-            ledger_error = (
-                f"ledger: cannot look up the {len(res.acked)} acknowledged writes ({exc})"
-            )
-            outcome = LedgerOutcome(acked=len(res.acked), lost=tuple(res.acked))
+        outcome, ledger_error = look_up_ledger(ctx, res.acked, deadline)
         m = measure(res.samples, outcome, t_fault, self.k)
         res.measurement = m
         res.lost, res.altered = list(outcome.lost), list(outcome.altered)
@@ -474,14 +472,10 @@ class Runner:
         self._emit(Phase.FINISHED, status=res.status)
         keep = self.config.keep_on_failure and res.status != "passed"
         interrupted: list[int] = []
-        if stack is not None and not keep:
-            with signals_held() as interrupted:
-                try:
-                    stack.down()
-                finally:
-                    hostfs.reap_loopfs(self.config.run_root / self.run_id)
-                    shutil.rmtree(self.config.run_root / self.run_id, ignore_errors=True)
-            self._emit(Phase.TORN_DOWN)
+        if stack is not None and not keep:  # in the background only after a verdict
+            background = self.config.background_teardown and res.status in ("passed", "failed")
+            run_dir, done = self.config.run_root / self.run_id, lambda: self._emit(Phase.TORN_DOWN)
+            interrupted = tear_down(lambda: remove_stack(stack, run_dir, done), background)
         elif keep:
             res.extra["kept"] = (
                 f"stack kept for debugging: make clean removes it (run {self.run_id})"
