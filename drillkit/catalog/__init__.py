@@ -36,6 +36,7 @@ BUILTIN = (
     "drillkit.catalog.payments",
     "drillkit.catalog.accounts",
     "drillkit.catalog.communications",
+    "drillkit.catalog.memory",
 )
 """drillkit's own catalogue modules, in registration order."""
 ENTRY_POINT_GROUP = "drillkit.catalog"
