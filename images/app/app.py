@@ -2093,6 +2093,10 @@ class AppServer(ThreadingHTTPServer):
         self.app = app
         super().__init__(address, RequestHandler, bind_and_activate)
 
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        CONNECTIONS.opened(request)  # before its thread starts: a restart then hands it over
+        return True
+
 
 class RequestHandler(BaseHTTPRequestHandler):
     server: AppServer
@@ -2104,9 +2108,17 @@ class RequestHandler(BaseHTTPRequestHandler):
     sys_version = ""
     timeout = 30  # seconds an idle keep-alive connection may hold its thread
 
-    def setup(self) -> None:
-        super().setup()
-        CONNECTIONS.opened(self.connection)
+    def handle(self) -> None:
+        """Keep-alive requests one by one, each begun only when the client has sent it (so a
+        memory-guard restart can hand an idle connection to the next process intact)."""
+        self.close_connection = False
+        while not self.close_connection:
+            if not CONNECTIONS.await_request(self.connection, self.timeout):
+                return
+            try:
+                self.handle_one_request()
+            finally:
+                CONNECTIONS.done(self.connection)
 
     def finish(self) -> None:
         CONNECTIONS.closed(self.connection)
@@ -2137,7 +2149,6 @@ class RequestHandler(BaseHTTPRequestHandler):
         started = time.monotonic()
         path = urlsplit(self.path).path
         app = self.server.app
-        CONNECTIONS.busy(self.connection, True)
         app.memory.on_request()
         try:
             request = Request(self.command, path, self.headers, self._read_body())
@@ -2147,10 +2158,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         except Exception as exc:  # a bug: answer 500, keep serving, say what broke
             log("internal_error", error_class=type(exc).__name__, error=str(exc))
             status, body = 500, {"error": "internal error"}
-        if CONNECTIONS.draining.is_set():
-            self.close_connection = True  # a graceful restart is waiting for this connection
         self._send(status, body)
-        CONNECTIONS.busy(self.connection, False)
         app.stats.count_request(status)
         log(
             "request",
@@ -2206,9 +2214,10 @@ class RequestHandler(BaseHTTPRequestHandler):
 # OOM-kills it) and `max_memory_restart` (a size, pm2's `--max-memory-restart 400M`: when the
 # process's RSS reaches it the app restarts itself gracefully). Both are read at start and on
 # SIGHUP; a leak comes back after every restart, as a leak in the code does. The graceful restart
-# stops accepting, lets the requests in flight finish (each answered with `Connection: close`),
-# then re-executes the app on the same listening socket: connections arriving meanwhile wait in
-# its backlog, so clients see a slower answer, not a refused one.
+# stops accepting, lets the requests in flight finish, then re-executes the app with the same
+# listening socket and the idle keep-alive connections (see `Connections`): a request sent
+# meanwhile waits in its socket or in the backlog, so clients see a slower answer, never a
+# refused or dropped one (pipelined requests excepted).
 
 MEMORY_LEAK_FILE_DEFAULT = "/run/drillkit/config/memory_leak"
 MAX_MEMORY_RESTART_FILE_DEFAULT = "/run/drillkit/config/max_memory_restart"
@@ -2331,14 +2340,18 @@ class MemoryControl:
 
 
 class Connections:
-    """The server's open client connections and which of them are inside a request, so that a
-    graceful restart can close the idle keep-alive ones and wait for the busy ones."""
+    """The server's open client connections and which of them are inside a request. A restart
+    freezes them: no new request begins, the ones in flight finish, and every idle connection is
+    handed to the next process as it is (a request the client sends meanwhile waits in the
+    socket, unread), so no keep-alive client sees its connection closed."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._open: dict[int, socket.socket] = {}
         self._busy: set[int] = set()
-        self.draining = threading.Event()
+        self._frozen = False
+        self._never = threading.Event()
+        self.restarting = threading.Event()
 
     def opened(self, sock: socket.socket) -> None:
         with self._lock:
@@ -2349,21 +2362,44 @@ class Connections:
             self._open.pop(id(sock), None)
             self._busy.discard(id(sock))
 
-    def busy(self, sock: socket.socket, busy: bool) -> None:
-        with self._lock:
-            (self._busy.add if busy else self._busy.discard)(id(sock))
+    def await_request(self, sock: socket.socket, timeout_s: float | None) -> bool:
+        """Until the client's next request arrives: True (the connection is then busy), or False
+        when it stays idle `timeout_s` (or is gone). Once frozen it never returns: the thread
+        waits for the exec that hands the socket over."""
+        deadline = time.monotonic() + (timeout_s or 30.0)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                readable, _, _ = select.select([sock], [], [], min(0.2, remaining))
+            except (OSError, ValueError):
+                return False
+            with self._lock:
+                frozen = self._frozen
+                if readable and not frozen:
+                    self._busy.add(id(sock))
+                    return True
+            if frozen:
+                self._never.wait()
 
-    def close_idle(self) -> int:
-        """Shut every idle connection with no request waiting in its buffer; how many remain."""
+    def done(self, sock: socket.socket) -> None:
         with self._lock:
-            idle = [s for key, s in self._open.items() if key not in self._busy]
-            remaining = len(self._open)
-        for sock in idle:
-            with contextlib.suppress(OSError, ValueError):
-                readable, _, _ = select.select([sock], [], [], 0)
-                if not readable:  # a request already sent is served (and answered with close)
-                    sock.shutdown(socket.SHUT_RDWR)
-        return remaining
+            self._busy.discard(id(sock))
+
+    def freeze(self, budget_s: float) -> list[socket.socket]:
+        """No new request begins; wait (at most `budget_s`) for those in flight; the idle
+        connections, to hand over (a request still running past the budget is not)."""
+        with self._lock:
+            self._frozen = True
+        deadline = time.monotonic() + budget_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._busy:
+                    break
+            time.sleep(0.005)
+        with self._lock:
+            return [sock for key, sock in self._open.items() if key not in self._busy]
 
     def count(self) -> int:
         with self._lock:
@@ -2371,26 +2407,51 @@ class Connections:
 
 
 CONNECTIONS = Connections()
+HANDOVER_FDS_ENV = "APP_HANDOVER_FDS"
 
 
 def restart_in_place(server: "AppServer", app: "App", rss: int) -> None:
-    """The guard's graceful restart: stop accepting, drain, re-execute on the same socket."""
+    """The guard's graceful restart: stop accepting, let the requests in flight finish, then
+    re-execute the app with the listening socket and the idle connections."""
     guard = app.memory.config.guard_bytes
     log("memory_guard_restart", rss_bytes=rss, max_memory_restart_bytes=guard)
-    CONNECTIONS.draining.set()
+    CONNECTIONS.restarting.set()
     server.shutdown()  # serve_forever returns; the listening socket stays open
-    deadline = time.monotonic() + DRAIN_BUDGET_S
-    while CONNECTIONS.close_idle() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    handed = CONNECTIONS.freeze(DRAIN_BUDGET_S)
     app.pool.reset()
+    fds = []
+    for sock in handed:
+        with contextlib.suppress(OSError, ValueError):
+            sock.set_inheritable(True)
+            fds.append(sock.fileno())
     fd = server.socket.fileno()
     os.set_inheritable(fd, True)
     env = dict(os.environ)
     env[LISTEN_FD_ENV] = str(fd)
+    env[HANDOVER_FDS_ENV] = ",".join(str(f) for f in fds)
     env[GUARD_RESTARTS_ENV] = str(app.memory.guard_restarts + 1)
-    log("memory_guard_exec", open_connections=CONNECTIONS.count())
+    log("memory_guard_exec", handed_over=len(fds), open_connections=CONNECTIONS.count())
     sys.stdout.flush()
     os.execve(sys.executable, [sys.executable, "-u", os.path.abspath(__file__)], env)
+
+
+def adopt_connections(server: "AppServer", env: Mapping[str, str]) -> int:
+    """Serve the client connections a guard restart handed over (APP_HANDOVER_FDS)."""
+    adopted = 0
+    for raw in env.get(HANDOVER_FDS_ENV, "").split(","):
+        if not raw.isdigit():
+            continue
+        sock = socket.socket(fileno=int(raw))
+        sock.set_inheritable(False)
+        try:
+            peer = sock.getpeername()
+        except OSError:
+            sock.close()
+            continue
+        CONNECTIONS.opened(sock)
+        server.process_request(sock, peer)
+        adopted += 1
+    return adopted
 
 
 def start_memory_guard(server: "AppServer", app: "App") -> threading.Thread:
@@ -2445,6 +2506,7 @@ def main() -> int:
     if inherited is not None:  # restarted in place by the memory guard: serve the same socket
         server.socket.close()
         server.socket = inherited
+        adopt_connections(server, os.environ)
 
     def on_sighup(_signum: int, _frame: Any) -> None:
         # Work outside the handler: it interrupts the main thread at an arbitrary point.
@@ -2466,7 +2528,7 @@ def main() -> int:
     start_memory_guard(server, app)
     try:
         server.serve_forever(poll_interval=0.5)
-        while CONNECTIONS.draining.is_set():  # the memory guard re-executes the app
+        while CONNECTIONS.restarting.is_set():  # the memory guard re-executes the app
             time.sleep(1)
     except (SystemExit, KeyboardInterrupt):
         pass

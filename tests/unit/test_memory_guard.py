@@ -104,27 +104,47 @@ def test_guard_restarts_are_counted_across_exec() -> None:
     assert app.inherited_listen_socket({}) is None
 
 
-def test_drain_closes_idle_connections_but_not_busy_or_pending_ones() -> None:
+def test_a_restart_hands_over_idle_connections_not_busy_ones() -> None:
     conns = app.Connections()
     pairs = [socket.socketpair() for _ in range(3)]
-    (idle, idle_peer), (busy, busy_peer), (_pending, pending_peer) = pairs
+    (idle, _), (busy, busy_peer), (gone, gone_peer) = pairs
     try:
         for server_side, _ in pairs:
             conns.opened(server_side)
-        conns.busy(busy, True)
-        pending_peer.sendall(b"GET / HTTP/1.1\r\n\r\n")  # a request already sent is served
-        assert conns.close_idle() == 3
-        assert idle_peer.recv(1) == b""  # shut: the client sees the close
-        for peer in (busy_peer, pending_peer):
-            peer.setblocking(False)
-            with pytest.raises(BlockingIOError):  # still open, nothing sent
-                peer.recv(1)
-        conns.closed(idle)
-        assert conns.count() == 2
+        assert not conns.await_request(idle, 0.05)  # nothing sent: idle until its timeout
+        busy_peer.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        assert conns.await_request(busy, 1.0)  # a request arrived: now busy
+        gone_peer.close()
+        conns.closed(gone)  # its handler ended
+        handed = conns.freeze(0.05)  # the busy request outlives the budget: not handed over
+        assert handed == [idle] and conns.count() == 2
+        conns.done(busy)
+        assert set(map(id, conns.freeze(0.05))) == {id(idle), id(busy)}
     finally:
         for a, b in pairs:
             a.close()
             b.close()
+
+
+def test_handed_over_connections_are_adopted_from_the_environment() -> None:
+    class Server:
+        def __init__(self) -> None:
+            self.served: list[object] = []
+
+        def process_request(self, sock: socket.socket, peer: object) -> None:
+            self.served.append(sock)
+
+    server = Server()
+    assert app.adopt_connections(server, {}) == 0
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    accepted, _ = listener.accept()
+    try:
+        env = {app.HANDOVER_FDS_ENV: f"{accepted.detach()},x"}
+        assert app.adopt_connections(server, env) == 1 and len(server.served) == 1
+    finally:
+        for sock in [client, listener, *server.served]:
+            sock.close()  # type: ignore[attr-defined]
 
 
 def test_catalogue_sizes() -> None:
