@@ -40,6 +40,7 @@ BUILTIN = (
     "drillkit.catalog.deploy",
     "drillkit.catalog.flood",
     "drillkit.catalog.cache",
+    "drillkit.catalog.memory",
 )
 """drillkit's own catalogue modules, in registration order."""
 ENTRY_POINT_GROUP = "drillkit.catalog"

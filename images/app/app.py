@@ -1525,6 +1525,7 @@ class App:
         self.providers = ProviderClient(settings.payment_timeout_ms / 1000)
         self.release = parse_release(os.environ.get("APP_VERSION"))
         self.cache = OrderCache.from_env(os.environ)
+        self.memory = MemoryControl(os.environ)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -1532,6 +1533,7 @@ class App:
         """SIGHUP: re-read every file, then drop every pooled connection."""
         self.config = load_runtime_config(self.settings)
         self._report_config_problems()
+        self.memory.reload()
         self.pool.reset()
         self.cache.reload()
         provider = self.config.payment_provider
@@ -1563,6 +1565,9 @@ class App:
                 return self.admin_stats(request)
             if path == "/api/admin/payments":
                 return self.payments_status(request)
+            if path == "/api/admin/memory":
+                self._require_admin(request)
+                return 200, self.memory.snapshot()
             target = parse_user_admin_path(path)
             if target is not None and target[1] == "security":
                 return self.account_security(request, target[0])
@@ -2416,9 +2421,13 @@ class AppServer(ThreadingHTTPServer):
     request_queue_size = 128
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], app: App) -> None:
+    def __init__(self, address: tuple[str, int], app: App, bind_and_activate: bool = True) -> None:
         self.app = app
-        super().__init__(address, RequestHandler)
+        super().__init__(address, RequestHandler, bind_and_activate)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        CONNECTIONS.opened(request)  # before its thread starts: a restart then hands it over
+        return True
 
 
 class RequestHandler(BaseHTTPRequestHandler):
@@ -2430,6 +2439,22 @@ class RequestHandler(BaseHTTPRequestHandler):
     server_version = "drillkit-app"
     sys_version = ""
     timeout = 30  # seconds an idle keep-alive connection may hold its thread
+
+    def handle(self) -> None:
+        """Keep-alive requests one by one, each begun only when the client has sent it (so a
+        memory-guard restart can hand an idle connection to the next process intact)."""
+        self.close_connection = False
+        while not self.close_connection:
+            if not CONNECTIONS.await_request(self.connection, self.timeout):
+                return
+            try:
+                self.handle_one_request()
+            finally:
+                CONNECTIONS.done(self.connection)
+
+    def finish(self) -> None:
+        CONNECTIONS.closed(self.connection)
+        super().finish()
 
     def do_GET(self) -> None:
         self._handle()
@@ -2456,6 +2481,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         started = time.monotonic()
         path = urlsplit(self.path).path
         app = self.server.app
+        app.memory.on_request()
         try:
             request = Request(self.command, path, self.headers, self._read_body())
             status, body = app.dispatch(request)
@@ -2514,6 +2540,284 @@ class RequestHandler(BaseHTTPRequestHandler):
 
 
 # --------------------------------------------------------------------------------------------
+# Memory: the leak a drill switches on, and the memory guard (pm2's --max-memory-restart)
+# --------------------------------------------------------------------------------------------
+# The config directory may hold `memory_leak` (a size: every request then retains that many bytes
+# for the life of the process: a real leak, RSS grows until the container's memory limit
+# OOM-kills it) and `max_memory_restart` (a size, pm2's `--max-memory-restart 400M`: when the
+# process's RSS reaches it the app restarts itself gracefully). Both are read at start and on
+# SIGHUP; a leak comes back after every restart, as a leak in the code does. The graceful restart
+# stops accepting, lets the requests in flight finish, then re-executes the app with the same
+# listening socket and the idle keep-alive connections (see `Connections`): a request sent
+# meanwhile waits in its socket or in the backlog, so clients see a slower answer, never a
+# refused or dropped one (pipelined requests excepted).
+
+MEMORY_LEAK_FILE_DEFAULT = "/run/drillkit/config/memory_leak"
+MAX_MEMORY_RESTART_FILE_DEFAULT = "/run/drillkit/config/max_memory_restart"
+MAX_LEAK_PER_REQUEST = 16 << 20
+MIN_MEMORY_GUARD = 32 << 20
+"""A guard below this would restart the app in a loop (its RSS at start is about 25 MiB)."""
+GUARD_INTERVAL_S = 0.05
+GUARD_MIN_UPTIME_S = 1.0
+"""No guard restart sooner than this after the process started (no restart loop)."""
+DRAIN_BUDGET_S = 3.0
+LISTEN_FD_ENV = "APP_LISTEN_FD"
+GUARD_RESTARTS_ENV = "APP_GUARD_RESTARTS"
+_SIZE_RE = re.compile(r"([0-9]{1,12})\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib)", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def parse_memory_size(text: str) -> int:
+    """Bytes of a size as pm2 writes it: ``400M``, ``512K``, ``1G``, also ``400MiB`` or plain
+    bytes; the units are powers of 1024."""
+    match = _SIZE_RE.fullmatch(text.strip()) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(f"not a size (e.g. 400M, 512K, 1G): {str(text)[:40]!r}")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2)[:1].lower()]
+
+
+def rss_from_status(status: str) -> int:
+    """The resident set size in bytes from the text of ``/proc/<pid>/status`` (``VmRSS``)."""
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            fields = line.split()
+            if len(fields) >= 2 and fields[1].isdigit():
+                return int(fields[1]) * 1024
+    raise ValueError("no VmRSS line")
+
+
+def current_rss() -> int:
+    with open("/proc/self/status", encoding="ascii", errors="replace") as handle:
+        return rss_from_status(handle.read())
+
+
+def guard_due(rss: int, guard: int | None, uptime_s: float) -> bool:
+    """Whether the guard restarts the process now: a guard is set, RSS has reached it, and the
+    process has lived at least GUARD_MIN_UPTIME_S."""
+    return guard is not None and rss >= guard and uptime_s >= GUARD_MIN_UPTIME_S
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    leak_per_request: int = 0
+    guard_bytes: int | None = None
+    problems: tuple[str, ...] = ()
+
+
+def load_memory_config(leak_file: str, guard_file: str) -> MemoryConfig:
+    """The two optional files (absent: no leak, no guard); a bad value is a problem, not fatal."""
+    problems: list[str] = []
+    leak, guard = 0, None
+    leak_text = _read_optional_file(leak_file, "memory leak", problems)
+    if leak_text:
+        try:
+            leak = parse_memory_size(leak_text)
+            if leak > MAX_LEAK_PER_REQUEST:
+                raise ValueError(f"at most {MAX_LEAK_PER_REQUEST >> 20}M per request")
+        except ValueError as exc:
+            problems.append(f"memory leak file {leak_file}: {exc}")
+            leak = 0
+    guard_text = _read_optional_file(guard_file, "max memory restart", problems)
+    if guard_text:
+        try:
+            guard = parse_memory_size(guard_text)
+            if guard < MIN_MEMORY_GUARD:
+                raise ValueError(f"below the {MIN_MEMORY_GUARD >> 20}M floor (a restart loop)")
+        except ValueError as exc:
+            problems.append(f"max memory restart file {guard_file}: {exc}")
+            guard = None
+    return MemoryConfig(leak, guard, tuple(problems))
+
+
+class MemoryControl:
+    """The leak (bytes retained per request) and the guard's settings, reread on SIGHUP."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.leak_file = env.get("MEMORY_LEAK_FILE", MEMORY_LEAK_FILE_DEFAULT)
+        self.guard_file = env.get("MAX_MEMORY_RESTART_FILE", MAX_MEMORY_RESTART_FILE_DEFAULT)
+        raw = env.get(GUARD_RESTARTS_ENV, "0")
+        self.guard_restarts = int(raw) if raw.isdigit() else 0
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self._retained: list[bytes] = []
+        self._retained_bytes = 0
+        self.config = MemoryConfig()
+        self.reload()
+
+    def reload(self) -> None:
+        self.config = load_memory_config(self.leak_file, self.guard_file)
+        for problem in self.config.problems:
+            log("config_problem", problem=problem)
+
+    def on_request(self) -> None:
+        """The leak: keep a freshly written buffer for good (written, so its pages are resident)."""
+        size = self.config.leak_per_request
+        if size:
+            chunk = b"\xa5" * size
+            with self._lock:
+                self._retained.append(chunk)
+                self._retained_bytes += size
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            retained, chunks = self._retained_bytes, len(self._retained)
+        return {
+            "rss_bytes": current_rss(),
+            "leak_bytes_per_request": self.config.leak_per_request,
+            "retained_bytes": retained,
+            "retained_chunks": chunks,
+            "max_memory_restart_bytes": self.config.guard_bytes,
+            "guard_restarts": self.guard_restarts,
+            "uptime_s": round(time.monotonic() - self.started, 3),
+        }
+
+
+class Connections:
+    """The server's open client connections and which of them are inside a request. A restart
+    freezes them: no new request begins, the ones in flight finish, and every idle connection is
+    handed to the next process as it is (a request the client sends meanwhile waits in the
+    socket, unread), so no keep-alive client sees its connection closed."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[int, socket.socket] = {}
+        self._busy: set[int] = set()
+        self._frozen = False
+        self._never = threading.Event()
+        self.restarting = threading.Event()
+
+    def opened(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open[id(sock)] = sock
+
+    def closed(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open.pop(id(sock), None)
+            self._busy.discard(id(sock))
+
+    def await_request(self, sock: socket.socket, timeout_s: float | None) -> bool:
+        """Until the client's next request arrives: True (the connection is then busy), or False
+        when it stays idle `timeout_s` (or is gone). Once frozen it never returns: the thread
+        waits for the exec that hands the socket over."""
+        deadline = time.monotonic() + (timeout_s or 30.0)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                readable, _, _ = select.select([sock], [], [], min(0.2, remaining))
+            except (OSError, ValueError):
+                return False
+            with self._lock:
+                frozen = self._frozen
+                if readable and not frozen:
+                    self._busy.add(id(sock))
+                    return True
+            if frozen:
+                self._never.wait()
+
+    def done(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._busy.discard(id(sock))
+
+    def freeze(self, budget_s: float) -> list[socket.socket]:
+        """No new request begins; wait (at most `budget_s`) for those in flight; the idle
+        connections, to hand over (a request still running past the budget is not)."""
+        with self._lock:
+            self._frozen = True
+        deadline = time.monotonic() + budget_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._busy:
+                    break
+            time.sleep(0.005)
+        with self._lock:
+            return [sock for key, sock in self._open.items() if key not in self._busy]
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+
+CONNECTIONS = Connections()
+HANDOVER_FDS_ENV = "APP_HANDOVER_FDS"
+
+
+def restart_in_place(server: "AppServer", app: "App", rss: int) -> None:
+    """The guard's graceful restart: stop accepting, let the requests in flight finish, then
+    re-execute the app with the listening socket and the idle connections."""
+    guard = app.memory.config.guard_bytes
+    log("memory_guard_restart", rss_bytes=rss, max_memory_restart_bytes=guard)
+    CONNECTIONS.restarting.set()
+    server.shutdown()  # serve_forever returns; the listening socket stays open
+    handed = CONNECTIONS.freeze(DRAIN_BUDGET_S)
+    app.pool.reset()
+    fds = []
+    for sock in handed:
+        with contextlib.suppress(OSError, ValueError):
+            sock.set_inheritable(True)
+            fds.append(sock.fileno())
+    fd = server.socket.fileno()
+    os.set_inheritable(fd, True)
+    env = dict(os.environ)
+    env[LISTEN_FD_ENV] = str(fd)
+    env[HANDOVER_FDS_ENV] = ",".join(str(f) for f in fds)
+    env[GUARD_RESTARTS_ENV] = str(app.memory.guard_restarts + 1)
+    log("memory_guard_exec", handed_over=len(fds), open_connections=CONNECTIONS.count())
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, "-u", os.path.abspath(__file__)], env)
+
+
+def adopt_connections(server: "AppServer", env: Mapping[str, str]) -> int:
+    """Serve the client connections a guard restart handed over (APP_HANDOVER_FDS)."""
+    adopted = 0
+    for raw in env.get(HANDOVER_FDS_ENV, "").split(","):
+        if not raw.isdigit():
+            continue
+        sock = socket.socket(fileno=int(raw))
+        sock.set_inheritable(False)
+        try:
+            peer = sock.getpeername()
+        except OSError:
+            sock.close()
+            continue
+        CONNECTIONS.opened(sock)
+        server.process_request(sock, peer)
+        adopted += 1
+    return adopted
+
+
+def start_memory_guard(server: "AppServer", app: "App") -> threading.Thread:
+    """Watch the process's RSS; at the configured guard, restart in place (once)."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(GUARD_INTERVAL_S)
+            try:
+                rss = current_rss()
+            except (OSError, ValueError):
+                continue
+            uptime = time.monotonic() - app.memory.started
+            if guard_due(rss, app.memory.config.guard_bytes, uptime):
+                restart_in_place(server, app, rss)
+                return
+
+    thread = threading.Thread(target=watch, name="memory-guard", daemon=True)
+    thread.start()
+    return thread
+
+
+def inherited_listen_socket(env: Mapping[str, str]) -> socket.socket | None:
+    """The listening socket a guard restart handed over (its fd in APP_LISTEN_FD), if any."""
+    raw = env.get(LISTEN_FD_ENV, "")
+    if not raw.isdigit():
+        return None
+    sock = socket.socket(fileno=int(raw))
+    sock.set_inheritable(False)
+    return sock
+
+
+# --------------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------------
 
@@ -2530,7 +2834,12 @@ def main() -> int:
     with contextlib.suppress(OSError):
         os.makedirs(os.path.dirname(settings.audit_file) or ".", exist_ok=True)
     app = App(settings)
-    server = AppServer((settings.host, settings.port), app)
+    inherited = inherited_listen_socket(os.environ)
+    server = AppServer((settings.host, settings.port), app, bind_and_activate=inherited is None)
+    if inherited is not None:  # restarted in place by the memory guard: serve the same socket
+        server.socket.close()
+        server.socket = inherited
+        adopt_connections(server, os.environ)
 
     def on_sighup(_signum: int, _frame: Any) -> None:
         # Work outside the handler: it interrupts the main thread at an arbitrary point.
@@ -2549,8 +2858,11 @@ def main() -> int:
         psycopg=psycopg.__version__,
         libpq=psycopg.pq.version(),
     )
+    start_memory_guard(server, app)
     try:
         server.serve_forever(poll_interval=0.5)
+        while CONNECTIONS.restarting.is_set():  # the memory guard re-executes the app
+            time.sleep(1)
     except (SystemExit, KeyboardInterrupt):
         pass
     finally:

@@ -3,8 +3,9 @@
 It reads its secrets and its config directory (mounted read-only from the run dir) and logs to a
 volume of its own. The config directory holds `db_hosts` (the database hosts it tries, in order:
 the primary, or the fault proxy in front of it, then the replica), `payment_provider` (the
-provider it charges at) and `maintenance` (present: the site is in maintenance); it rereads them
-on SIGHUP.
+provider it charges at), `maintenance` (present: the site is in maintenance), `memory_leak` and
+`max_memory_restart` (the memory drill's leak and the app's memory guard); it rereads them on
+SIGHUP.
 """
 
 from __future__ import annotations
@@ -125,6 +126,22 @@ class App(ServiceKind):
             write_atomic(flag, "on\n")
         else:
             flag.unlink(missing_ok=True)
+
+    def set_memory_leak(self, size: str | None) -> None:
+        """The reference app's leak (bytes retained per request, e.g. '256KiB'; None: off),
+        read at start and on reload: it comes back after every restart."""
+        self._set_flag("memory_leak", size)
+
+    def set_max_memory_restart(self, size: str | None) -> None:
+        """The reference app's memory guard (pm2's --max-memory-restart, e.g. '64MiB'; None:
+        none), read at start and on reload."""
+        self._set_flag("max_memory_restart", size)
+
+    def _set_flag(self, name: str, value: str | None) -> None:
+        if value is None:
+            (self.config_dir / name).unlink(missing_ok=True)
+        else:
+            write_atomic(self.config_dir / name, value + "\n")
 
     def reload(self) -> None:
         self.stack.container("app").kill(signal="SIGHUP")
