@@ -200,16 +200,20 @@ def _build(
         raise EnvironmentBroken(f"building {tag} reported success but the image is absent")
 
 
+IMAGE_NAMES: tuple[str, ...] = (
+    "postgres",
+    "app",
+    "toxiproxy",
+    "web",
+    "payments",
+    "statuspage",
+    "redis",
+)
+"""Every image drillkit builds from images/ (`drillkit build`, `drillkit prune-images`)."""
+
+
 def ensure_all(
-    names: tuple[str, ...] = (
-        "postgres",
-        "app",
-        "toxiproxy",
-        "web",
-        "payments",
-        "statuspage",
-        "redis",
-    ),
+    names: tuple[str, ...] = IMAGE_NAMES,
     progress: Progress = _stderr,
 ) -> dict[str, str]:
     """Build (or find cached) every named image; returns name -> tag."""
@@ -252,15 +256,7 @@ def prunable(
 
 
 def prune_stale(
-    names: tuple[str, ...] = (
-        "postgres",
-        "app",
-        "toxiproxy",
-        "web",
-        "payments",
-        "statuspage",
-        "redis",
-    ),
+    names: tuple[str, ...] = IMAGE_NAMES,
     keep_s: float = IMAGE_KEEP_S,
 ) -> list[str]:
     """Remove drillkit/<name> images built from older inputs that `prunable` lets go; returns

@@ -1,11 +1,11 @@
 """Unit tests of the reference app's account-security functions (lock, session revocation, forced
 reset, notifications): pure, no database."""
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from image_modules import load_image_module
 
 APP_PATH = Path(__file__).resolve().parents[2] / "images" / "app" / "app.py"
 SECRET = b"unit-test-secret"
@@ -13,11 +13,7 @@ NOW = 1_800_000_000.0
 
 
 def _load_app() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("drillkit_reference_app_accounts", APP_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_image_module("drillkit_reference_app_accounts", APP_PATH)
 
 
 app = _load_app()

@@ -5,23 +5,19 @@ app.py is a script, not a package module, so it is loaded by path. It imports wi
 """
 
 import hashlib
-import importlib.util
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from image_modules import load_image_module
 
 APP_PATH = Path(__file__).resolve().parents[2] / "images" / "app" / "app.py"
 
 
 def _load_app() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("drillkit_reference_app", APP_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_image_module("drillkit_reference_app", APP_PATH)
 
 
 app = _load_app()

@@ -1,12 +1,12 @@
 """The cache (issue 19 item 5) without containers: the app's RESP client and its degraded mode,
 the harness's RESP parsing, the kind's registration and its secrets."""
 
-import importlib.util
 import socket
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from image_modules import load_image_module
 
 from drillkit.catalog import load
 from drillkit.core.needs import missing_needs
@@ -23,11 +23,7 @@ APP_PATH = Path(__file__).resolve().parents[2] / "images" / "app" / "app.py"
 
 
 def _load_app() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("drillkit_reference_app_cache", APP_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_image_module("drillkit_reference_app_cache", APP_PATH)
 
 
 app = _load_app()

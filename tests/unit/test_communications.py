@@ -1,11 +1,11 @@
 """Incident communications without containers: the message templates, the stub status page's
 incident book, and the evidence pack's Communications section."""
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from image_modules import load_image_module
 
 from drillkit.catalog.communications import incident_ref, initial_alert, resolution_notice
 from drillkit.reporting.evidence.page import communications
@@ -15,11 +15,7 @@ WALL = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC
 
 
 def _server() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("drillkit_statuspage", SERVER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_image_module("drillkit_statuspage", SERVER)
 
 
 def test_incident_ref_is_seed_003s_format() -> None:

@@ -1,12 +1,12 @@
 """The bad-deployment drill's pure parts: the app log's error rate, the schema diff, the
 reference app's releases and its migrations (no containers)."""
 
-import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from image_modules import load_image_module
 
 from drillkit.catalog.deploy import error_rate, route_of, schema_diff
 from drillkit.core.scenario import load_scenario
@@ -16,11 +16,7 @@ APP_DIR = ROOT / "images" / "app"
 
 
 def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_image_module(name, path)
 
 
 def _load_migrate() -> tuple[ModuleType, ModuleType]:

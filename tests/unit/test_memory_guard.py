@@ -2,12 +2,12 @@
 (sizes, RSS, the guard's trigger, its config files, the connection drain) and the catalogue's
 judgement of the memory samples."""
 
-import importlib.util
 import socket
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from image_modules import load_image_module
 
 from drillkit.catalog.memory import MIB, MemorySample, judge_memory, parse_size, window_start
 from drillkit.errors import StepFailed
@@ -16,11 +16,7 @@ APP_PATH = Path(__file__).resolve().parents[2] / "images" / "app" / "app.py"
 
 
 def _load_app() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("drillkit_reference_app_memory", APP_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_image_module("drillkit_reference_app_memory", APP_PATH)
 
 
 app = _load_app()

@@ -3,9 +3,7 @@ app's payments with the providers' ledgers, and the stub provider (images/paymen
 in-process on 127.0.0.1) driven by the reference app's own provider client, including the timeout
 path of a provider that holds a charge request unanswered."""
 
-import importlib.util
 import json
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,6 +13,7 @@ from typing import ClassVar
 
 import pytest
 import requests
+from image_modules import load_image_module
 
 from drillkit.core.scenario import parse_scenario_text
 from drillkit.stack.services.payments import (
@@ -34,12 +33,7 @@ CONTROL_TOKEN = "control-token-for-the-unit-tests-0001"
 
 
 def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve string annotations through it
-    spec.loader.exec_module(module)
-    return module
+    return load_image_module(name, path)
 
 
 stub = _load("drillkit_payments_stub", ROOT / "images" / "payments" / "server.py")
