@@ -316,13 +316,17 @@ def recovery_evident(
     """The observation window's end condition: recovered (T_recovered per measure.py), every
     probe passed at least `n` times since T_recovered and since `after` (the runbook's end: a
     service that came back during the runbook is still watched after its last step), no
-    failure since (a flap keeps the window open to its end), and every check's settle
-    condition holds."""
+    failure since (a flap keeps the window open to its end), no probe call begun before then
+    still running (its sample, stamped at its end, could be a failure), and every check's
+    settle condition holds."""
     samples = ctx.probes.snapshot()
     t_rec = recovery_time(samples, t_fault, k)
     since = None if t_rec is None else max(t_rec, after)
     if not evidence_in(samples, since, n, probe_kinds(samples, t_fault, ctx.probes.extra)):
         return False
+    oldest = ctx.probes.oldest_in_flight()
+    if since is not None and oldest is not None and oldest < since:
+        return False  # a call begun before recovery has yet to say how it ended
     return settled(ctx, checks, t_fault, k)
 
 

@@ -174,6 +174,9 @@ class Probes(DeclaredParts):
         self._pool = ThreadPoolExecutor(max_workers=24, thread_name_prefix="probe")
         self._threads: list[threading.Thread] = []
         self._seq = itertools.count()
+        self._calls = itertools.count()
+        self._in_flight: dict[int, float] = {}
+        """call number -> when a probe call began, while it runs (its sample comes at its end)."""
         self._lock = threading.Lock()
         self._local = threading.local()
         self.running = False
@@ -240,13 +243,31 @@ class Probes(DeclaredParts):
     def _tick(self, probe: Callable[[], None], interval: float) -> None:
         next_at = self.clock()
         while not self._stop.is_set():
-            self._pool.submit(probe)
+            self._pool.submit(self._tracked, probe)
             next_at += interval
             delay = next_at - self.clock()
             if delay < 0:  # fell behind (overloaded): skip missed ticks, never burst
                 next_at = self.clock()
                 delay = 0
             self._stop.wait(delay)
+
+    def _tracked(self, probe: Callable[[], None]) -> None:
+        """Run one probe call, known as in flight until it has recorded its sample."""
+        call = next(self._calls)
+        with self._lock:
+            self._in_flight[call] = self.clock()
+        try:
+            probe()
+        finally:
+            with self._lock:
+                self._in_flight.pop(call, None)
+
+    def oldest_in_flight(self) -> float | None:
+        """When the oldest probe call still running began (None: none runs). A sample is
+        stamped when its call ends, so a call begun during the outage (e.g. a journey waiting
+        out its timeouts) can still add a failure after the probes already passed again."""
+        with self._lock:
+            return min(self._in_flight.values(), default=None)
 
     def _record(self, probe: str, start: float, ok: bool, error: str | None) -> None:
         end = self.clock()

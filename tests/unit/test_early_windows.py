@@ -31,6 +31,12 @@ class FakeProbes:
         self.samples = samples
         self.extra = dict.fromkeys(extra)
 
+    in_flight_since: float | None = None
+    """When the oldest probe call still running began (None: none)."""
+
+    def oldest_in_flight(self) -> float | None:
+        return self.in_flight_since
+
     def snapshot(self) -> list[Sample]:
         return list(self.samples)
 
@@ -172,3 +178,38 @@ def test_window_options_resolve_and_bad_values_are_named(tmp_path: Path) -> None
     assert (rc.steady_k, rc.evidence_k, rc.background_teardown) == (0, 20, False)
     with pytest.raises(ValidationError, match="--drill-evidence-k: expected a whole number"):
         resolve(tmp_path, cli={"--drill-evidence-k": "2.5"})
+
+
+def test_observation_waits_for_a_probe_call_begun_before_recovery() -> None:
+    """A journey begun during the outage that waits out its timeouts is stamped when it ends,
+    after the probes passed again: the window stays open until it has said how it ended, so
+    the early end never hides a late failure (the verdict's T_recovered would then be None)."""
+    kinds = ("availability", "journey")
+    probes = FakeProbes(timeline(kinds, 1.0, 3, ok=False) + timeline(kinds, 2.0, 15))
+    ctx: Any = SimpleNamespace(probes=probes)
+    probes.in_flight_since = 1.2  # begun during the outage, still running
+    assert not recovery_evident(ctx, 0.9, 5, 10, [], 1.5)
+    probes.in_flight_since = 2.5  # only calls begun after T_recovered run: they cannot hide it
+    assert recovery_evident(ctx, 0.9, 5, 10, [], 1.5)
+
+
+def test_probes_know_the_oldest_call_in_flight() -> None:
+    from drillkit.core.probes import ProbeConfig, Probes
+    from drillkit.stack.spec import REFERENCE_HEALTH
+
+    now = {"t": 10.0}
+    probes = Probes(
+        lambda: "http://127.0.0.1:9", REFERENCE_HEALTH, ProbeConfig(), "t", clock=lambda: now["t"]
+    )
+    seen: list[float | None] = []
+
+    def call() -> None:
+        now["t"] = 11.0
+        seen.append(probes.oldest_in_flight())
+
+    assert probes.oldest_in_flight() is None
+    probes._tracked(call)
+    assert seen == [10.0] and probes.oldest_in_flight() is None
+    with pytest.raises(RuntimeError):
+        probes._tracked(lambda: (_ for _ in ()).throw(RuntimeError("probe bug")))
+    assert probes.oldest_in_flight() is None  # a call that raised is no longer in flight
