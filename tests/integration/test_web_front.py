@@ -70,7 +70,7 @@ def test_web_is_labelled_and_published_on_loopback_only(stack):
     c = stack.container("web")
     assert c.labels[engine.RUN_LABEL] == stack.run_id
     ports = c.attrs["NetworkSettings"]["Ports"]
-    assert set(ports) == {"80/tcp", "8081/tcp"}
+    assert set(ports) == {"80/tcp", "443/tcp", "8081/tcp"}  # the site, the site over TLS, preview
     assert all(b["HostIp"] == "127.0.0.1" for bindings in ports.values() for b in bindings)
     vol = engine.client().volumes.get(stack.name("web-content"))
     assert vol.attrs["Labels"][engine.RUN_LABEL] == stack.run_id
