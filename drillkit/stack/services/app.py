@@ -121,11 +121,7 @@ class App(ServiceKind):
         write_atomic(self.config_dir / "payment_provider", provider + "\n")
 
     def set_maintenance(self, on: bool) -> None:
-        flag = self.config_dir / "maintenance"
-        if on:
-            write_atomic(flag, "on\n")
-        else:
-            flag.unlink(missing_ok=True)
+        self._set_flag("maintenance", "on" if on else None)
 
     def set_memory_leak(self, size: str | None) -> None:
         """The reference app's leak (bytes retained per request, e.g. '256KiB'; None: off),
@@ -138,6 +134,7 @@ class App(ServiceKind):
         self._set_flag("max_memory_restart", size)
 
     def _set_flag(self, name: str, value: str | None) -> None:
+        """A config file holding `value` (a line), or none: what the app reads as off."""
         if value is None:
             (self.config_dir / name).unlink(missing_ok=True)
         else:
