@@ -94,7 +94,8 @@ def _choose_engine(config: pytest.Config) -> None:
             if chosen is not None and chosen.local:  # testcontainers, a step's docker CLI
                 os.environ["DOCKER_HOST"] = chosen.url
         elif getattr(config.option, "dist", "no") == "no":
-            engine.use(engines.for_worker(endpoints))
+            # no worker, even when started from inside one (PYTEST_XDIST_WORKER is inherited)
+            engine.use(engines.for_worker(endpoints, ""))
     except ValidationError as exc:
         raise pytest.UsageError("\n  ".join(exc.problems)) from None
 
