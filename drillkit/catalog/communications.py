@@ -120,13 +120,19 @@ def _fault_step(ctx: DrillContext) -> str:
 
 def _await_recovery(ctx: DrillContext, t_fault: float, passes: int, timeout: float) -> float:
     """Until the probes show recovery (every failed probe passing again, `passes` passing samples
-    in a row at the end): the candidate T_recovered."""
+    in a row at the end, and no call begun before that still running): the candidate
+    T_recovered. A call begun during the outage is stamped when it ends (a journey waiting out
+    its timeouts): announced before it ends, the all-clear could precede the verdict's
+    T_recovered."""
     found: list[float] = []
 
     def recovered() -> bool:
         samples = ctx.probes.snapshot()
         t_rec = recovery_time(samples, t_fault, passes)
         if t_rec is None or ctx.probes.passing_streak(t_fault) < passes:
+            return False
+        oldest = ctx.probes.oldest_in_flight()
+        if oldest is not None and oldest < t_rec:
             return False
         found.append(t_rec)
         return True

@@ -21,7 +21,7 @@ from drillkit.core.phases import (
     tear_down,
     wait_evidence,
 )
-from drillkit.errors import ValidationError
+from drillkit.errors import StepFailed, ValidationError
 
 
 class FakeProbes:
@@ -213,3 +213,19 @@ def test_probes_know_the_oldest_call_in_flight() -> None:
     with pytest.raises(RuntimeError):
         probes._tracked(lambda: (_ for _ in ()).throw(RuntimeError("probe bug")))
     assert probes.oldest_in_flight() is None  # a call that raised is no longer in flight
+
+
+def test_the_all_clear_waits_for_a_probe_call_begun_before_recovery() -> None:
+    """post-status-update's resolution announces recovery only once no call begun before it is
+    still running: a journey stamped later as failed would move T_recovered past the all-clear."""
+    from drillkit.catalog.communications import _await_recovery
+
+    kinds = ("availability", "journey")
+    probes: Any = FakeProbes(timeline(kinds, 1.0, 3, ok=False) + timeline(kinds, 2.0, 15))
+    probes.passing_streak = lambda since: 30
+    probes.in_flight_since = 1.2
+    ctx: Any = SimpleNamespace(probes=probes)
+    with pytest.raises(StepFailed, match="no recovery to announce"):
+        _await_recovery(ctx, 0.9, 5, 0.3)
+    probes.in_flight_since = None
+    assert _await_recovery(ctx, 0.9, 5, 0.3) == pytest.approx(2.01)
