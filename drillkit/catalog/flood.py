@@ -375,10 +375,27 @@ def rate_limit(
         raise StepFailed("rate-limit", str(exc)) from exc
     flood = ctx.part(Flood)
     flood.limited_path = path
-    flood.at_limit = flood_stats(flood)
+    flood.at_limit = _next_report(flood, timeout)
     ctx.evidence("nginx rate limit (installed)", conf)
     ctx.figure("rate_limit", {"path": path, "rate_rps": rate, "burst": burst})
     return f"{path} limited to {rate:g}/s per client address (burst {burst}); nginx reloaded"
+
+
+def _next_report(flood: Flood, timeout_s: float) -> FloodStats | None:
+    """The flood client's first report after now (it reports every 0.5 s): the totals of an
+    older one would count requests answered before the limit as answered since."""
+    last = flood_stats(flood)
+    if last is None:
+        return None
+    try:
+        return wait_for(
+            lambda: (s := flood_stats(flood)) is not None and s.t > last.t and s,
+            what="the flood client's next report",
+            timeout_s=timeout_s,
+            interval_s=0.05,
+        )
+    except EnvironmentBroken:
+        return None  # the flood ended: flood-contained says so
 
 
 # ----- checks -------------------------------------------------------------------------------------
@@ -397,15 +414,30 @@ def _flood_since_limit(ctx: DrillContext) -> tuple[Flood, FloodStats, FloodStats
     return flood, now, now.since(flood.at_limit)
 
 
+def flood_settled(ctx: DrillContext, t_recovered: float, min_rejected_share: float = 0.8) -> bool:
+    """flood-contained's settle condition: the share refused since the limit has reached
+    `min_rejected_share` (the limit's burst and the first report's requests weigh less the
+    longer the window), or there is nothing to judge (no flood, no limit, no report)."""
+    try:
+        _, now, after = _flood_since_limit(ctx)
+    except CheckFailed:
+        return True
+    return not now.running or after.rejected >= min_rejected_share * max(
+        1, after.done - after.errors
+    )
+
+
 @CHECKS(
     "flood-contained",
     title="The flood goes on and the front refuses it",
+    settle=flood_settled,
     needs=("web",),
 )
 def flood_contained(ctx: DrillContext, min_rejected_share: float = 0.8) -> str:
     """The flood client is still running now (recovery is judged under flood), and since the
     rate limit took effect at least `min_rejected_share` of its answered requests were refused
-    (429/503) by the front."""
+    (429/503) by the front. Observation goes on (up to the scenario's `settle`) while the share
+    is below it."""
     flood, now, after = _flood_since_limit(ctx)
     if not flood_running(flood) or not now.running:
         raise CheckFailed(f"the flood is no longer running ({now.describe()}): not judged under it")

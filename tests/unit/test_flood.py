@@ -152,3 +152,41 @@ def test_flood_step_refuses_bad_bounds_before_starting_anything(params: dict) ->
     ctx = SimpleNamespace(stack=None)  # nothing may be touched: no engine call happens
     with pytest.raises(StepFailed):
         flood_endpoint(ctx, **params)
+
+
+class ReportingClient:
+    """A flood client container whose log shows the next of `reports` at each read."""
+
+    def __init__(self, *reports: dict) -> None:
+        self.reports = list(reports)
+
+    def logs(self, tail: int = 5) -> bytes:
+        report = self.reports.pop(0) if len(self.reports) > 1 else self.reports[0]
+        return (json.dumps({"sent": 0, "errors": 0, "running": True, **report}) + "\n").encode()
+
+
+def test_the_limit_counts_from_the_first_report_after_it() -> None:
+    """A report older than the reload counts requests answered before the limit as answered
+    since: the limit's totals are the client's next report."""
+    from drillkit.catalog.flood import Flood, _next_report
+
+    old = {"t": 4.0, "done": 1200, "status": {"401": 1200}}
+    new = {"t": 4.5, "done": 1350, "status": {"401": 1340, "429": 10}}
+    flood = Flood(container=ReportingClient(old, old, new))
+    at = _next_report(flood, 5.0)
+    assert at is not None and (at.t, at.done) == (4.5, 1350)
+    assert _next_report(Flood(container=ReportingClient(old)), 0.2) is None  # no report: none
+
+
+def test_flood_contained_settles_once_the_refused_share_is_reached() -> None:
+    from drillkit.catalog.flood import Flood, flood_settled
+
+    at = FloodStats(t=4.5, done=1350, status={"401": 1350}, running=True)
+    burst = {"t": 5.0, "done": 1500, "status": {"401": 1400, "429": 100}}  # 50 passed, 100 refused
+    later = {"t": 8.0, "done": 2400, "status": {"401": 1410, "429": 990}}  # 94 % refused
+    flood = Flood(container=ReportingClient(burst), at_limit=at)
+    ctx = SimpleNamespace(part=lambda cls: flood)
+    assert not flood_settled(ctx, 0.0)  # 67 %: observe on
+    flood.container = ReportingClient(later)
+    assert flood_settled(ctx, 0.0)
+    assert flood_settled(SimpleNamespace(part=lambda cls: Flood()), 0.0)  # nothing to judge
