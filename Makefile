@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 DRILL_ARGS ?=
 TEST_ARGS ?=
+TEST_JOBS ?= 2
 
 .PHONY: all drill nightly test unit integration report clean bench bench-engines lint venv engine images help toxiproxy-official
 
@@ -46,7 +47,7 @@ nightly: images
 	if [ $$finished -eq 6 ]; then exit 6; fi; exit $$status
 
 test: images
-	$(PYTEST) tests -v --durations=30 $(TEST_ARGS)
+	$(PYTEST) tests -v -n $(TEST_JOBS) --dist loadscope --durations=30 $(TEST_ARGS)
 
 unit: venv
 	$(PYTEST) tests/unit -q

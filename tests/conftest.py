@@ -1,4 +1,96 @@
 """tests/team_project is a team's project (its own pytest.ini, drills and catalogue), run by
-tests/integration/test_team_catalog.py in a subprocess: not collected as part of drillkit's tests."""
+tests/integration/test_team_catalog.py in a subprocess: not collected as part of drillkit's tests.
+
+`make test` runs two xdist workers on the one Docker engine (`-n 2 --dist loadscope`):
+- a module is one unit of work (its tests may share a module-scoped stack), but the drills of
+  the SPREAD modules are independent and go to either worker one by one;
+- the longest modules go first, so that no worker is left with a long tail;
+- a SOLO module judges timing in milliseconds or runs several stacks itself: it holds the
+  engine alone while it runs (`EngineShare`); every other module (a SPREAD module's every test)
+  holds it shared."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from engine_share import EngineShare
 
 collect_ignore = ["team_project"]
+
+SPREAD = {"test_drill_verdicts"}
+"""Modules whose tests are independent drills, scheduled one by one."""
+
+FIRST = ("test_example_ha", "test_example_shop", "test_wheel_install", "test_engines")
+"""The longest modules (minutes each), scheduled before the rest in this order."""
+
+SOLO = {"test_rto_accuracy", "test_engines", "test_signals_and_xdist"}
+"""Modules that judge timing or load the machine themselves: they hold the engine alone."""
+
+SOLO_DRILLS = {
+    "traffic-flood",
+    "traffic-flood-wrong-path",
+    "db-flaky",
+    "memory-leak-restart",
+    "corruption-logical-no-reconcile",
+}
+"""Drills of a SPREAD module that hold the engine alone: the floods load both cores themselves
+(beside another stack, the journeys slowed without failing, so detection took 7.6 s against
+5 s); db-flaky's fault is probabilistic, and with a second stack its 3 s detection objective
+was missed (fewer probe calls in the window); memory-leak-restart's app was OOM-killed once
+more after the guard's restart (the guard waits 1 s of uptime before it restarts again, while
+the leak traffic goes on); corruption-logical-no-reconcile's writer acknowledged no write
+between the DELETE and the maintenance switch, so its restore lost none and it passed."""
+
+
+def module_of(nodeid: str) -> str:
+    return Path(nodeid.split("::", 1)[0]).stem
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        module = module_of(item.nodeid)
+        return FIRST.index(module) if module in FIRST else len(FIRST)
+
+    items.sort(key=rank)  # stable: collection order within a rank
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadscope`, with a module as the scope (a SPREAD module's test as its own) and
+    the collection's order kept."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return nodeid if module_of(nodeid) in SPREAD else nodeid.split("::", 1)[0]
+
+    config.option.loadscopereorder = False
+    return ModuleScheduling(config, log)
+
+
+def _share(request: pytest.FixtureRequest, spread: bool) -> Iterator[None]:
+    """Hold the engine for this fixture's scope: a module's (SOLO alone, others shared, so a
+    module-scoped stack is covered too) or, in a SPREAD module, each test's (shared)."""
+    module = module_of(request.node.nodeid)
+    if os.environ.get("PYTEST_XDIST_WORKER") is None or (module in SPREAD) != spread:
+        yield
+        return
+    uid = os.environ.get("PYTEST_XDIST_TESTRUNUID", "run")
+    share = EngineShare(Path(request.config.rootpath) / ".run" / f"xdist-{uid}")
+    drill = request.node.callspec.id if spread and hasattr(request.node, "callspec") else ""
+    yield from share.hold(solo=module in SOLO or drill in SOLO_DRILLS)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def engine_share_module(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield from _share(request, spread=False)
+
+
+@pytest.fixture(autouse=True)
+def engine_share(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield from _share(request, spread=True)
