@@ -153,8 +153,15 @@ def oom_events(ctx: DrillContext, service: str, since_wall: float) -> list[float
         filters={"container": c.id, "event": "oom"},
         decode=True,
     )
-    times = [float(e.get("timeNano", 0)) / 1e9 or float(e.get("time", 0)) for e in events]
-    return [t for t in times if t >= since_wall - 1]
+    found: list[float] = []
+    for e in events:
+        if e.get("timeNano"):  # exact: an OOM kill just before `since_wall` is not after it
+            t = float(e["timeNano"]) / 1e9
+            if t >= since_wall:
+                found.append(t)
+        elif float(e.get("time", 0)) >= int(since_wall):  # whole seconds: that second counts
+            found.append(float(e["time"]))
+    return found
 
 
 def _drive(url: str, stop: threading.Event) -> Iterator[int]:

@@ -196,3 +196,24 @@ def test_window_starts_when_the_app_runs_again() -> None:
     assert window_start([_s(5, 40)]) == 5  # it never went down
     assert window_start([_s(0, None, status="exited")]) is None
     assert window_start([]) is None
+
+
+def test_oom_events_after_the_restart_exclude_the_kill_just_before_it() -> None:
+    """memory-within-guard counts the `oom` events since the guarded restart: the kill that made
+    the restart necessary, often in the same second, is not one of them (the engine gives each
+    event's time in nanoseconds; only a whole-second time is taken for the whole second)."""
+    from types import SimpleNamespace
+
+    from drillkit.catalog.memory import oom_events
+
+    restart = 1_700_000_100.40
+    events = [
+        {"time": 1_700_000_100, "timeNano": int(1_700_000_100.10 * 1e9)},  # the first kill
+        {"time": 1_700_000_101, "timeNano": int(1_700_000_101.20 * 1e9)},  # after the restart
+        {"time": 1_700_000_100},  # no nanoseconds: that second counts
+        {"time": 1_700_000_099},
+    ]
+    client = SimpleNamespace(events=lambda **kw: iter(events))
+    stack = SimpleNamespace(containers={"app": SimpleNamespace(id="c1")}, client=client)
+    found = oom_events(SimpleNamespace(stack=stack), "app", restart)
+    assert found == [pytest.approx(1_700_000_101.20), 1_700_000_100.0]
