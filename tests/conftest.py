@@ -34,15 +34,12 @@ SOLO_DRILLS = {
     "traffic-flood",
     "traffic-flood-wrong-path",
     "db-flaky",
-    "memory-leak-restart",
     "corruption-logical-no-reconcile",
 }
 """Drills of a SPREAD module that hold the engine alone: the floods load both cores themselves
 (beside another stack, the journeys slowed without failing, so detection took 7.6 s against
 5 s); db-flaky's fault is probabilistic, and with a second stack its 3 s detection objective
-was missed (fewer probe calls in the window); memory-leak-restart's app was OOM-killed once
-more after the guard's restart (the guard waits 1 s of uptime before it restarts again, while
-the leak traffic goes on); corruption-logical-no-reconcile's writer acknowledged no write
+was missed (fewer probe calls in the window); corruption-logical-no-reconcile's writer acknowledged no write
 between the DELETE and the maintenance switch, so its restore lost none and it passed."""
 
 
