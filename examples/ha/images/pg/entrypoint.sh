@@ -56,12 +56,17 @@ peer_primary() {  # the name of another node that answers as a writable primary,
     return 1
 }
 
-clone_from() {  # clone a standby of node $1 (once it is the registered primary) and register it
-    log "cloning a standby of $1"
-    until psql -h "$1" -U repmgr -d repmgr -XtAc \
-            "SELECT 1 FROM repmgr.nodes WHERE type = 'primary' AND active" 2>/dev/null | grep -q 1; do
+await_registered() {  # until node $1's repmgr metadata names it the active primary: a
+    # promotion makes the server writable before `repmgr standby promote` records it
+    until psql -h "$1" -U repmgr -d repmgr -XtAc "SELECT 1 FROM repmgr.nodes WHERE
+            node_name = '$1' AND type = 'primary' AND active" 2>/dev/null | grep -q 1; do
         sleep 0.5
     done
+}
+
+clone_from() {  # clone a standby of node $1 (once it is the registered primary) and register it
+    log "cloning a standby of $1"
+    await_registered "$1"
     repmgr -h "$1" -U repmgr -d repmgr -f "$CONF" standby clone --fast-checkpoint
     pg_ctl -w -D "$PGDATA" start >/dev/null
     repmgr -f "$CONF" standby register --force
@@ -99,6 +104,7 @@ elif [ ! -s "$PGDATA/PG_VERSION" ]; then
     clone_from "$PRIMARY"
 elif [ ! -e "$PGDATA/standby.signal" ] && current=$(peer_primary); then
     log "$current is the primary now: rejoining it as a standby (pg_rewind)"
+    await_registered "$current"
     repmgr -f "$CONF" node rejoin --force-rewind \
         -d "host=$current port=5432 user=repmgr dbname=repmgr connect_timeout=2"
     pg_ctl -w -D "$PGDATA" -m fast stop >/dev/null
