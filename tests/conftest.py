@@ -39,8 +39,9 @@ SOLO_DRILLS = {
 """Drills of a SPREAD module that hold the engine alone: the floods load both cores themselves
 (beside another stack, the journeys slowed without failing, so detection took 7.6 s against
 5 s); db-flaky's fault is probabilistic, and with a second stack its 3 s detection objective
-was missed (fewer probe calls in the window); corruption-logical-no-reconcile's writer acknowledged no write
-between the DELETE and the maintenance switch, so its restore lost none and it passed."""
+was missed (fewer probe calls in the window); corruption-logical-no-reconcile's writer
+acknowledged no write between the DELETE and the maintenance switch, so its restore lost none
+and it passed."""
 
 
 def module_of(nodeid: str) -> str:
@@ -64,7 +65,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     class ModuleScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return nodeid if module_of(nodeid) in SPREAD else nodeid.split("::", 1)[0]
+            module = nodeid.split("::", 1)[0]
+            return nodeid if Path(module).stem in SPREAD else module
 
     config.option.loadscopereorder = False
     return ModuleScheduling(config, log)

@@ -80,6 +80,11 @@ class FloodStats:
     def rejected(self) -> int:
         return sum(self.status.get(s, 0) for s in REJECTED)
 
+    @property
+    def rejected_share(self) -> float:
+        """The share of the answered requests (not errors or timeouts) the front refused."""
+        return self.rejected / max(1, self.done - self.errors)
+
     def since(self, earlier: FloodStats) -> FloodStats:
         """The totals between `earlier` and this (status counts subtracted)."""
         keys = set(self.status) | set(earlier.status)
@@ -422,9 +427,7 @@ def flood_settled(ctx: DrillContext, t_recovered: float, min_rejected_share: flo
         _, now, after = _flood_since_limit(ctx)
     except CheckFailed:
         return True
-    return not now.running or after.rejected >= min_rejected_share * max(
-        1, after.done - after.errors
-    )
+    return not now.running or after.rejected_share >= min_rejected_share
 
 
 @CHECKS(
@@ -444,8 +447,7 @@ def flood_contained(ctx: DrillContext, min_rejected_share: float = 0.8) -> str:
     ctx.figure("flood_total", {"requests": now.done, "seconds": now.t, "status": now.status})
     ctx.figure("flood_since_limit", {"requests": after.done, "rejected": after.rejected,
                                      "seconds": after.t, "status": after.status})  # fmt: skip
-    answered = max(1, after.done - after.errors)
-    share = after.rejected / answered
+    share = after.rejected_share
     detail = f"since the limit: {after.describe()}; {share:.0%} refused"
     if after.done == 0 or share < min_rejected_share:
         raise CheckFailed(f"the front lets the flood through ({detail})")
