@@ -10,7 +10,10 @@ one JSON line of running totals (the harness reads the last one from the contain
     {"t": 3.5, "sent": 1400, "done": 1390, "status": {"401": 1200, "429": 190}, "errors": 0,
      "running": true}
 
-and a last line with "running": false when it ends by itself.
+and a last line with "running": false when it ends by itself. With `--origin-header NAME`, an
+answer carrying that header (one the app sets and the front passes through) is counted under
+"<status> app" ("503 app": the app itself shed the request), so the front's own answers (its
+limit's 429 or 503) stay apart from the app's.
 """
 
 from __future__ import annotations
@@ -67,14 +70,15 @@ def request_bytes(method: str, path: str, host: str, body: str) -> bytes:
     return head.encode() + b"\r\n" + data
 
 
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
-    """(status, whether the server keeps the connection open)."""
+async def read_response(reader: asyncio.StreamReader, origin: str = "") -> tuple[int, bool, bool]:
+    """(status, whether the server keeps the connection open, whether the answer carries the
+    `origin` header: lower case; never when empty)."""
     status_line = await reader.readline()
     if not status_line:
         raise ConnectionError("closed")
     status = int(status_line.split(b" ", 2)[1])
     length, keep = 0, True
-    chunked = False
+    chunked = from_origin = False
     while True:
         line = await reader.readline()
         if line in (b"\r\n", b"\n", b""):
@@ -87,6 +91,8 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
             keep = False
         elif name == "transfer-encoding" and "chunked" in value:
             chunked = True
+        elif origin and name == origin:
+            from_origin = True
     if chunked:
         while True:
             size = int((await reader.readline()).split(b";")[0], 16)
@@ -95,7 +101,7 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
                 break
     elif length:
         await reader.readexactly(length)
-    return status, keep
+    return status, keep, from_origin
 
 
 class Flood:
@@ -130,8 +136,11 @@ class Flood:
                         asyncio.open_connection(a.target, a.port), REQUEST_TIMEOUT_S
                     )
                 writer.write(self.request)
-                status, keep = await asyncio.wait_for(read_response(reader), REQUEST_TIMEOUT_S)
-                t.status[str(status)] = t.status.get(str(status), 0) + 1
+                status, keep, from_origin = await asyncio.wait_for(
+                    read_response(reader, a.origin_header), REQUEST_TIMEOUT_S
+                )
+                key = f"{status} app" if from_origin else str(status)
+                t.status[key] = t.status.get(key, 0) + 1
                 if not keep:
                     writer.close()
                     reader = writer = None
@@ -168,6 +177,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--max-requests", type=int, required=True)
     p.add_argument("--rate", type=float, required=True)
     p.add_argument("--interval", type=float, default=0.5)
+    p.add_argument("--origin-header", type=str.lower, default="")
     args = p.parse_args(argv)
     bounds = (
         (1 <= args.concurrency <= MAX_CONCURRENCY, "concurrency"),
@@ -175,6 +185,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         (1 <= args.max_requests <= MAX_REQUESTS, "max-requests"),
         (0 < args.rate <= MAX_RATE, "rate"),
         (args.path.startswith("/") and args.path.isprintable() and " " not in args.path, "path"),
+        (all(c.isalnum() or c == "-" for c in args.origin_header), "origin-header"),
     )
     for ok, name in bounds:
         if not ok:

@@ -57,7 +57,12 @@ MAX_REQUESTS = 500_000
 MAX_LIMIT_RATE = 1000.0
 MAX_BURST = 1000
 REJECTED = ("429", "503")
-"""The statuses a limit answers refused requests with (limit_req_status, and nginx's default)."""
+"""The statuses a limit answers refused requests with (limit_req_status, and nginx's default),
+when the front answers them itself: the client counts the app's own answers as "<status> app"."""
+APP_ORIGIN_HEADER = "X-App-Version"
+"""Set by the reference app on every answer and passed through by the front; the front's own
+answers (a limit's refusals) lack it. It keeps the app's 503s under load (its database pool
+busy) from counting as the front refusing the flood."""
 SAFE_PATH = re.compile(r"^/[A-Za-z0-9._~/-]{0,200}$")
 ACCESS_LINE = re.compile(r'^(\S+) \S+ \S+ \[[^\]]*\] "([A-Z]+) (\S+)[^"]*" (\d{3}) ')
 
@@ -270,6 +275,7 @@ def flood_endpoint(
         "--target", target, "--port", str(WEB_PORT), "--method", method, "--path", path,
         "--body", body, "--concurrency", str(concurrency), "--duration", f"{duration:g}",
         "--max-requests", str(max_requests), "--rate", f"{rate:g}",
+        "--origin-header", APP_ORIGIN_HEADER,
     ]  # fmt: skip
     c = stack.client.containers.create(
         stack.image_tags["app"],
@@ -439,7 +445,7 @@ def flood_settled(ctx: DrillContext, t_recovered: float, min_rejected_share: flo
 def flood_contained(ctx: DrillContext, min_rejected_share: float = 0.8) -> str:
     """The flood client is still running now (recovery is judged under flood), and since the
     rate limit took effect at least `min_rejected_share` of its answered requests were refused
-    (429/503) by the front. Observation goes on (up to the scenario's `settle`) while the share
+    (429/503) by the front itself (the app's own 503s under load are not the front's). Observation goes on (up to the scenario's `settle`) while the share
     is below it."""
     flood, now, after = _flood_since_limit(ctx)
     if not flood_running(flood) or not now.running:

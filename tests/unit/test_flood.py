@@ -62,7 +62,7 @@ def test_client_request_and_response() -> None:
         reader = asyncio.StreamReader()
         reader.feed_data(data)
         reader.feed_eof()
-        status, keep = await client.read_response(reader)
+        status, keep, _ = await client.read_response(reader)
         return status, keep, await reader.read()
 
     body = b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 5\r\n\r\nslow!NEXT"
@@ -70,6 +70,38 @@ def test_client_request_and_response() -> None:
     chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     chunked += b"3\r\nabc\r\n0\r\n\r\nNEXT"
     assert asyncio.run(read(chunked)) == (200, False, b"NEXT")
+
+
+def test_client_tells_the_apps_answers_from_the_fronts() -> None:
+    """An answer carrying the origin header is the app's (passed through); one without it is the
+    front's own (its limit's refusal)."""
+
+    async def origin(data: bytes, header: str) -> bool:
+        reader = asyncio.StreamReader()
+        reader.feed_data(data)
+        reader.feed_eof()
+        return (await client.read_response(reader, header))[2]
+
+    app = b"HTTP/1.1 503 Service Unavailable\r\nX-App-Version: 1.4\r\nContent-Length: 0\r\n\r\n"
+    front = b"HTTP/1.1 503 Service Temporarily Unavailable\r\nContent-Length: 0\r\n\r\n"
+    assert asyncio.run(origin(app, "x-app-version")) is True
+    assert asyncio.run(origin(front, "x-app-version")) is False
+    assert asyncio.run(origin(app, "")) is False  # no origin header named: nothing is the app's
+    assert client.parse_args([*ARGS, "--origin-header", "X-App-Version"]).origin_header == (
+        "x-app-version"
+    )
+    with pytest.raises(SystemExit):
+        client.parse_args([*ARGS, "--origin-header", "X: y"])
+
+
+def test_the_apps_own_503s_are_not_the_front_refusing() -> None:
+    """Under a flood the app sheds load with 503s (its database pool busy): those answers carry
+    its header, and a limit on the wrong path, which refuses nothing, is not taken for one that
+    refuses the flood."""
+    shed = FloodStats(t=4.0, done=1000, status={"401 app": 150, "503 app": 850}, running=True)
+    assert shed.rejected == 0 and shed.rejected_share == 0.0
+    limited = FloodStats(t=4.0, done=1000, status={"401 app": 50, "429": 950}, running=True)
+    assert limited.rejected_share == 0.95
 
 
 def test_totals_line_reads_back_as_stats() -> None:
