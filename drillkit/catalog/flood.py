@@ -445,8 +445,8 @@ def flood_settled(ctx: DrillContext, t_recovered: float, min_rejected_share: flo
 def flood_contained(ctx: DrillContext, min_rejected_share: float = 0.8) -> str:
     """The flood client is still running now (recovery is judged under flood), and since the
     rate limit took effect at least `min_rejected_share` of its answered requests were refused
-    (429/503) by the front itself (the app's own 503s under load are not the front's). Observation goes on (up to the scenario's `settle`) while the share
-    is below it."""
+    (429/503) by the front itself (the app's own 503s under load are not the front's).
+    Observation goes on (up to the scenario's `settle`) while the share is below it."""
     flood, now, after = _flood_since_limit(ctx)
     if not flood_running(flood) or not now.running:
         raise CheckFailed(f"the flood is no longer running ({now.describe()}): not judged under it")

@@ -53,40 +53,39 @@ def test_client_refuses_unbounded_floods(flag: str, value: str) -> None:
         client.parse_args(argv)
 
 
+def _read(data: bytes, origin: str = "") -> tuple[int, bool, bool, bytes]:
+    """The client's reading of one response in `data`, and the bytes left after it."""
+
+    async def read() -> tuple[int, bool, bool, bytes]:
+        reader = asyncio.StreamReader()
+        reader.feed_data(data)
+        reader.feed_eof()
+        return (*await client.read_response(reader, origin), await reader.read())
+
+    return asyncio.run(read())
+
+
 def test_client_request_and_response() -> None:
     req = client.request_bytes("POST", "/api/auth/login", "10.0.0.2", '{"a": 1}')
     assert req.startswith(b"POST /api/auth/login HTTP/1.1\r\nHost: 10.0.0.2\r\n")
     assert b"Content-Length: 8\r\n\r\n" in req and req.endswith(b'{"a": 1}')
 
-    async def read(data: bytes) -> tuple[int, bool, bytes]:
-        reader = asyncio.StreamReader()
-        reader.feed_data(data)
-        reader.feed_eof()
-        status, keep, _ = await client.read_response(reader)
-        return status, keep, await reader.read()
-
     body = b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 5\r\n\r\nslow!NEXT"
-    assert asyncio.run(read(body)) == (429, True, b"NEXT")
+    assert _read(body) == (429, True, False, b"NEXT")
     chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     chunked += b"3\r\nabc\r\n0\r\n\r\nNEXT"
-    assert asyncio.run(read(chunked)) == (200, False, b"NEXT")
+    assert _read(chunked) == (200, False, False, b"NEXT")
 
 
 def test_client_tells_the_apps_answers_from_the_fronts() -> None:
     """An answer carrying the origin header is the app's (passed through); one without it is the
     front's own (its limit's refusal)."""
 
-    async def origin(data: bytes, header: str) -> bool:
-        reader = asyncio.StreamReader()
-        reader.feed_data(data)
-        reader.feed_eof()
-        return (await client.read_response(reader, header))[2]
-
     app = b"HTTP/1.1 503 Service Unavailable\r\nX-App-Version: 1.4\r\nContent-Length: 0\r\n\r\n"
     front = b"HTTP/1.1 503 Service Temporarily Unavailable\r\nContent-Length: 0\r\n\r\n"
-    assert asyncio.run(origin(app, "x-app-version")) is True
-    assert asyncio.run(origin(front, "x-app-version")) is False
-    assert asyncio.run(origin(app, "")) is False  # no origin header named: nothing is the app's
+    assert _read(app, "x-app-version")[2] is True
+    assert _read(front, "x-app-version")[2] is False
+    assert _read(app)[2] is False  # no origin header named: nothing is the app's
     assert client.parse_args([*ARGS, "--origin-header", "X-App-Version"]).origin_header == (
         "x-app-version"
     )
