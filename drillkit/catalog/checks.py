@@ -17,6 +17,7 @@ import requests
 
 from drillkit.catalog.replication import Fencing, wait_replica_caught_up
 from drillkit.core.context import DrillContext
+from drillkit.core.hostspeed import HostRatio, host_ratio
 from drillkit.core.probes import median
 from drillkit.core.registry import CHECKS, Service
 from drillkit.errors import CheckFailed, EnvironmentBroken
@@ -130,6 +131,9 @@ class SettledPerformance:
     limit_s: float
     baseline_s: float
     count: int
+    host: HostRatio | None = None
+    """How much slower the host ran over the settled window (scales the limit); None: no
+    control measurement."""
 
     @property
     def within(self) -> bool:
@@ -144,8 +148,10 @@ def settled_performance(
 ) -> SettledPerformance:
     """The journeys that began after recovery, over the settled half of the time since recovery
     (the first seconds after a restore run on cold caches), against limit = factor × the
-    steady-state median + floor_ms (millisecond noise is not a regression). The runner keeps
-    observing, up to the scenario's `settle`, while this is not `within`."""
+    steady-state median × the host's slowdown over that window + floor_ms (millisecond noise is
+    not a regression; a host made slower by its other load, measured by the control outside the
+    stack, is not the stack's regression: core/hostspeed.py). The runner keeps observing, up to
+    the scenario's `settle`, while this is not `within`."""
     if ctx.baseline is None:
         raise CheckFailed("no steady-state baseline was recorded")
     journeys = [  # journeys that began after recovery (not ones stuck behind the fault)
@@ -158,11 +164,18 @@ def settled_performance(
     )
     after = [s.latency_s for s in journeys if s.t >= settled_from]
     base = ctx.baseline.journey_median_s
+    host = host_ratio(
+        ctx.baseline.control_median_s,
+        ctx.probes.control.snapshot(),
+        settled_from,
+        max((s.t for s in journeys), default=settled_from),
+    )
     return SettledPerformance(
         median_s=median(after) if after else float("inf"),
-        limit_s=base * factor + floor_ms / 1000,
+        limit_s=base * factor * (host.ratio if host else 1.0) + floor_ms / 1000,
         baseline_s=base,
         count=len(after),
+        host=host,
     )
 
 
@@ -198,6 +211,8 @@ def performance_baseline(
         f"journey median {perf.median_s * 1000:.1f} ms after recovery vs "
         f"{perf.baseline_s * 1000:.1f} ms baseline (limit {perf.limit_s * 1000:.1f} ms)"
     )
+    if perf.host is not None:
+        detail += f"; {perf.host.detail}"
     extended = ctx.result.extra.get("performance_settle_s")
     if extended:
         detail += f"; observation extended {extended:.1f} s for performance to settle"

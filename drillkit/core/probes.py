@@ -47,6 +47,7 @@ from drillkit.core.declared import (
     lookup_http,
     thread_session,
 )
+from drillkit.core.hostspeed import HostControl
 from drillkit.core.measure import AckedWrite, LedgerOutcome, Sample
 from drillkit.stack.probespec import (
     CanaryLedger,
@@ -180,6 +181,9 @@ class Probes(DeclaredParts):
         self._lock = threading.Lock()
         self._local = threading.local()
         self.running = False
+        self.control = HostControl(clock)
+        """The host's speed beside the probes (core/hostspeed.py): its samples are not
+        `samples`, so no availability figure ever counts them."""
 
     # ----- lifecycle ----------------------------------------------------------------------------
     def _parts(self) -> list[tuple[str, Callable[[], None]]]:
@@ -228,9 +232,11 @@ class Probes(DeclaredParts):
         ]
         for t in self._threads:
             t.start()
+        self.control.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self.control.stop()
         for t in self._threads:
             t.join(timeout=self.config.timeout_s + 1)
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -421,6 +427,8 @@ class Baseline:
     availability_median_s: float
     samples: int
     extra: dict[str, Any] = field(default_factory=dict)
+    control_median_s: float | None = None
+    """The host control's median round trip over the window (core/hostspeed.py); None: none."""
 
 
 def median(values: list[float]) -> float:

@@ -24,6 +24,7 @@ from drillkit.core.context import DrillContext
 from drillkit.core.declared import create_canary
 from drillkit.core.environment import environment, pg_errors
 from drillkit.core.events import EventBus, Phase
+from drillkit.core.hostspeed import control_median
 from drillkit.core.measure import judge, measure
 from drillkit.core.needs import check_needs, stack_provides
 from drillkit.core.phases import (
@@ -284,6 +285,7 @@ class Runner:
                 ]
             ),
             samples=len(window),
+            control_median_s=control_median(probes.control.snapshot(), t_steady),
         )
         res.extra["baseline_journey_ms"] = round(ctx.baseline.journey_median_s * 1000, 2)
         self._emit(Phase.STEADY, baseline=dataclasses.asdict(ctx.baseline))

@@ -11,6 +11,8 @@ from drillkit.catalog.checks import (
     performance_baseline,
     settled_performance,
 )
+from drillkit.core.hostspeed import MAX_HOST_RATIO
+from drillkit.core.hostspeed import PROBE as CONTROL
 from drillkit.core.measure import (
     AckedWrite,
     LedgerOutcome,
@@ -208,14 +210,22 @@ def test_a_5xx_to_a_request_that_began_before_recovery_is_the_outages():
 # ----- performance-baseline: the settled half of the post-recovery window ---------------------
 
 
-def _perf_ctx(latencies_after, t_rec=10.0, baseline_ms=40.0):
-    """A context whose journeys start at t_rec and run every 100 ms with the given latencies."""
+def _perf_ctx(latencies_after, t_rec=10.0, baseline_ms=40.0, control_ms=(2.0, 2.0)):
+    """A context whose journeys start at t_rec and run every 100 ms with the given latencies;
+    the host control took control_ms[0] at baseline and control_ms[1] after recovery."""
     samples = [
         Sample("journey", t_rec + 0.1 * i + lat, True, lat) for i, lat in enumerate(latencies_after)
     ]
+    end = max(s.t for s in samples) if samples else t_rec
+    control = [
+        Sample(CONTROL, t_rec + 0.2 * i, True, control_ms[1] / 1000)
+        for i in range(int((end - t_rec) / 0.2) + 1)
+    ]
     return SimpleNamespace(
-        baseline=Baseline(baseline_ms / 1000, 0.01, 15),
-        probes=SimpleNamespace(snapshot=lambda: list(samples)),
+        baseline=Baseline(baseline_ms / 1000, 0.01, 15, control_median_s=control_ms[0] / 1000),
+        probes=SimpleNamespace(
+            snapshot=lambda: list(samples), control=SimpleNamespace(snapshot=lambda: control)
+        ),
         result=SimpleNamespace(markers={"recovered": t_rec}, extra={}),
     )
 
@@ -251,6 +261,47 @@ def test_the_extended_observation_is_stated_in_the_detail():
     ctx = _perf_ctx([0.041] * 30)
     ctx.result.extra["performance_settle_s"] = 2.5
     assert "observation extended 2.5 s" in performance_baseline(ctx)
+
+
+def test_a_host_slowed_by_its_other_load_scales_the_limit():
+    # 2.6x the baseline, as a CI runner's journeys ran with another drill beside them: the
+    # control outside the stack ran 2.5x slower over the same window, so it is not the stack's
+    ctx = _perf_ctx([0.104] * 30, control_ms=(2.0, 5.0))
+    perf = settled_performance(ctx, 10.0)
+    assert perf.within and perf.host.ratio == pytest.approx(2.5)
+    assert perf.limit_s == pytest.approx(0.040 * 1.5 * 2.5 + 0.025)
+    assert "host control round trip 5.0 ms vs 2.0 ms at baseline: limit x 2.50" in (
+        performance_baseline(ctx)
+    )
+
+
+def test_a_degradation_on_a_steady_host_still_fails():
+    # the wrong fix of db-latency: 200 ms on the database path; the control is not on it
+    ctx = _perf_ctx([0.240] * 30, control_ms=(2.0, 2.2))
+    assert not settled_performance(ctx, 10.0).within
+    with pytest.raises(CheckFailed, match=r"journey median 240.0 ms .*limit x 1.10"):
+        performance_baseline(ctx)
+
+
+def test_the_host_slack_is_bounded():
+    # a host 10x slower (or a stack burning every core) buys at most MAX_HOST_RATIO
+    ctx = _perf_ctx([0.400] * 30, control_ms=(2.0, 20.0))
+    perf = settled_performance(ctx, 10.0)
+    assert perf.host.ratio == MAX_HOST_RATIO and not perf.within
+
+
+def test_a_faster_host_never_tightens_the_limit():
+    ctx = _perf_ctx([0.080] * 30, control_ms=(4.0, 1.0))
+    perf = settled_performance(ctx, 10.0)
+    assert perf.host.ratio == 1.0 and perf.limit_s == pytest.approx(0.085) and perf.within
+    assert "limit x 1.00" in performance_baseline(ctx)
+
+
+def test_without_a_control_the_limit_is_unscaled():
+    ctx = _perf_ctx([0.150] * 30, control_ms=(2.0, 5.0))
+    ctx.baseline.control_median_s = None
+    perf = settled_performance(ctx, 10.0)
+    assert perf.host is None and perf.limit_s == pytest.approx(0.085) and not perf.within
 
 
 def test_too_few_journeys_after_recovery_fail():
