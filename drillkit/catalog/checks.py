@@ -20,6 +20,7 @@ from drillkit.core.context import DrillContext
 from drillkit.core.hostspeed import HostRatio, host_ratio
 from drillkit.core.probes import median
 from drillkit.core.registry import CHECKS, Service
+from drillkit.core.results import DrillResult
 from drillkit.errors import CheckFailed, EnvironmentBroken
 from drillkit.stack.probespec import LogPatterns
 from drillkit.stack.services.cache import CACHE, RespError
@@ -229,11 +230,14 @@ def no_error_spike(ctx: DrillContext, max_errors: int = 0) -> str:
     duration_ms}}` for is matched against its patterns, judging only lines after T_recovered (by
     the line's own time, less the request's duration when the format gives them, else docker's
     log timestamps). An app with no declared patterns is not passed silently: the check fails,
-    saying so."""
+    saying so. When no probe saw the fault (T_recovered = T_fault), the errors the fault itself
+    caused while it lasted are not "after recovery": lines are judged from the end of the
+    runbook's last step instead (db-flaky: the app's 503s while half the connections were reset,
+    recorded as its error rate, failed this check in a run whose probes were all lucky)."""
     t_rec = ctx.result.markers.get("recovered")
     if t_rec is None:
         raise CheckFailed("never recovered")
-    t_rec_wall = ctx.result.wall(t_rec)
+    t_rec_wall = ctx.result.wall(errors_judged_from(ctx.result, t_rec))
     since = int(t_rec_wall) + 1
     problems: list[str] = []
     declared = ctx.stack.spec.logs
@@ -269,6 +273,16 @@ def no_error_spike(ctx: DrillContext, max_errors: int = 0) -> str:
         f"no errors in the logs of {', '.join(dict.fromkeys(checked))} since "
         f"{time.strftime('%H:%M:%S', time.gmtime(since))} UTC"
     )
+
+
+def errors_judged_from(result: DrillResult, t_recovered: float) -> float:
+    """T_recovered, or the end of the runbook's last step when no probe saw the fault (then
+    T_recovered is T_fault: the fault lasted until the runbook removed its cause)."""
+    t_fault = result.markers.get("fault")
+    if t_fault is None or t_recovered > t_fault:
+        return t_recovered
+    ends = [s.t_end for s in result.steps if s.kind == "recovery" and s.t_end is not None]
+    return max([t_recovered, *ends])
 
 
 def app_services(ctx: DrillContext) -> list[str]:

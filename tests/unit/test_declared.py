@@ -594,3 +594,20 @@ def test_a_reference_style_stack_has_only_what_it_declares() -> None:
     ctx = LogCtx(spec, {"db": ""}, ("primary", "replica", "app"))
     with pytest.raises(CheckFailed, match="no error patterns declared for service app"):
         no_error_spike(ctx)  # type: ignore[arg-type]
+
+
+def test_errors_are_judged_from_the_runbooks_end_when_no_probe_saw_the_fault() -> None:
+    from drillkit.catalog.checks import errors_judged_from
+    from drillkit.core.results import StepRecord
+
+    steps = [
+        StepRecord("reset half", "toxic-add", "fault", 100.0, 100.1),
+        StepRecord("hold", "hold", "recovery", 103.0, 106.0),
+        StepRecord("remove", "toxic-remove", "recovery", 106.0, 106.2),
+    ]
+    unseen = SimpleNamespace(markers={"fault": 100.0, "recovered": 100.0}, steps=steps)
+    assert errors_judged_from(unseen, 100.0) == 106.2  # type: ignore[arg-type]
+    seen = SimpleNamespace(markers={"fault": 100.0, "recovered": 104.5}, steps=steps)
+    assert errors_judged_from(seen, 104.5) == 104.5  # type: ignore[arg-type]
+    no_runbook = SimpleNamespace(markers={"fault": 100.0, "recovered": 100.0}, steps=steps[:1])
+    assert errors_judged_from(no_runbook, 100.0) == 100.0  # type: ignore[arg-type]
