@@ -234,10 +234,10 @@ def no_error_spike(ctx: DrillContext, max_errors: int = 0) -> str:
     caused while it lasted are not "after recovery": lines are judged from the end of the
     runbook's last step instead (db-flaky: the app's 503s while half the connections were reset,
     recorded as its error rate, failed this check in a run whose probes were all lucky)."""
-    t_rec = ctx.result.markers.get("recovered")
-    if t_rec is None:
+    t_from = errors_judged_from(ctx.result)
+    if t_from is None:
         raise CheckFailed("never recovered")
-    t_rec_wall = ctx.result.wall(errors_judged_from(ctx.result, t_rec))
+    t_rec_wall = ctx.result.wall(t_from)
     since = int(t_rec_wall) + 1
     problems: list[str] = []
     declared = ctx.stack.spec.logs
@@ -275,11 +275,12 @@ def no_error_spike(ctx: DrillContext, max_errors: int = 0) -> str:
     )
 
 
-def errors_judged_from(result: DrillResult, t_recovered: float) -> float:
+def errors_judged_from(result: DrillResult) -> float | None:
     """T_recovered, or the end of the runbook's last step when no probe saw the fault (then
-    T_recovered is T_fault: the fault lasted until the runbook removed its cause)."""
-    t_fault = result.markers.get("fault")
-    if t_fault is None or t_recovered > t_fault:
+    T_recovered is T_fault: the fault lasted until the runbook removed its cause); None: never
+    recovered."""
+    t_recovered, t_fault = result.markers.get("recovered"), result.markers.get("fault")
+    if t_recovered is None or t_fault is None or t_recovered > t_fault:
         return t_recovered
     ends = [s.t_end for s in result.steps if s.kind == "recovery" and s.t_end is not None]
     return max([t_recovered, *ends])

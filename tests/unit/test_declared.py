@@ -606,8 +606,8 @@ def test_errors_are_judged_from_the_runbooks_end_when_no_probe_saw_the_fault() -
         StepRecord("remove", "toxic-remove", "recovery", 106.0, 106.2),
     ]
     unseen = SimpleNamespace(markers={"fault": 100.0, "recovered": 100.0}, steps=steps)
-    assert errors_judged_from(unseen, 100.0) == 106.2  # type: ignore[arg-type]
+    assert errors_judged_from(unseen) == 106.2  # type: ignore[arg-type]
     seen = SimpleNamespace(markers={"fault": 100.0, "recovered": 104.5}, steps=steps)
-    assert errors_judged_from(seen, 104.5) == 104.5  # type: ignore[arg-type]
+    assert errors_judged_from(seen) == 104.5  # type: ignore[arg-type]
     no_runbook = SimpleNamespace(markers={"fault": 100.0, "recovered": 100.0}, steps=steps[:1])
-    assert errors_judged_from(no_runbook, 100.0) == 100.0  # type: ignore[arg-type]
+    assert errors_judged_from(no_runbook) == 100.0  # type: ignore[arg-type]
