@@ -125,6 +125,19 @@ PERFORMANCE_FACTOR = 1.5
 PERFORMANCE_FLOOR_MS = 25.0
 
 
+PERFORMANCE_WINDOW = 10
+"""The settled window: the last this many journeys begun after recovery. The observation goes
+on until it holds this many (the median of a handful is one host hiccup's: CI at stop 25
+judged 5 journeys over 0.45 s) and their median is within the limit, up to the scenario's
+`settle`: a slow start (cold caches after a restore, a host busy for a few seconds) passes
+once it is over, a lasting degradation never settles and fails with its numbers."""
+
+WINDOW_END = "performance_window_end"
+"""result.extra key: the end (drill clock, s) of the window the settle condition last judged;
+the check judges the same window, so a verdict the observation settled on cannot flip on the
+journeys that finished while the probes were being stopped."""
+
+
 @dataclass(frozen=True)
 class SettledPerformance:
     median_s: float
@@ -135,10 +148,17 @@ class SettledPerformance:
     host: HostRatio | None = None
     """How much slower the host ran over the settled window (scales the limit); None: no
     control measurement."""
+    end: float = 0.0
+    """The window's end: the last journey's finish (drill clock, s)."""
 
     @property
     def within(self) -> bool:
         return self.count >= 3 and self.median_s <= self.limit_s
+
+    @property
+    def settled(self) -> bool:
+        """Within, on enough journeys to say so (the settle condition)."""
+        return self.within and self.count >= PERFORMANCE_WINDOW
 
 
 def settled_performance(
@@ -146,37 +166,39 @@ def settled_performance(
     t_recovered: float,
     factor: float = PERFORMANCE_FACTOR,
     floor_ms: float = PERFORMANCE_FLOOR_MS,
+    until: float | None = None,
 ) -> SettledPerformance:
-    """The journeys that began after recovery, over the settled half of the time since recovery
-    (the first seconds after a restore run on cold caches), against limit = factor × the
-    steady-state median × the host's slowdown over that window + floor_ms (millisecond noise is
-    not a regression; a host made slower by its other load, measured by the control outside the
-    stack, is not the stack's regression: core/hostspeed.py). The runner keeps observing, up to
-    the scenario's `settle`, while this is not `within`."""
+    """The last PERFORMANCE_WINDOW journeys that began after recovery (and finished by `until`,
+    when given), against limit = factor × the steady-state median × the host's slowdown over
+    that window + floor_ms (millisecond noise is not a regression; a host made slower by its
+    other load, measured by the control outside the stack, is not the stack's regression:
+    core/hostspeed.py). The runner keeps observing, up to the scenario's `settle`, while this
+    is not `settled`."""
     if ctx.baseline is None:
         raise CheckFailed("no steady-state baseline was recorded")
-    journeys = [  # journeys that began after recovery (not ones stuck behind the fault)
-        s
-        for s in ctx.probes.snapshot()
-        if s.probe == "journey" and s.t - s.latency_s >= t_recovered and s.ok
-    ]
-    settled_from = (
-        t_recovered + (max((s.t for s in journeys), default=t_recovered) - t_recovered) / 2
-    )
-    after = [s.latency_s for s in journeys if s.t >= settled_from]
+    journeys = sorted(  # journeys that began after recovery (not ones stuck behind the fault)
+        (
+            s
+            for s in ctx.probes.snapshot()
+            if s.probe == "journey"
+            and s.t - s.latency_s >= t_recovered
+            and s.ok
+            and (until is None or s.t <= until)
+        ),
+        key=lambda s: s.t,
+    )[-PERFORMANCE_WINDOW:]
+    after = [s.latency_s for s in journeys]
+    end = journeys[-1].t if journeys else t_recovered
+    start = journeys[0].t - journeys[0].latency_s if journeys else t_recovered
     base = ctx.baseline.journey_median_s
-    host = host_ratio(
-        ctx.baseline.control_median_s,
-        ctx.probes.control.snapshot(),
-        settled_from,
-        max((s.t for s in journeys), default=settled_from),
-    )
+    host = host_ratio(ctx.baseline.control_median_s, ctx.probes.control.snapshot(), start, end)
     return SettledPerformance(
         median_s=median(after) if after else float("inf"),
         limit_s=base * factor * (host.ratio if host else 1.0) + floor_ms / 1000,
         baseline_s=base,
         count=len(after),
         host=host,
+        end=end,
     )
 
 
@@ -186,9 +208,14 @@ def performance_settled(
     factor: float = PERFORMANCE_FACTOR,
     floor_ms: float = PERFORMANCE_FLOOR_MS,
 ) -> bool:
-    """performance-baseline's settle condition: the settled journey median is within its limit
-    (or there is no baseline to judge it against)."""
-    return ctx.baseline is None or settled_performance(ctx, t_recovered, factor, floor_ms).within
+    """performance-baseline's settle condition: the median of the last PERFORMANCE_WINDOW
+    journeys is within its limit (or there is no baseline to judge it against). Records the
+    window it judged (WINDOW_END) for the check to judge the same."""
+    if ctx.baseline is None:
+        return True
+    perf = settled_performance(ctx, t_recovered, factor, floor_ms)
+    ctx.result.extra[WINDOW_END] = perf.end
+    return perf.settled
 
 
 @CHECKS(
@@ -200,12 +227,12 @@ def performance_settled(
 def performance_baseline(
     ctx: DrillContext, factor: float = PERFORMANCE_FACTOR, floor_ms: float = PERFORMANCE_FLOOR_MS
 ) -> str:
-    """Median journey latency once the service has settled after recovery ≤ factor × the
-    steady-state median + floor_ms (see `settled_performance`)."""
+    """Median of the last journeys once the service has settled after recovery ≤ factor × the
+    steady-state median (× the host's slowdown) + floor_ms (see `settled_performance`)."""
     t_rec = ctx.result.markers.get("recovered")
     if t_rec is None:
         raise CheckFailed("never recovered: no post-recovery samples")
-    perf = settled_performance(ctx, t_rec, factor, floor_ms)
+    perf = settled_performance(ctx, t_rec, factor, floor_ms, ctx.result.extra.get(WINDOW_END))
     if perf.count < 3:
         raise CheckFailed(f"only {perf.count} successful journeys after recovery")
     detail = (

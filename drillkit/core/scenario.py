@@ -127,7 +127,7 @@ class Scenario:
     probes: dict[str, float] = field(default_factory=dict)
     steady_s: float = 1.5
     observe_s: float = 2.0
-    settle_s: float = 4.0
+    settle_s: float = 8.0
     """How much longer than `observe` the runner may keep observing while journeys are still over
     the performance-baseline limit (a host hiccup passes, a lasting degradation fails)."""
     max_duration_s: float = 300.0
@@ -257,7 +257,7 @@ def _timings(p: Problems, data: dict[str, Any]) -> tuple[float | None, ...]:
     """observe, settle, max_duration: each bounded (MAX_PHASE_S, MAX_DRILL_S)."""
     return (
         parse_duration(p, "observe", data.get("observe", "2s"), max_s=MAX_PHASE_S),
-        parse_duration(p, "settle", data.get("settle", "4s"), max_s=MAX_PHASE_S),
+        parse_duration(p, "settle", data.get("settle", "8s"), max_s=MAX_PHASE_S),
         parse_duration(
             p, "max_duration", data.get("max_duration", "300s"), allow_zero=False, max_s=MAX_DRILL_S
         ),

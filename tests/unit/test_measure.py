@@ -6,9 +6,11 @@ from types import SimpleNamespace
 import pytest
 
 from drillkit.catalog.checks import (
+    PERFORMANCE_WINDOW,
     CheckFailed,
     match_errors,
     performance_baseline,
+    performance_settled,
     settled_performance,
 )
 from drillkit.core.hostspeed import MAX_HOST_RATIO
@@ -207,7 +209,7 @@ def test_a_5xx_to_a_request_that_began_before_recovery_is_the_outages():
     assert server_errors(log) == [waited_out, after, unreadable]
 
 
-# ----- performance-baseline: the settled half of the post-recovery window ---------------------
+# ----- performance-baseline: the last journeys after recovery ---------------------
 
 
 def _perf_ctx(latencies_after, t_rec=10.0, baseline_ms=40.0, control_ms=(2.0, 2.0)):
@@ -233,12 +235,12 @@ def _perf_ctx(latencies_after, t_rec=10.0, baseline_ms=40.0, control_ms=(2.0, 2.
 def test_performance_back_to_the_baseline_passes():
     ctx = _perf_ctx([0.041] * 30)
     perf = settled_performance(ctx, 10.0)
-    assert perf.within and perf.count >= 14
+    assert perf.within and perf.count == PERFORMANCE_WINDOW
     assert "journey median 41.0 ms" in performance_baseline(ctx)
 
 
 def test_a_slow_start_after_recovery_is_not_a_regression():
-    # cold caches right after a restore: the first half of the window is slow, the second normal
+    # cold caches right after a restore: the first journeys are slow, the last 10 normal
     ctx = _perf_ctx([0.300] * 15 + [0.042] * 15)
     assert settled_performance(ctx, 10.0).within
 
@@ -252,7 +254,7 @@ def test_a_lasting_degradation_fails_with_its_numbers():
 
 
 def test_a_degradation_at_the_end_of_the_window_fails():
-    # recovered, then slow again (e.g. the wrong fix): the settled half is the slow part
+    # recovered, then slow again (e.g. the wrong fix): the last journeys are the slow part
     ctx = _perf_ctx([0.040] * 15 + [0.200] * 15)
     assert not settled_performance(ctx, 10.0).within
 
@@ -304,8 +306,31 @@ def test_without_a_control_the_limit_is_unscaled():
     assert perf.host is None and perf.limit_s == pytest.approx(0.085) and not perf.within
 
 
+def test_a_handful_of_journeys_does_not_settle_the_observation():
+    # 5 post-recovery journeys: within the limit, but the median of 5 is one host hiccup's; the
+    # observation goes on (the check, if it must judge them, passes them)
+    ctx = _perf_ctx([0.041] * 5)
+    assert settled_performance(ctx, 10.0).within
+    assert not performance_settled(ctx, 10.0)
+    ctx = _perf_ctx([0.041] * PERFORMANCE_WINDOW)
+    assert performance_settled(ctx, 10.0)
+
+
+def test_the_check_judges_the_window_the_observation_settled_on():
+    # settled at 55 ms against an 85 ms limit; the journeys that finished while the probes were
+    # being stopped (slow: the host stalled) do not flip the verdict the observation ended on
+    ctx = _perf_ctx([0.055] * 30)
+    assert performance_settled(ctx, 10.0)
+    end = ctx.result.extra["performance_window_end"]
+    late = [Sample("journey", end + 0.1 * i, True, 0.400) for i in range(1, 40)]
+    snapshot = ctx.probes.snapshot() + late
+    ctx.probes.snapshot = lambda: list(snapshot)
+    assert not settled_performance(ctx, 10.0).within  # judged on everything, it would fail
+    assert "journey median 55.0 ms" in performance_baseline(ctx)
+
+
 def test_too_few_journeys_after_recovery_fail():
-    ctx = _perf_ctx([0.041] * 3)
+    ctx = _perf_ctx([0.041] * 2)
     assert not settled_performance(ctx, 10.0).within
     with pytest.raises(CheckFailed, match="only 2 successful journeys"):
         performance_baseline(ctx)
