@@ -128,8 +128,9 @@ class Scenario:
     steady_s: float = 1.5
     observe_s: float = 2.0
     settle_s: float = 8.0
-    """How much longer than `observe` the runner may keep observing while journeys are still over
-    the performance-baseline limit (a host hiccup passes, a lasting degradation fails)."""
+    """How much longer than `observe` the runner may keep observing while a check's settle
+    condition does not hold (performance-baseline: fewer than 10 journeys since recovery, or
+    their median over the limit; a host hiccup passes, a lasting degradation fails)."""
     max_duration_s: float = 300.0
     expect: dict[str, str] = field(default_factory=lambda: {"outcome": "pass"})
     path: str = ""
