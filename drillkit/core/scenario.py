@@ -255,13 +255,13 @@ def parse_scenario(
 
 
 def _timings(p: Problems, data: dict[str, Any]) -> tuple[float | None, ...]:
-    """observe, settle, max_duration: each bounded (MAX_PHASE_S, MAX_DRILL_S)."""
+    """observe, settle, max_duration: each bounded (MAX_PHASE_S, MAX_DRILL_S); absent, Scenario's."""
+    sc = Scenario
+    max_dur = data.get("max_duration", f"{sc.max_duration_s:g}s")
     return (
-        parse_duration(p, "observe", data.get("observe", "2s"), max_s=MAX_PHASE_S),
-        parse_duration(p, "settle", data.get("settle", "8s"), max_s=MAX_PHASE_S),
-        parse_duration(
-            p, "max_duration", data.get("max_duration", "300s"), allow_zero=False, max_s=MAX_DRILL_S
-        ),
+        parse_duration(p, "observe", data.get("observe", f"{sc.observe_s:g}s"), max_s=MAX_PHASE_S),
+        parse_duration(p, "settle", data.get("settle", f"{sc.settle_s:g}s"), max_s=MAX_PHASE_S),
+        parse_duration(p, "max_duration", max_dur, allow_zero=False, max_s=MAX_DRILL_S),
     )
 
 
