@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_share import EngineShare
+
+from drillkit.stack.share import EngineShare
 
 collect_ignore = ["team_project"]
 

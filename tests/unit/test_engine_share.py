@@ -1,4 +1,4 @@
-"""The share lock `make test`'s two workers hold the engine by (tests/engine_share.py): shared
+"""The share lock `make test`'s two workers hold the engine by (drillkit/stack/share.py): shared
 holders run together, a SOLO holder runs alone, and a waiting SOLO holder is not starved by
 shared holders arriving after it. Threads stand in for the workers (each opens its own lock
 files, so flock treats them as separate holders)."""
@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from engine_share import EngineShare
-
+from drillkit.stack.share import EngineShare
 from drillkit.wait import wait_for
 
 

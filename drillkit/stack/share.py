@@ -1,4 +1,4 @@
-"""The engine's share lock between `make test`'s xdist workers (tests/conftest.py)."""
+"""The engine's share lock between xdist workers on one Docker engine (tests/conftest.py)."""
 
 from __future__ import annotations
 
