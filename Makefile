@@ -8,6 +8,10 @@ PYTEST := $(PY) -m pytest
 DRILL_ARGS ?=
 TEST_ARGS ?=
 TEST_JOBS ?= 2
+# Drills side by side on the one engine (xdist workers; a drill tagged `solo` holds it alone).
+# DRILL_JOBS=1 runs them one after the other.
+DRILL_JOBS ?= 2
+DRILL_XDIST := $(if $(filter-out 0 1,$(DRILL_JOBS)),-n $(DRILL_JOBS) --dist load)
 
 .PHONY: all drill nightly test unit integration report clean bench bench-engines lint venv engine images help toxiproxy-official
 
@@ -34,14 +38,14 @@ images: venv engine
 
 drill: images
 	@$(PY) -m drillkit.cli session-start > .run-session 2>/dev/null || true
-	DRILLKIT_SESSION=$$(cat .run-session) $(PYTEST) drills -m quarterly -v -p no:randomly \
+	DRILLKIT_SESSION=$$(cat .run-session) $(PYTEST) drills -m quarterly -v -p no:randomly $(DRILL_XDIST) \
 	    --alluredir=reports/allure-results $(DRILL_ARGS); status=$$?; \
 	DRILLKIT_SESSION=$$(cat .run-session) $(PY) -m drillkit.cli finish; finished=$$?; \
 	if [ $$finished -eq 6 ]; then exit 6; fi; exit $$status
 
 nightly: images
 	@$(PY) -m drillkit.cli session-start > .run-session 2>/dev/null || true
-	DRILLKIT_SESSION=$$(cat .run-session) $(PYTEST) drills -m nightly -v \
+	DRILLKIT_SESSION=$$(cat .run-session) $(PYTEST) drills -m nightly -v $(DRILL_XDIST) \
 	    --alluredir=reports/allure-results $(DRILL_ARGS); status=$$?; \
 	DRILLKIT_SESSION=$$(cat .run-session) $(PY) -m drillkit.cli finish; finished=$$?; \
 	if [ $$finished -eq 6 ]; then exit 6; fi; exit $$status

@@ -20,7 +20,8 @@ import configparser
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ import pytest
 from drillkit import catalog, options
 from drillkit.catalog import commands
 from drillkit.core.events import EventBus
-from drillkit.core.phases import join_teardowns
+from drillkit.core.phases import await_teardowns, join_teardowns
 from drillkit.core.results import DrillResult
 from drillkit.core.runner import RunConfig, Runner
 from drillkit.core.scenario import RESERVED_TAGS, Scenario, load_scenario
@@ -39,6 +40,7 @@ from drillkit.paths import ROOT
 from drillkit.reporting import terminal
 from drillkit.stack import engine, engines
 from drillkit.stack.reaping import reap_orphans
+from drillkit.stack.share import SOLO_TAG, EngineShare
 from drillkit.stack.spec import load_stack
 
 
@@ -105,6 +107,34 @@ def pytest_configure_node(node: Any) -> None:
     """xdist controller: every worker writes into the controller's session (one run folder, one
     evidence pack for `drillkit finish`)."""
     node.workerinput[options.SESSION_KEY] = options.run_config(node.config).results_dir.name
+
+
+def engine_share(config: pytest.Config) -> EngineShare | None:
+    """The share lock of the engine this run's xdist workers drill on together (None when the
+    run has no workers, or each worker has its own engine: `--drill-engines`). Only a worker
+    holds it: a pytest started from inside one (a team project's run) is not a worker."""
+    worker = getattr(config, "workerinput", None)
+    if worker is None or options.engine_endpoints(config):
+        return None
+    return EngineShare(Path(config.rootpath) / ".run" / f"xdist-{worker['testrunuid']}")
+
+
+@contextmanager
+def holding_engine(config: pytest.Config, scenario: Scenario) -> Iterator[None]:
+    """Hold the engine for one drill: shared, or alone when the scenario is tagged `solo`. A
+    solo drill holds it until its stack is gone (a flood's containers load the machine until
+    they are removed, and a background teardown removes them after the drill's verdict)."""
+    share = engine_share(config)
+    if share is None:
+        yield
+        return
+    solo = SOLO_TAG in scenario.tags
+    with contextmanager(share.hold)(solo):
+        try:
+            yield
+        finally:
+            if solo:
+                await_teardowns()
 
 
 _RESULTS = pytest.StashKey[list[DrillResult]]()
@@ -241,7 +271,8 @@ def run_drill(
         _progress_subscriber(request.config, drill_bus)
         _refuse_host_actions(scenario)
         runner = Runner(scenario, drill_run_config, drill_bus)
-        result = runner.run()
+        with holding_engine(request.config, scenario):
+            result = runner.run()
         request.config.stash[_RESULTS].append(result)
         request.node.stash[SECRETS] = runner.secret_values
         request.node.stash[DRILL_RECORD] = result

@@ -6,19 +6,18 @@ tests/integration/test_team_catalog.py in a subprocess: not collected as part of
   the SPREAD modules are independent and go to either worker one by one;
 - the longest modules go first, so that no worker is left with a long tail;
 - a SOLO module judges timing in milliseconds or runs several stacks itself: it holds the
-  engine alone while it runs (`EngineShare`); every other module (a SPREAD module's every test)
-  holds it shared."""
+  engine alone while it runs (drillkit.stack.share); every other module holds it shared, and a
+  SPREAD module's drills hold it one by one as `make drill`'s do (alone when tagged `solo`)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from drillkit.stack.share import EngineShare
+from drillkit.plugin import engine_share
 
 collect_ignore = ["team_project"]
 
@@ -30,19 +29,6 @@ FIRST = ("test_example_ha", "test_example_shop", "test_wheel_install", "test_eng
 
 SOLO = {"test_rto_accuracy", "test_engines", "test_signals_and_xdist"}
 """Modules that judge timing or load the machine themselves: they hold the engine alone."""
-
-SOLO_DRILLS = {
-    "traffic-flood",
-    "traffic-flood-wrong-path",
-    "db-flaky",
-    "corruption-logical-no-reconcile",
-}
-"""Drills of a SPREAD module that hold the engine alone: the floods load both cores themselves
-(beside another stack, the journeys slowed without failing, so detection took 7.6 s against
-5 s); db-flaky's fault is probabilistic, and with a second stack its 3 s detection objective
-was missed (fewer probe calls in the window); corruption-logical-no-reconcile's writer
-acknowledged no write between the DELETE and the maintenance switch, so its restore lost none
-and it passed."""
 
 
 def module_of(nodeid: str) -> str:
@@ -73,24 +59,14 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return ModuleScheduling(config, log)
 
 
-def _share(request: pytest.FixtureRequest, spread: bool) -> Iterator[None]:
-    """Hold the engine for this fixture's scope: a module's (SOLO alone, others shared, so a
-    module-scoped stack is covered too) or, in a SPREAD module, each test's (shared)."""
-    module = module_of(request.node.nodeid)
-    if os.environ.get("PYTEST_XDIST_WORKER") is None or (module in SPREAD) != spread:
-        yield
-        return
-    uid = os.environ.get("PYTEST_XDIST_TESTRUNUID", "run")
-    share = EngineShare(Path(request.config.rootpath) / ".run" / f"xdist-{uid}")
-    drill = request.node.callspec.id if spread and hasattr(request.node, "callspec") else ""
-    yield from share.hold(solo=module in SOLO or drill in SOLO_DRILLS)
-
-
 @pytest.fixture(scope="module", autouse=True)
 def engine_share_module(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield from _share(request, spread=False)
-
-
-@pytest.fixture(autouse=True)
-def engine_share(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield from _share(request, spread=True)
+    """Hold the engine for the module (SOLO alone, others shared, so a module-scoped stack is
+    covered too). A SPREAD module's drills hold it themselves, one by one (drillkit.plugin's
+    `run_drill`: alone when tagged `solo`); a drill inside a held module takes nothing more."""
+    share = engine_share(request.config)
+    module = module_of(request.node.nodeid)
+    if share is None or module in SPREAD:
+        yield
+        return
+    yield from share.hold(solo=module in SOLO)

@@ -368,6 +368,12 @@ def tear_down(remove: Callable[[], None], background: bool) -> list[int]:
     return []
 
 
+def await_teardowns(timeout_s: float = 120.0) -> None:
+    """Wait for the background teardowns running now; what fails stays for `join_teardowns`."""
+    for th in list(TEARDOWNS):
+        th.join(timeout_s)
+
+
 def join_teardowns(timeout_s: float = 120.0) -> list[str]:
     """Wait for every background teardown; what failed (or had not ended in `timeout_s`)."""
     while TEARDOWNS:
