@@ -210,3 +210,60 @@ def test_keep_alive_clients_count_answers_and_failures(tmp_path: Path) -> None:
     t.join(timeout=10)
     assert watch.requests >= 6 and watch.reconnects >= 1
     assert watch.failures[0].startswith(("ConnectionRefusedError", "new connection"))
+
+
+class _InspectCtx:
+    """What inspect-certificate records on: figures and evidence."""
+
+    def __init__(self) -> None:
+        self.stack = object()
+        self.figures: dict[str, object] = {}
+        self.evidence_items: list[str] = []
+
+    def figure(self, key: str, value: object) -> None:
+        self.figures[key] = value
+
+    def evidence(self, name: str, text: str) -> None:
+        self.evidence_items.append(name)
+
+
+def _inspect_with(monkeypatch: pytest.MonkeyPatch, answers: list[str]) -> _InspectCtx:
+    from types import SimpleNamespace
+
+    from drillkit.catalog import tls
+
+    asked: list[str] = []
+
+    def exec_root(stack: object, cmd: str, what: str) -> tuple[int, str]:
+        asked.append(cmd)
+        return 0, answers[min(len(asked), len(answers)) - 1]
+
+    monkeypatch.setattr(tls, "_exec_root", exec_root)
+    monkeypatch.setattr(tls, "web_kind", lambda stack: SimpleNamespace(min_remaining_s=86400))
+    monkeypatch.setattr(tls, "served_problems", lambda web: ([], "valid"))
+    ctx = _InspectCtx()
+    ctx.asked = asked  # type: ignore[attr-defined]
+    ctx.detail = tls.inspect_certificate(ctx)  # type: ignore[attr-defined, arg-type]
+    return ctx
+
+
+FULL = "notBefore=Dec  1 00:00:00 2026 GMT\nnotAfter=Dec 31 00:00:00 2026 GMT\nCertificate will not expire\ncheckend=0\n"
+
+
+def test_inspect_certificate_asks_again_when_the_answer_lost_openssls_output(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ctx = _inspect_with(monkeypatch, ["checkend=1\n", FULL])
+    assert len(ctx.asked) == 2 and ctx.figures["cert_inspect_incomplete_output"] == 1  # type: ignore[attr-defined]
+    assert "notAfter 2026-12-31 00:00:00 UTC" in ctx.detail  # type: ignore[attr-defined]
+
+
+def test_inspect_certificate_fails_when_openssl_never_names_a_date(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from drillkit.catalog.tls import INSPECT_TRIES
+    from drillkit.errors import StepFailed
+
+    with pytest.raises(StepFailed, match="no notAfter in openssl's output: checkend=1"):
+        _inspect_with(monkeypatch, ["checkend=1\n"])
+    assert INSPECT_TRIES == 3
