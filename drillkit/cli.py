@@ -394,8 +394,9 @@ def cmd_finish(args: argparse.Namespace) -> int:
 
 def _secret_scan(root: Path, results_dir: Path) -> bool:
     """Every file under `root` (the reports folder: records, Allure results, history, the pack
-    and its PDF's text) searched for every secret the session's runs issued, by the digests
-    they recorded. False (and a loud message per file, never the secret) when one is found."""
+    and its PDF's text) changed since the session began, searched for every secret the
+    session's runs issued, by the digests they recorded. False (and a loud message per file,
+    never the secret) when one is found."""
     from drillkit.core import leaks
     from drillkit.reporting import leakscan
 
@@ -403,7 +404,8 @@ def _secret_scan(root: Path, results_dir: Path) -> bool:
     if not digests:
         print("drillkit: secret scan: the session recorded no secrets; nothing to look for")
         return True
-    found, skipped = leakscan.scan_tree(root, digests)
+    since = leakscan.session_began(results_dir.name)
+    found, skipped, older = leakscan.scan_tree(root, digests, since)
     for rel in skipped:
         print(
             f"drillkit: WARNING: secret scan: {root / rel} too large, not scanned", file=sys.stderr
@@ -415,7 +417,11 @@ def _secret_scan(root: Path, results_dir: Path) -> bool:
             file=sys.stderr,
         )
     if not found:
-        print(f"drillkit: secret scan: none of the {len(digests)} secrets issued found in {root}")
+        unread = f" ({older} files unchanged since the session began not read)" if older else ""
+        print(
+            f"drillkit: secret scan: none of the {len(digests)} secrets issued found in {root}"
+            + unread
+        )
     return not found
 
 

@@ -4,11 +4,17 @@ text included, searched for every secret the session's runs issued, by digest
 
 A PDF is searched as bytes and as its extracted text (pypdf), once as extracted and once with
 whitespace removed (a long token wrapped across lines is still found).
+
+Only files changed since the session began are read: a secret is issued during the session, so a
+file whose status last changed before it (its ctime, which writing, copying with the old times
+kept and `touch -d` all move to now) cannot hold it. Without that, every night's scan read every
+earlier night's reports again.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +22,21 @@ from drillkit.core import leaks
 
 MAX_SCAN_BYTES = 256 * 1024 * 1024
 """A file larger than this is reported as not scanned (a leak scan that gives up says so)."""
+
+
+SESSION_MARGIN_S = 3600.0
+"""How long before its stamp a session counts as begun: the stamp is local time to the second,
+and a clock change (daylight saving) moves local time by up to an hour."""
+
+
+def session_began(session: str) -> float | None:
+    """When a session named by `drillkit session-start` (YYYYmmdd-HHMMSS-xxxx, local time) began,
+    less SESSION_MARGIN_S, in seconds since the epoch; None for a name of another form (then
+    every file is scanned)."""
+    try:
+        return time.mktime(time.strptime(session[:15], "%Y%m%d-%H%M%S")) - SESSION_MARGIN_S
+    except ValueError:
+        return None
 
 
 def pdf_texts(path: Path) -> Iterator[bytes]:
@@ -41,21 +62,29 @@ def scan_file(path: Path, digests: set[leaks.Digest]) -> int:
     return hits
 
 
-def scan_tree(root: Path, digests: set[leaks.Digest]) -> tuple[list[tuple[str, int]], list[str]]:
-    """(files holding a secret with their counts, files too large to scan), paths relative to
-    `root`, sorted. The digest file itself is skipped; symlinks are not followed."""
+def scan_tree(
+    root: Path, digests: set[leaks.Digest], since: float | None = None
+) -> tuple[list[tuple[str, int]], list[str], int]:
+    """(files holding a secret with their counts, files too large to scan, how many files were
+    left unread as unchanged since `since`), paths relative to `root`, sorted. The digest file
+    itself is skipped; symlinks are not followed."""
     found: list[tuple[str, int]] = []
     skipped: list[str] = []
+    older = 0
     if not digests:
-        return found, skipped
+        return found, skipped, older
     for path in sorted(root.rglob("*")):
         if path.is_symlink() or not path.is_file() or path.name == leaks.DIGESTS_FILE:
             continue
+        st = path.stat()
+        if since is not None and st.st_ctime < since:
+            older += 1
+            continue
         rel = path.relative_to(root).as_posix()
-        if path.stat().st_size > MAX_SCAN_BYTES:
+        if st.st_size > MAX_SCAN_BYTES:
             skipped.append(rel)
             continue
         n = scan_file(path, digests)
         if n:
             found.append((rel, n))
-    return found, skipped
+    return found, skipped, older

@@ -149,3 +149,37 @@ def test_the_pack_page_and_allure_show_the_evidence_status(tmp_path: Path) -> No
     assert finish(tmp_path, "s1") in (ci.EXIT_PASSED, ci.EXIT_BREACH)
     page = (tmp_path / "evidence" / "s1" / "index.html").read_text()
     assert "Counts as evidence" in page and "not evidence: no checklist item ran" in page
+
+
+def test_the_scan_reads_only_what_changed_since_the_session_began(tmp_path: Path) -> None:
+    """Files from earlier sessions (ctime before this one's start) cannot hold its secrets and
+    are not read again; a file written since, even with an old mtime set, is."""
+    import os
+    import time
+
+    leaks.record(tmp_path, [SECRET])
+    digests = leaks.load(tmp_path)
+    old = tmp_path / "runs" / "earlier" / "record.json"
+    old.parent.mkdir(parents=True)
+    old.write_text(f'{{"leak": "{SECRET}"}}')  # stands in for an earlier night's file
+    since = time.time() + 0.05
+    while time.time() < since + 0.02:  # past `since` by more than the kernel's coarse clock lags
+        time.sleep(0.01)
+    new = tmp_path / "allure-results" / "x-result.json"
+    new.parent.mkdir()
+    new.write_text(f"token {SECRET}")
+    os.utime(new, (0, 0))  # an mtime from 1970: ctime still says it changed now
+    found, skipped, older = leakscan.scan_tree(tmp_path, digests, since)
+    assert found == [("allure-results/x-result.json", 1)] and skipped == [] and older == 1
+    assert [rel for rel, _ in leakscan.scan_tree(tmp_path, digests)[0]] == [
+        "allure-results/x-result.json",
+        "runs/earlier/record.json",
+    ]  # no session start: every file
+
+
+def test_a_session_begins_at_its_stamp_less_the_margin() -> None:
+    import time
+
+    stamp = time.mktime(time.strptime("20261204-020812", "%Y%m%d-%H%M%S"))
+    assert leakscan.session_began("20261204-020812-5739") == stamp - leakscan.SESSION_MARGIN_S
+    assert leakscan.session_began("s1") is None  # a name of another form: scan everything
