@@ -230,3 +230,39 @@ def test_prunable_reads_the_build_time() -> None:
     old = image("t", 2 * DAY).attrs
     assert images.prunable(old, "t", "current", set())
     assert not images.prunable(old, "t", "current", set(), keep_s=3 * DAY)
+
+
+class Flaky(Obj):
+    """A resource whose first `fails` removals raise (the KeyError a background teardown once
+    got from requests iterating os.environ while pytest changed it)."""
+
+    def __init__(self, *args: Any, fails: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fails = fails
+
+    def remove(self, **kwargs: Any) -> None:
+        if self.fails:
+            self.fails -= 1
+            raise KeyError("PYTEST_CURRENT_TEST")
+        super().remove(**kwargs)
+
+
+def test_a_removal_that_fails_once_is_tried_again(fake: FakeEngine) -> None:
+    labels = {engine.LABEL: "true", engine.RUN_LABEL: "r1"}
+    Flaky("volume", labels, fake.volumes.items, fails=1)
+    Obj("network", labels, fake.networks.items)
+    assert reaping.reap("r1") == {"containers": 0, "networks": 1, "volumes": 1}
+    assert fake.volumes.items == [] and fake.networks.items == []
+
+
+def test_a_removal_that_keeps_failing_is_said_and_the_rest_is_removed(
+    fake: FakeEngine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    labels = {engine.LABEL: "true", engine.RUN_LABEL: "r1"}
+    stuck = Flaky("container", labels, fake.containers.items, fails=reaping.REMOVE_TRIES)
+    Obj("network", labels, fake.networks.items)
+    Obj("volume", labels, fake.volumes.items)
+    assert reaping.reap("r1") == {"containers": 0, "networks": 1, "volumes": 1}
+    assert fake.containers.items == [stuck]  # left, labelled: make clean gets it
+    assert fake.networks.items == [] and fake.volumes.items == []
+    assert "could not remove container container-r1: KeyError" in capsys.readouterr().err
