@@ -404,7 +404,8 @@ def _secret_scan(root: Path, results_dir: Path) -> bool:
     if not digests:
         print("drillkit: secret scan: the session recorded no secrets; nothing to look for")
         return True
-    since = leakscan.session_began(results_dir.name)
+    began = leaks.issued_since(results_dir)
+    since = None if began is None else began - leakscan.CLOCK_MARGIN_S
     found, skipped, older = leakscan.scan_tree(root, digests, since)
     for rel in skipped:
         print(
@@ -417,7 +418,7 @@ def _secret_scan(root: Path, results_dir: Path) -> bool:
             file=sys.stderr,
         )
     if not found:
-        unread = f" ({older} files unchanged since the session began not read)" if older else ""
+        unread = f" ({older} files unchanged since the session began: not read)" if older else ""
         print(
             f"drillkit: secret scan: none of the {len(digests)} secrets issued found in {root}"
             + unread

@@ -40,12 +40,14 @@ def digest(secret: str) -> Digest | None:
     return Digest(len(raw), cls, hashlib.sha256(raw).hexdigest())
 
 
-def record(results_dir: Path, secrets: Iterable[str]) -> int:
+def record(results_dir: Path, secrets: Iterable[str], issued_after: float | None = None) -> int:
     """Append the digests of `secrets` to the session's list (one line each, O_APPEND: xdist
-    workers may write at once); returns how many were written."""
+    workers may write at once); returns how many were written. `issued_after` (seconds since
+    the epoch: the run's start) is kept with each, for `issued_since`."""
     found = {digest(s) for s in secrets}
+    after = {} if issued_after is None else {"after": round(issued_after, 3)}
     lines = [
-        json.dumps({"len": d.length, "cls": d.cls, "sha256": d.sha256}) + "\n"
+        json.dumps({"len": d.length, "cls": d.cls, "sha256": d.sha256, **after}) + "\n"
         for d in sorted(x for x in found if x is not None)
     ]
     if not lines:
@@ -69,6 +71,21 @@ def load(results_dir: Path) -> set[Digest]:
         if row.get("cls") in CLASSES and isinstance(row.get("len"), int):
             out.add(Digest(int(row["len"]), str(row["cls"]), str(row["sha256"])))
     return out
+
+
+def issued_since(results_dir: Path) -> float | None:
+    """The earliest start of a run whose secrets the session recorded (seconds since the epoch):
+    no secret of the session existed before it. None when a line does not say (an older
+    drillkit's) or none was recorded."""
+    path = results_dir / DIGESTS_FILE
+    if not path.is_file():
+        return None
+    starts = [
+        json.loads(line).get("after") for line in path.read_text(encoding="utf-8").splitlines()
+    ]
+    if not starts or not all(isinstance(t, int | float) for t in starts):
+        return None
+    return float(min(starts))
 
 
 def find(data: bytes, digests: set[Digest]) -> Iterator[Digest]:

@@ -470,7 +470,7 @@ class Runner:
                 res.logs[service] = stack.logs(service, tail=60)
             res.pg_errors.extend(pg_errors(res.logs))
         res.wall_end = time.time()
-        leaks.record(self.config.results_dir, self.secret_values)  # digests only: the scan's
+        leaks.record(self.config.results_dir, self.secret_values, res.t0_wall)  # digests only
         self._emit(Phase.FINISHED, status=res.status)
         keep = self.config.keep_on_failure and res.status != "passed"
         interrupted: list[int] = []

@@ -5,16 +5,15 @@ text included, searched for every secret the session's runs issued, by digest
 A PDF is searched as bytes and as its extracted text (pypdf), once as extracted and once with
 whitespace removed (a long token wrapped across lines is still found).
 
-Only files changed since the session began are read: a secret is issued during the session, so a
-file whose status last changed before it (its ctime, which writing, copying with the old times
-kept and `touch -d` all move to now) cannot hold it. Without that, every night's scan read every
-earlier night's reports again.
+Only files changed since the session's first run began are read (each digest line keeps its
+run's start): a file whose status last changed before that (its ctime, which writing, copying
+with the old times kept and `touch -d` all move to now) cannot hold a secret issued later.
+Without that, every night's scan read every earlier night's reports again.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,19 +23,9 @@ MAX_SCAN_BYTES = 256 * 1024 * 1024
 """A file larger than this is reported as not scanned (a leak scan that gives up says so)."""
 
 
-SESSION_MARGIN_S = 3600.0
-"""How long before its stamp a session counts as begun: the stamp is local time to the second,
-and a clock change (daylight saving) moves local time by up to an hour."""
-
-
-def session_began(session: str) -> float | None:
-    """When a session named by `drillkit session-start` (YYYYmmdd-HHMMSS-xxxx, local time) began,
-    less SESSION_MARGIN_S, in seconds since the epoch; None for a name of another form (then
-    every file is scanned)."""
-    try:
-        return time.mktime(time.strptime(session[:15], "%Y%m%d-%H%M%S")) - SESSION_MARGIN_S
-    except ValueError:
-        return None
+CLOCK_MARGIN_S = 60.0
+"""How long before the session's first run began a file's ctime still counts as changed in
+the session: the kernel stamps ctime from a coarse clock, and a clock correction may step it."""
 
 
 def pdf_texts(path: Path) -> Iterator[bytes]:

@@ -177,9 +177,31 @@ def test_the_scan_reads_only_what_changed_since_the_session_began(tmp_path: Path
     ]  # no session start: every file
 
 
-def test_a_session_begins_at_its_stamp_less_the_margin() -> None:
+def test_the_session_began_with_its_first_runs_start(tmp_path: Path) -> None:
+    """Each digest line keeps its run's start; the scan reads from the earliest (less the clock
+    margin); a line without one (an older drillkit's) means every file is read."""
+    assert leaks.issued_since(tmp_path) is None  # nothing recorded
+    leaks.record(tmp_path, [SECRET], issued_after=1796349928.5)
+    leaks.record(tmp_path, [OTHER], issued_after=1796349900.25)
+    assert leaks.issued_since(tmp_path) == 1796349900.25
+    assert {d.sha256 for d in leaks.load(tmp_path)} == {
+        leaks.digest(SECRET).sha256,  # type: ignore[union-attr]
+        leaks.digest(OTHER).sha256,  # type: ignore[union-attr]
+    }
+    leaks.record(tmp_path, [Secrets.generate()])
+    assert leaks.issued_since(tmp_path) is None
+
+
+def test_finish_leaves_an_earlier_sessions_files_unread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import time
 
-    stamp = time.mktime(time.strptime("20261204-020812", "%Y%m%d-%H%M%S"))
-    assert leakscan.session_began("20261204-020812-5739") == stamp - leakscan.SESSION_MARGIN_S
-    assert leakscan.session_began("s1") is None  # a name of another form: scan everything
+    earlier = tmp_path / "evidence" / "earlier" / "index.html"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text(f"<p>{SECRET}</p>")  # an earlier night's file: cannot hold this session's
+    session = tmp_path / "runs" / "s1"
+    make_result(lost=0).save(session / "db-kill-restart.json")
+    leaks.record(session, [SECRET], issued_after=time.time() + 2 * leakscan.CLOCK_MARGIN_S)
+    assert finish(tmp_path, "s1") == ci.EXIT_PASSED
+    assert "files unchanged since the session began: not read" in capsys.readouterr().out
