@@ -129,7 +129,7 @@ def holding_engine(config: pytest.Config, scenario: Scenario) -> Iterator[None]:
         yield
         return
     solo = SOLO_TAG in scenario.tags
-    with contextmanager(share.hold)(solo):
+    with share.hold(solo):
         try:
             yield
         finally:

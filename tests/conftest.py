@@ -69,4 +69,5 @@ def engine_share_module(request: pytest.FixtureRequest) -> Iterator[None]:
     if share is None or module in SPREAD:
         yield
         return
-    yield from share.hold(solo=module in SOLO)
+    with share.hold(solo=module in SOLO):
+        yield

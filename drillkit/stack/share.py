@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 SOLO_TAG = "solo"
@@ -33,6 +34,7 @@ class EngineShare:
         self.turnstile = folder / "engine-turnstile.lock"
         self.share = folder / "engine-share.lock"
 
+    @contextmanager
     def hold(self, solo: bool) -> Iterator[None]:
         depths: dict[Path, int] = _held.__dict__.setdefault("depth", {})
         depth = depths.get(self.share, 0)

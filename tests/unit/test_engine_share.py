@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import fcntl
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,16 +15,6 @@ import pytest
 from drillkit.plugin import engine_share, holding_engine
 from drillkit.stack.share import EngineShare
 from drillkit.wait import wait_for
-
-
-@contextmanager
-def holding(share: EngineShare, solo: bool) -> Iterator[None]:
-    gen = share.hold(solo)
-    next(gen)
-    try:
-        yield
-    finally:
-        next(gen, None)
 
 
 def held_exclusively_by_someone(path: Path) -> bool:
@@ -42,7 +30,7 @@ def held_exclusively_by_someone(path: Path) -> bool:
 def test_shared_holders_run_together_and_a_solo_holder_alone(tmp_path: Path) -> None:
     share = EngineShare(tmp_path)
     order: list[str] = []
-    with holding(share, solo=False), holding(share, solo=False):  # two shared at once
+    with share.hold(solo=False), share.hold(solo=False):  # two shared at once
         solo = threading.Thread(target=lambda: _hold(share, True, order, "solo"))
         solo.start()
         # the solo holder waits at the share lock, holding the turnstile
@@ -58,7 +46,7 @@ def test_shared_holders_run_together_and_a_solo_holder_alone(tmp_path: Path) -> 
 
 
 def _hold(share: EngineShare, solo: bool, order: list[str], name: str) -> None:
-    with holding(share, solo):
+    with share.hold(solo):
         order.append(name)
 
 
@@ -67,13 +55,13 @@ def test_a_nested_hold_takes_nothing_more(tmp_path: Path) -> None:
     second turnstile request would wait for a solo holder that waits for the outer hold."""
     share = EngineShare(tmp_path)
     order: list[str] = []
-    with holding(share, solo=False):
+    with share.hold(solo=False):
         solo = threading.Thread(target=lambda: _hold(share, True, order, "solo"))
         solo.start()
         wait_for(
             lambda: held_exclusively_by_someone(share.turnstile), what="solo waiting", timeout_s=5
         )
-        with holding(share, solo=True):  # nested: runs under the outer, shared hold at once
+        with share.hold(solo=True):  # nested: runs under the outer, shared hold at once
             order.append("nested")
         assert not held_exclusively_by_someone(share.share)  # still shared, not upgraded
     solo.join(5)
