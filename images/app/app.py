@@ -646,6 +646,13 @@ class Settings:
     audit_file: str
     connect_timeout_s: int
     statement_timeout_ms: int
+    # Each DNS lookup and each TCP SYN of a database connect gets this long, the SYN retried
+    # within the connect timeout. Docker's embedded DNS answers a name it knows within
+    # milliseconds and never answers one it does not (a drill network is internal: no upstream),
+    # and a SYN sent while a restarted container's network comes up is lost; the kernel resends
+    # it only after 1 s. While a database container restarts, either held a request for the whole
+    # connect timeout, failing up to a second after the database was back.
+    handshake_timeout_ms: int = 250
     payment_provider_file: str = "/run/drillkit/config/payment_provider"
     webhook_secret_file: str = "/run/drillkit/secrets/payments_webhook_secret"
     payment_timeout_ms: int = 1000
@@ -665,6 +672,7 @@ class Settings:
             audit_file=env.get("AUDIT_FILE", "/var/log/app/audit.jsonl"),
             connect_timeout_s=_env_int(env, "DB_CONNECT_TIMEOUT_S", 1, 1),
             statement_timeout_ms=_env_int(env, "DB_STATEMENT_TIMEOUT_MS", 2000, 1),
+            handshake_timeout_ms=_env_int(env, "DB_HANDSHAKE_TIMEOUT_MS", 250, 1),
             payment_provider_file=env.get(
                 "PAYMENT_PROVIDER_FILE", "/run/drillkit/config/payment_provider"
             ),
@@ -876,6 +884,24 @@ def resolve_host(host: str, port: int, timeout_s: float) -> str | None:
     return str(outcome[0])
 
 
+def await_syn_answer(address: str, port: int, attempt_s: float, budget_s: float) -> None:
+    """Return once a TCP handshake to the address is answered (accepted or refused: libpq then
+    connects, or reports the refusal itself); resend the SYN every ``attempt_s`` rather than the
+    kernel's 1 s. DbUnavailableError when nothing answers within ``budget_s``."""
+    deadline = time.monotonic() + budget_s
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise DbUnavailableError(f"no answer from {address}:{port} within {budget_s:.1f}s")
+        try:
+            socket.create_connection((address, port), timeout=min(attempt_s, remaining)).close()
+            return
+        except TimeoutError:
+            continue
+        except OSError:
+            return  # refused, unreachable: libpq says which
+
+
 class AccountStates:
     """A short-lived cache of ``account_security`` rows, so an authenticated request costs no
     extra database round trip (a lookup per request slowed every journey several-fold under the
@@ -1059,7 +1085,10 @@ class DbPool:
         ignores connect_timeout: given ``host=a,b`` its own wait would give up on a silent ``a``
         without ever trying ``b``. Hence one attempt per host, as psycopg 3.2 does itself."""
         timeout_s = min(self._settings.connect_timeout_s, remaining_s)
-        hostaddr = resolve_host(target.host, target.port, timeout_s)
+        handshake_s = min(timeout_s, self._settings.handshake_timeout_ms / 1000)
+        hostaddr = resolve_host(target.host, target.port, handshake_s)
+        if hostaddr is not None:
+            await_syn_answer(hostaddr, target.port, handshake_s, timeout_s)
         params: dict[str, Any] = {
             "host": target.host,
             "port": str(target.port),

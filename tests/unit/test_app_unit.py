@@ -604,3 +604,33 @@ def test_payment_attempts_are_counted_in_flight_per_provider() -> None:
             assert stats.snapshot()["payments_in_flight"] == {"provider": 1, "provider-backup": 1}
     snap = stats.snapshot()
     assert snap["payments_in_flight"] == {} and snap["payment_attempts"] == 2
+
+
+def test_await_syn_answer_returns_on_accept_and_on_refusal() -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        app.await_syn_answer("127.0.0.1", port, 0.25, 1.0)  # accepted
+    app.await_syn_answer("127.0.0.1", port, 0.25, 1.0)  # refused: libpq reports it
+
+
+def test_await_syn_answer_resends_until_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    attempts: list[float] = []
+
+    def unanswered(address: tuple[str, int], timeout: float) -> None:
+        attempts.append(timeout)
+        raise TimeoutError
+
+    monkeypatch.setattr(app.socket, "create_connection", unanswered)
+    with pytest.raises(app.DbUnavailableError, match=r"no answer from 10\.0\.0\.9:5432"):
+        app.await_syn_answer("10.0.0.9", 5432, 0.01, 0.05)
+    assert len(attempts) > 1
+    assert all(t <= 0.05 for t in attempts)
+
+
+def test_settings_handshake_timeout() -> None:
+    assert app.Settings.from_env({}).handshake_timeout_ms == 250
+    assert app.Settings.from_env({"DB_HANDSHAKE_TIMEOUT_MS": "400"}).handshake_timeout_ms == 400
+    with pytest.raises(ValueError, match="DB_HANDSHAKE_TIMEOUT_MS"):
+        app.Settings.from_env({"DB_HANDSHAKE_TIMEOUT_MS": "0"})
