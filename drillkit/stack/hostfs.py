@@ -13,15 +13,41 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drillkit.errors import EnvironmentBroken
+from drillkit.wait import wait_for
+
+EXCLUSIVE_WAIT_S = 10.0
+"""How long an unmounted loop device may stay held by someone else before fsck is tried anyway."""
 
 
 def _run(*argv: str) -> str:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     if proc.returncode != 0:
-        raise EnvironmentBroken(
-            f"`{' '.join(argv)}` failed ({proc.returncode}): {proc.stderr.strip()}"
-        )
+        said = "\n".join(x for x in (proc.stdout.strip(), proc.stderr.strip()) if x)
+        raise EnvironmentBroken(f"`{' '.join(argv)}` failed ({proc.returncode}): {said}")
     return proc.stdout.strip()
+
+
+def _exclusive(device: str) -> bool:
+    """The block device can be opened exclusively: no mount, in any namespace, holds it."""
+    try:
+        os.close(os.open(device, os.O_RDONLY | os.O_EXCL))
+    except OSError:
+        return False
+    return True
+
+
+def await_exclusive(device: str, timeout_s: float = EXCLUSIVE_WAIT_S) -> None:
+    """Until nothing holds the device. Unmounted here, the filesystem can still be mounted for a
+    moment elsewhere: a container created at that moment (another drill's, on the same engine)
+    starts with a copy of the host's mounts, and e2fsck then refuses the device ("Cannot
+    continue, aborting")."""
+    with contextlib.suppress(EnvironmentBroken):  # e2fsck says what holds it
+        wait_for(
+            lambda: _exclusive(device),
+            what=f"{device} to be free",
+            timeout_s=timeout_s,
+            transient=(),
+        )
 
 
 @dataclass
@@ -71,6 +97,7 @@ class LoopFs:
             with self.image.open("r+b") as f:
                 f.truncate(self.image.stat().st_size + add_mib * 2**20)
             _run("losetup", "-c", self.device)
+            await_exclusive(self.device)
             _run("e2fsck", "-f", "-y", self.device)
             _run("resize2fs", self.device)
         finally:
