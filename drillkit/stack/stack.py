@@ -36,6 +36,12 @@ from drillkit.stack.reaping import reap
 from drillkit.stack.secrets import Secrets
 from drillkit.stack.spec import StackSpec
 
+RESOLVER_OPTIONS = ("timeout:1", "attempts:1")
+"""Every container's resolver gives a name one try of 1 s (glibc's default: 5 s, twice). The run's
+network is internal, and Docker's DNS never answers a name it does not know there, such as a
+stopped container's: a standby's WAL receiver looking up its killed primary held a promotion
+15 s (could not translate host name "primary")."""
+
 Progress = Callable[[str], None]
 
 
@@ -279,6 +285,7 @@ class Stack:
             },
             cap_add=cap_add,
             shm_size="128m",
+            dns_opt=list(RESOLVER_OPTIONS),
         )
         if ports:
             self.edge.connect(c)
@@ -498,6 +505,7 @@ class Stack:
             init=True,
             network=self.net.name if network else None,
             network_mode=None if network else "none",
+            dns_opt=list(RESOLVER_OPTIONS) if network else None,
         )
         try:
             c.start()
