@@ -270,8 +270,8 @@ def run_drill(
     def run(scenario: Scenario) -> DrillResult:
         _progress_subscriber(request.config, drill_bus)
         _refuse_host_actions(scenario)
-        runner = Runner(scenario, drill_run_config, drill_bus)
         with holding_engine(request.config, scenario):
+            runner = Runner(scenario, drill_run_config, drill_bus)  # its clock starts once held
             result = runner.run()
         request.config.stash[_RESULTS].append(result)
         request.node.stash[SECRETS] = runner.secret_values
