@@ -27,7 +27,7 @@ from drillkit.core.runner import RunConfig, Runner
 from drillkit.core.scenario import load_scenario, parse_scenario_text
 from drillkit.paths import ROOT, SCENARIOS_DIR
 from drillkit.stack.spec import load_stack
-from drillkit.stack.stack import Stack
+from drillkit.stack.stack import Stack, StackOptions
 
 OUT = ROOT / "reports" / "bench"
 CORE = ("db-kill-restart", "corruption-page", "partition-app-db", "credential-leak", "disk-full")
@@ -41,11 +41,13 @@ def median(xs: list[float]) -> float:
     return round(statistics.median(xs), 3) if xs else float("nan")
 
 
-def stack_ready(n_parallel: int = 1) -> list[float]:
-    """Seconds from nothing to primary + replica + app healthy, for n stacks started together."""
+def stack_ready(n_parallel: int = 1, in_memory: bool = False) -> list[float]:
+    """Seconds from nothing to primary + replica + app healthy, for n stacks started together
+    (data directories on volumes, or on the run's tmpfs when `in_memory`)."""
     times: list[float] = []
+    opts = StackOptions(data_in_memory=in_memory)
     stacks = [
-        Stack(load_stack(), "b" + secrets.token_hex(3), ROOT / ".run" / f"bench-{i}")
+        Stack(load_stack(), "b" + secrets.token_hex(3), ROOT / ".run" / f"bench-{i}", opts)
         for i in range(n_parallel)
     ]
     errors: list[BaseException] = []
@@ -81,14 +83,20 @@ def bench_ready(repeat: int) -> dict[str, Any]:
     except OSError:
         cold_kind = "page cache NOT dropped (not root)"
     cold = stack_ready()[0]
-    log(f"stack ready: warm x{repeat} ...")
-    warm = [stack_ready()[0] for _ in range(repeat)]
+    log(f"stack ready: warm x{repeat}, data on volumes and on tmpfs alternating ...")
+    warm: list[float] = []
+    memory: list[float] = []
+    for _ in range(repeat):
+        warm.append(stack_ready()[0])
+        memory.append(stack_ready(in_memory=True)[0])
     return {
         "cold_s": round(cold, 3),
         "cold_kind": cold_kind,
         "warm_median_s": median(warm),
         "warm_runs_s": [round(x, 3) for x in warm],
-        "target_warm_s": 3.0,
+        "memory_median_s": median(memory),
+        "memory_runs_s": [round(x, 3) for x in memory],
+        "target_warm_s": 1.2,
     }
 
 
@@ -438,8 +446,14 @@ def table(r: dict[str, Any]) -> str:
     if "stack_ready" in r:
         s = r["stack_ready"]
         lines.append(
-            f"| stack ready, warm (primary + replica + app healthy) | {s['warm_median_s']} s | ≤ 3 s |"
+            "| stack ready, warm, data on volumes (primary + replica + app healthy) "
+            f"| {s['warm_median_s']} s | ≤ {s['target_warm_s']} s |"
         )
+        if "memory_median_s" in s:
+            lines.append(
+                f"| stack ready, warm, data on tmpfs (drills' default as root) "
+                f"| {s['memory_median_s']} s | ≤ {s['target_warm_s']} s |"
+            )
         lines.append(f"| stack ready, cold ({s['cold_kind']}) | {s['cold_s']} s | |")
     if "drills" in r:
         d = r["drills"]

@@ -60,6 +60,13 @@ OPTIONS: list[tuple[str, str, Any, str]] = [
         "tear each drill's stack down before the next starts (default: in the background once "
         "the verdict is recorded, joined before the session ends)",
     ),
+    (
+        "data-on-disk",
+        "bool",
+        False,
+        "keep the databases' data directories on Docker volumes (default: on a tmpfs of the "
+        "run's when the harness is root on the engine's host and the seed scale is small)",
+    ),
     ("objectives", "string", "", "policy file overriding scenario objectives"),
     ("seed-scale", "string", "small", "seed data size: small, medium, large"),
     ("results", "string", "reports", "where results, Allure results and evidence packs go"),
@@ -273,6 +280,7 @@ def resolve_config(config: pytest.Config) -> RunConfig:
             _number("--drill-evidence-k", opt(config, "evidence-k"), 0, 1000, whole=True)
         ),
         background_teardown=not opt(config, "foreground-teardown"),
+        data_in_memory=not opt(config, "data-on-disk"),
         keep_on_failure=bool(opt(config, "keep-on-failure")),
         seed_scale=opt(config, "seed-scale"),
         objectives=_merge(

@@ -43,6 +43,10 @@ class RunConfig:
     """The observation window (the scenario's observe, its upper bound) ends once every probe has
     passed this many times since T_recovered and every settle condition holds; 0: always the
     whole window. A failure in the window keeps it open to its end."""
+    data_in_memory: bool = True
+    """Put the databases' data directories on a tmpfs of the run's when this host can (see
+    drillkit.core.wiring.data_in_memory): a stack is ready about 0.8 s sooner. Their bytes and
+    every fault on them are the same; the data_fs and wal_fs filesystems stay ext4."""
     background_teardown: bool = False
     """Tear a drill's stack down in a background thread once its verdict is recorded (the
     plugin joins it at the end of the session); an aborted or broken drill's, at once."""

@@ -51,8 +51,9 @@ def pg_errors(logs: dict[str, str]) -> list[str]:
 
 def environment(stack: Stack, project: Path) -> dict[str, str]:
     """Which engine (endpoint without credentials, id, host, xdist worker), engine, PostgreSQL
-    and image versions, the host, and the git commit of the team's project (`project`;
-    "unknown" when it is not a git work tree)."""
+    and image versions, the host, where the database data directories are ("tmpfs" or
+    "volumes"), and the git commit of the team's project (`project`; "unknown" when it is not a
+    git work tree)."""
     env: dict[str, str] = dict(engines.record(engine.current()))  # which engine, no credential
     try:
         v = engine.client().version()
@@ -76,4 +77,5 @@ def environment(stack: Stack, project: Path) -> dict[str, str]:
     except (OSError, subprocess.SubprocessError):
         env["git_commit"] = "unknown"
     env["host"] = os.uname().nodename
+    env["database_data"] = "tmpfs" if stack.data_in_memory else "volumes"
     return env

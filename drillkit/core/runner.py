@@ -180,7 +180,7 @@ class Runner:
         engine.check_guardrails(self.config.min_free_disk_gib)
         run_dir = self.config.run_root / self.run_id
         stack = self.stack = Stack(
-            self.spec, self.run_id, run_dir, stack_options(self.scenario, deadline)
+            self.spec, self.run_id, run_dir, stack_options(self.scenario, deadline, self.config)
         )
         self.secret_values = stack.secrets.values()
         stack.up()

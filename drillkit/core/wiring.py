@@ -10,14 +10,16 @@ getattr so this works before and after the compose kind exists.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
-from drillkit.core.config import Deadline
+from drillkit.core.config import Deadline, RunConfig
 from drillkit.core.probes import StackAccess
 from drillkit.core.registry import OPTIONAL_SERVICES
 from drillkit.core.scenario import Scenario
 from drillkit.errors import DrillError
+from drillkit.stack import engine
 from drillkit.stack.probespec import Declared
 from drillkit.stack.spec import HealthSpec, StackSpec
 from drillkit.stack.stack import Stack, StackOptions
@@ -110,13 +112,26 @@ def stack_access(spec: StackSpec, stack: Stack, primary: Callable[[], str]) -> S
     )
 
 
-def stack_options(scenario: Scenario, deadline: Deadline) -> StackOptions:
-    """The stack options the scenario asks for (the one place that builds them)."""
+def data_in_memory(config: RunConfig) -> bool:
+    """Whether the run's data directories go on a tmpfs: asked (RunConfig.data_in_memory), the
+    small seed scale, and a tmpfs this process can mount where the engine binds from (root, a
+    local engine)."""
+    return (
+        config.data_in_memory
+        and config.seed_scale == "small"
+        and os.geteuid() == 0
+        and engine.current().local
+    )
+
+
+def stack_options(scenario: Scenario, deadline: Deadline, config: RunConfig) -> StackOptions:
+    """The stack options the scenario and the run ask for (the one place that builds them)."""
     sc = scenario.stack
     return StackOptions(
         synchronous=sc.get("synchronous"),
         data_fs_mib=sc.get("data_fs_mib"),
         wal_fs_mib=sc.get("wal_fs_mib"),
+        data_in_memory=data_in_memory(config),
         optional=frozenset(kind for kind in OPTIONAL_SERVICES if sc.get(kind)),
         ready_timeout_s=min(60.0, max(5.0, deadline.remaining())),
     )

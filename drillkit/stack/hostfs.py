@@ -1,7 +1,9 @@
-"""Host filesystem state a drill creates: small ext4 filesystems on loop devices (disk-full drills).
+"""Host filesystem state a drill creates: small ext4 filesystems on loop devices (disk-full drills)
+and a tmpfs for the databases' data directories.
 
-Loop devices and mounts outlive containers, so each is recorded by its backing file under the run
-directory and reaped by `reap_loopfs()` (make clean, or the next run's start) after a crash.
+Loop devices and mounts outlive containers, so each lies under the run directory (a loop device
+recorded by its backing file) and is reaped by `reap_loopfs()` (make clean, or the next run's
+start) after a crash.
 """
 
 from __future__ import annotations
@@ -109,6 +111,34 @@ class LoopFs:
         with contextlib.suppress(EnvironmentBroken):
             _run("losetup", "-d", self.device)
         self.image.unlink(missing_ok=True)
+
+
+@dataclass
+class MemFs:
+    """A tmpfs mounted under the run directory: data directories bound from it into containers
+    survive their restarts (it is the host's mount), and a new stack copies its template into
+    memory rather than into a fresh ext4 volume. `size_mib` is a bound, not an allocation: pages
+    are taken as files are written, charged to the memory cgroup of the container that writes."""
+
+    mountpoint: Path
+
+    @classmethod
+    def create(cls, mountpoint: Path, size_mib: int) -> MemFs:
+        mountpoint.mkdir(parents=True, exist_ok=True)
+        _run(
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            f"size={size_mib}m,mode=0755",
+            "drillkit-data",
+            str(mountpoint),
+        )
+        return cls(mountpoint)
+
+    def destroy(self) -> None:
+        with contextlib.suppress(EnvironmentBroken):
+            _run("umount", "-l", str(self.mountpoint))
 
 
 def reap_loopfs(root: Path) -> list[str]:

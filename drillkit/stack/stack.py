@@ -59,6 +59,9 @@ class StackOptions:
     """Put the primary's data directory on its own ext4 filesystem of this size (disk-full drills)."""
     wal_fs_mib: int | None = None
     """Put the primary's pg_wal on its own ext4 filesystem of this size (WAL-volume-full drills)."""
+    data_in_memory: bool = False
+    """Put the databases' data directories on a tmpfs of the run's (a local engine, as root; the
+    primary's stays on its data_fs when it has one). Falls back to volumes when the mount fails."""
     optional: frozenset[str] = frozenset()
     """The optional service kinds to add, by name: 'proxy' (a Toxiproxy-compatible fault proxy
     between the app and the primary), 'web' (nginx serving a static site, /api/ proxied to the
@@ -376,6 +379,11 @@ class Stack:
     def loopfs(self) -> hostfs.LoopFs | None:
         """The primary's data filesystem (stack option data_fs)."""
         return self._db().loopfs
+
+    @property
+    def data_in_memory(self) -> bool:
+        """The database data directories are on the run's tmpfs (stack option data_in_memory)."""
+        return getattr(self._db(), "memfs", None) is not None
 
     @property
     def walfs(self) -> hostfs.LoopFs | None:

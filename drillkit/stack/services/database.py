@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import shlex
+import shutil
 from typing import TYPE_CHECKING, Any, Literal
 
 import docker.errors
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     from drillkit.stack.stack import Stack
 
 PG_PORT = 5432
+MEMFS_MIB = 3072
+"""The data directories' tmpfs bound (MiB): ample for the small seed scale, WAL up to
+max_wal_size and a restore's second copy; only what is written takes memory."""
 STATEMENT_TIMEOUT_MS = 60_000
 """The harness's statement timeout on every connection it opens (a step may pass a longer one)."""
 
@@ -33,7 +37,7 @@ STATEMENT_TIMEOUT_MS = 60_000
 class Database(ServiceKind):
     name = "database"
     stack_file = "database"
-    options = ("synchronous", "data_fs_mib", "wal_fs_mib")
+    options = ("synchronous", "data_fs_mib", "wal_fs_mib", "data_in_memory")
     order = 0
     start_rank = 0
     ready_rank = 0
@@ -46,6 +50,8 @@ class Database(ServiceKind):
         """The primary's data filesystem (stack option data_fs)."""
         self.walfs: hostfs.LoopFs | None = None
         """The primary's pg_wal filesystem (stack option wal_fs)."""
+        self.memfs: hostfs.MemFs | None = None
+        """The tmpfs holding the data directories (stack option data_in_memory), one folder each."""
         self.tools = 0
         """One-off tool containers run so far (their names' counter)."""
 
@@ -65,6 +71,11 @@ class Database(ServiceKind):
             self.walfs = hostfs.LoopFs.create(
                 run_dir / "primary-wal.img", run_dir / "primary-wal", opts.wal_fs_mib
             )
+        if opts.data_in_memory:
+            try:
+                self.memfs = hostfs.MemFs.create(run_dir / "db-data", MEMFS_MIB)
+            except EnvironmentBroken as exc:
+                self.stack.progress(f"data directories on volumes (no tmpfs: {exc})")
 
     def start(self) -> None:
         self.start_primary()
@@ -83,19 +94,24 @@ class Database(ServiceKind):
                 )
 
     def teardown(self) -> None:
-        for fs in (self.loopfs, self.walfs):
+        for fs in (self.loopfs, self.walfs, self.memfs):
             if fs is not None:
                 fs.destroy()
-        self.loopfs = self.walfs = None
+        self.loopfs = self.walfs = self.memfs = None
 
     # ----- containers ---------------------------------------------------------------------------
     def mounts(self, service: str) -> dict[str, dict[str, str]]:
-        """The data directory (a volume, or the data filesystem's for the primary), pg_wal's own
-        filesystem (primary, wal_fs), the pgBackRest repository and the secrets."""
+        """The data directory (the data filesystem's for the primary, a folder of the tmpfs, or a
+        volume), pg_wal's own filesystem (primary, wal_fs), the pgBackRest repository and the
+        secrets."""
         s = self.stack
         if service == "primary" and self.loopfs is not None:
             # a subdirectory: the filesystem's root holds lost+found, which pg_basebackup cannot read
             pgdata = self.loopfs.mountpoint / "pgdata"
+            pgdata.mkdir(exist_ok=True)
+            data = {str(pgdata): {"bind": "/pgdata", "mode": "rw"}}
+        elif self.memfs is not None:
+            pgdata = self.memfs.mountpoint / service
             pgdata.mkdir(exist_ok=True)
             data = {str(pgdata): {"bind": "/pgdata", "mode": "rw"}}
         else:
@@ -140,10 +156,13 @@ class Database(ServiceKind):
         )
 
     def rebuild_replica(self, service: str = "replica") -> None:
-        """Throw the standby away (container and data volume) and clone it again from the primary."""
+        """Throw the standby away (container and data directory) and clone it again from the
+        primary."""
         s = self.stack
         old = s.container(service)
         old.remove(force=True)
+        if self.memfs is not None:
+            shutil.rmtree(self.memfs.mountpoint / service)
         with contextlib.suppress(docker.errors.NotFound):
             s.client.volumes.get(s.name(f"{service}-data")).remove(force=True)
         del s.containers[service]
