@@ -86,8 +86,10 @@ def bench_ready(repeat: int) -> dict[str, Any]:
     log(f"stack ready: warm x{repeat}, data on volumes and on tmpfs alternating ...")
     warm: list[float] = []
     memory: list[float] = []
-    for _ in range(repeat):
+    for _ in range(repeat):  # each from a clean page cache: the last stack's writeback done
+        subprocess.run(["sync"], check=False)
         warm.append(stack_ready()[0])
+        subprocess.run(["sync"], check=False)
         memory.append(stack_ready(in_memory=True)[0])
     return {
         "cold_s": round(cold, 3),
