@@ -13,7 +13,7 @@ TEST_JOBS ?= 2
 DRILL_JOBS ?= 2
 DRILL_XDIST := $(if $(filter-out 0 1,$(DRILL_JOBS)),-n $(DRILL_JOBS) --dist load)
 
-.PHONY: all drill nightly test unit integration report clean bench bench-engines lint venv engine images help toxiproxy-official
+.PHONY: all drill nightly test unit integration report clean bench bench-suites bench-engines lint venv engine images help toxiproxy-official
 
 help:
 	@echo "make drill    run every drill (quarterly suite), then the report and the evidence pack"
@@ -21,6 +21,7 @@ help:
 	@echo "make test     run drillkit's own tests (unit + integration)"
 	@echo "make report   build the offline Allure HTML report from the last results"
 	@echo "make bench    run the benchmarks (results in reports/bench/)"
+	@echo "make bench-suites  time the nightly-12 and quarterly-22 drill sets beside their floors"
 	@echo "make clean    remove what runs whose harness is gone left behind (containers, networks, volumes, mounts)"
 
 venv: $(VENV)/.installed
@@ -65,6 +66,11 @@ report: venv
 
 bench: images
 	$(PY) -m bench.run
+
+# Issue 20's drill sets (12 nightly, 22 quarterly, as filed) timed as pytest on 2 workers, each
+# beside its floor from its own records: reports/bench/suites.{json,md}.
+bench-suites: images
+	$(PY) -m bench.suites --repeat 3 --sets nightly-12,quarterly-22
 
 # The nightly set on one engine and on three (two extra local dockerd processes): the cost of
 # distributing on this machine. BENCH_ENGINES_ARGS=--drills a,b,c for a subset.
