@@ -73,7 +73,7 @@ class Database(ServiceKind):
             )
         if opts.data_in_memory:
             try:
-                self.memfs = hostfs.MemFs.create(run_dir / "db-data", MEMFS_MIB)
+                self.memfs = hostfs.MemFs.create(run_dir / "data-tmpfs", MEMFS_MIB)
             except EnvironmentBroken as exc:
                 self.stack.progress(f"data directories on volumes (no tmpfs: {exc})")
 
