@@ -217,3 +217,27 @@ def test_oom_events_after_the_restart_exclude_the_kill_just_before_it() -> None:
     stack = SimpleNamespace(containers={"app": SimpleNamespace(id="c1")}, client=client)
     found = oom_events(SimpleNamespace(stack=stack), "app", restart)
     assert found == [pytest.approx(1_700_000_101.20), 1_700_000_100.0]
+
+
+def test_a_sample_taken_while_the_app_goes_down_keeps_the_sampler_alive() -> None:
+    """The container was running at the reload, then lost its published port before the app was
+    asked (its restart policy restarting it): a status-only sample, not an exception that ends
+    the sampler thread."""
+    from types import SimpleNamespace
+
+    from drillkit.catalog import memory
+    from drillkit.errors import EnvironmentBroken
+
+    class Stack:
+        def __init__(self) -> None:
+            app = SimpleNamespace(reload=lambda: None, status="running", attrs={})
+            self.containers = {"app": app}
+            self.secrets = {"admin_token": "t"}
+
+        @property
+        def app_url(self) -> str:
+            raise EnvironmentBroken("dk-x-app has no published port 8080 (is it running?)")
+
+    ctx = SimpleNamespace(stack=Stack(), clock=lambda: 12.5)
+    sample = memory._sample(ctx, memory.MemoryWatch())
+    assert (sample.t, sample.status, sample.rss_bytes) == (12.5, "running", None)
