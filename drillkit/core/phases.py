@@ -305,6 +305,55 @@ def steady_held(probes: Probes, t_steady: float, n: int) -> bool:
     return evidence_in(samples, t_steady, n, probe_kinds(samples, t_steady, probes.extra))
 
 
+STEADY_RETRIES = 3
+"""How many times steady state is established again after a sample that was only slow (past the
+scenario's degraded threshold, the call itself succeeded) before the drill is called broken."""
+
+DEGRADED_PREFIX = "degraded: "
+"""How a sample's error begins when the call succeeded but took longer than degraded_after."""
+
+
+def only_slow(sample: Sample) -> bool:
+    """The sample failed only by the degraded threshold: the call answered, late."""
+    return (sample.error or "").startswith(DEGRADED_PREFIX)
+
+
+def await_steady(
+    probes: Probes,
+    k: int,
+    n: int,
+    window_s: float,
+    budget_s: float,
+    clock: Callable[[], float],
+) -> tuple[float, float, list[Sample]]:
+    """Establish steady state (k consecutive passing probe samples) and observe its window (it
+    ends once every probe passed `n` times, 0: the whole `window_s`): (T_steady, the window's
+    length, the slow samples that made it start again). A sample that was only slow (the host
+    stalled: with a CPU hog and a second drill on 2 cores a journey took 501 and 598 ms against
+    db-latency's 500 ms threshold) starts steady state again, up to STEADY_RETRIES times within
+    `budget_s`; any other failure, or one slow sample too many, is EnvironmentBroken at once."""
+    end = clock() + budget_s
+    slow: list[Sample] = []
+    while True:
+        t_start = clock()
+        wait_for(
+            lambda: probes.passing_streak(t_start) >= k,  # noqa: B023 (called in this pass)
+            what=f"{k} consecutive passing probes (steady state)",
+            timeout_s=max(0.0, end - clock()),
+            context=lambda: "\n".join(f"{s.probe}: {s.error}" for s in probes.snapshot()[-5:]),
+        )
+        t_steady = clock()
+        held = lambda: steady_held(probes, t_steady, n)  # noqa: E731, B023
+        observed = wait_evidence(held, max(0.0, min(window_s, end - clock())), clock)
+        failure = probes.first_failure(t_steady)
+        if failure is None:
+            return t_steady, observed, slow
+        if not only_slow(failure) or len(slow) >= STEADY_RETRIES or clock() >= end:
+            again = f" (steady state started again after {len(slow)} slow samples)" if slow else ""
+            raise EnvironmentBroken(f"steady state did not hold: {failure}{again}")
+        slow.append(failure)
+
+
 def recovery_evident(
     ctx: DrillContext,
     t_fault: float,

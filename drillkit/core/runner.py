@@ -29,6 +29,7 @@ from drillkit.core.measure import judge, measure
 from drillkit.core.needs import check_needs, stack_provides
 from drillkit.core.phases import (
     CheckOverran,
+    await_steady,
     call_in_thread,
     fault_figures,
     join_abandoned,
@@ -39,7 +40,6 @@ from drillkit.core.phases import (
     run_checklist,
     run_prepare,
     settle_checks,
-    steady_held,
     step_error,
     stop_and_clean,
     tear_down,
@@ -257,23 +257,25 @@ class Runner:
         ctx.seeded_orders = SCALES[self.config.seed_scale][1] if self.spec.seed_generator else 0
         self.ctx = ctx
         probes.start()
-        t_start = self.clock()
-        wait_for(
-            lambda: probes.passing_streak(t_start) >= k,
-            what=f"{k} consecutive passing probes (steady state)",
-            timeout_s=min(30.0, deadline.remaining()),
-            context=lambda: "\n".join(f"{s.probe}: {s.error}" for s in probes.snapshot()[-5:]),
-        )
-        t_steady = self.clock()
-        res.markers["steady"] = t_steady  # ends once every probe passed steady_k times, unless a
-        n = 0 if settle_checks(self.scenario) else self.config.steady_k  # check judges the baseline
-        held = lambda: steady_held(probes, t_steady, n)  # noqa: E731
-        res.extra["steady_window_s"] = round(
-            wait_evidence(held, deadline.bound(self.scenario.steady_s), self.clock), 3
-        )
-        deadline.check("steady")
-        if probes.first_failure(t_steady) is not None:
-            raise EnvironmentBroken(f"steady state did not hold: {probes.first_failure(t_steady)}")
+        # the window ends once every probe passed steady_k times, unless a check judges the baseline
+        n = 0 if settle_checks(self.scenario) else self.config.steady_k
+        try:
+            t_steady, window, slow = await_steady(
+                probes,
+                k,
+                n,
+                self.scenario.steady_s,
+                min(30.0, deadline.remaining()),
+                self.clock,
+            )
+        finally:
+            deadline.check("steady")
+        res.markers["steady"] = t_steady
+        res.extra["steady_window_s"] = round(window, 3)
+        if slow:
+            res.extra["steady_restarts"] = [
+                f"{s.probe} {s.latency_s * 1000:.0f} ms ({s.error})" for s in slow
+            ]
         window = [s for s in probes.snapshot() if s.t >= t_steady]
         ctx.baseline = Baseline(
             journey_median_s=median([s.latency_s for s in window if s.probe == "journey"]),
