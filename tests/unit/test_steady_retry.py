@@ -7,6 +7,7 @@ import pytest
 
 from drillkit.core import phases
 from drillkit.core.measure import Sample
+from drillkit.core.probes import Probes
 from drillkit.errors import EnvironmentBroken
 
 
@@ -40,16 +41,9 @@ class Timeline:
     def snapshot(self) -> list[Sample]:
         return [s for s in self.samples if s.t <= self.now]
 
-    def passing_streak(self, since: float) -> int:
-        streak = 0
-        for s in reversed(self.snapshot()):
-            if s.t < since or not s.ok:
-                break
-            streak += 1
-        return streak
-
-    def first_failure(self, since: float) -> Sample | None:
-        return next((s for s in self.snapshot() if s.t >= since and not s.ok), None)
+    # the real Probes' readings of a timeline, over this one's snapshot
+    passing_streak = Probes.passing_streak
+    first_failure = Probes.first_failure
 
 
 @pytest.fixture
