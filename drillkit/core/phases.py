@@ -21,7 +21,7 @@ from drillkit.core.config import Deadline
 from drillkit.core.context import DrillContext
 from drillkit.core.environment import signals_held
 from drillkit.core.measure import AckedWrite, LedgerOutcome, Sample, recovery_time
-from drillkit.core.probes import Probes, median
+from drillkit.core.probes import DEGRADED_PREFIX, Probes, median
 from drillkit.core.registry import CHECKS, RECOVERY, Entry, Registry, call
 from drillkit.core.results import CheckResult, DrillResult, StepRecord
 from drillkit.core.scenario import Check, Scenario, Step, restores_backup
@@ -308,9 +308,6 @@ def steady_held(probes: Probes, t_steady: float, n: int) -> bool:
 STEADY_RETRIES = 3
 """How many times steady state is established again after a sample that was only slow (past the
 scenario's degraded threshold, the call itself succeeded) before the drill is called broken."""
-
-DEGRADED_PREFIX = "degraded: "
-"""How a sample's error begins when the call succeeded but took longer than degraded_after."""
 
 
 def only_slow(sample: Sample) -> bool:

@@ -72,6 +72,10 @@ def payload_hash(payload: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+DEGRADED_PREFIX = "degraded: "
+"""How a sample's error begins when the call succeeded but took longer than degraded_after."""
+
+
 @dataclass
 class ProbeConfig:
     interval_s: float = 0.1
@@ -285,7 +289,8 @@ class Probes(DeclaredParts):
         ):
             ok, error = (
                 False,
-                f"degraded: {latency * 1000:.0f} ms > {self.config.degraded_after_s * 1000:.0f} ms",
+                f"{DEGRADED_PREFIX}{latency * 1000:.0f} ms > "
+                f"{self.config.degraded_after_s * 1000:.0f} ms",
             )
         with self._lock:
             self.samples.append(Sample(probe, end, ok, latency, error))

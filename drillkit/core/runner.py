@@ -260,7 +260,7 @@ class Runner:
         # the window ends once every probe passed steady_k times, unless a check judges the baseline
         n = 0 if settle_checks(self.scenario) else self.config.steady_k
         try:
-            t_steady, window, slow = await_steady(
+            t_steady, window_s, slow = await_steady(
                 probes,
                 k,
                 n,
@@ -271,7 +271,7 @@ class Runner:
         finally:
             deadline.check("steady")
         res.markers["steady"] = t_steady
-        res.extra["steady_window_s"] = round(window, 3)
+        res.extra["steady_window_s"] = round(window_s, 3)
         if slow:
             res.extra["steady_restarts"] = [
                 f"{s.probe} {s.latency_s * 1000:.0f} ms ({s.error})" for s in slow
